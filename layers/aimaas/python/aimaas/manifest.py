@@ -1,0 +1,226 @@
+"""The model manifest: everything the server needs to know about one exported model.
+
+``model_export`` writes one ``manifest.json`` next to each ONNX artifact; the serving code,
+the GPU server and the CDK app read it. The registry layout is::
+
+    <registry root>/<name>/<version>/manifest.json
+    <registry root>/<name>/<version>/<artifact.file>      (the ONNX model)
+    <registry root>/<name>/<version>/<files[i].file>       (tokenizer.json, ...)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+MANIFEST_FILENAME = "manifest.json"
+
+Task = Literal[
+    "embeddings",
+    "text-classification",
+    "image-classification",
+    "audio-classification",
+    "voice-activity-detection",
+]
+Target = Literal["cpu", "gpu"]
+# How usage of a model is counted for billing; prices per unit live in config/plans.toml.
+BillingUnit = Literal["call", "1k_tokens", "image", "audio_second"]
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}[a-z0-9]$")
+_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TensorSpec(_Strict):
+    """One ONNX graph input or output. Dynamic axes are named (``"batch"``, ``"sequence"``)."""
+
+    name: str
+    dtype: Literal["float32", "float16", "int64", "int32"]
+    shape: list[int | str]
+
+
+class FileRef(_Strict):
+    """A file of the model version, with its integrity data."""
+
+    file: str = Field(pattern=r"^[A-Za-z0-9._-]+$")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size_bytes: int = Field(gt=0)
+
+
+class TextPreprocessing(_Strict):
+    """Tokenisation with the ``tokenizers`` package from a shipped ``tokenizer.json``."""
+
+    kind: Literal["text"] = "text"
+    tokenizer_file: str
+    max_length: int = Field(gt=0)
+    # Embeddings are mean-pooled over the attention mask and L2-normalised inside the graph.
+    pooling: Literal["mean"] = "mean"
+    normalize: bool = True
+
+
+class ImagePreprocessing(_Strict):
+    """Resize the short side to ``resize``, centre-crop ``size``, scale, normalise, NCHW."""
+
+    kind: Literal["image"] = "image"
+    resize: int = Field(gt=0)
+    size: int = Field(gt=0)
+    scale: float = 1.0 / 255.0
+    mean: list[float]
+    std: list[float]
+    color_mode: Literal["RGB"] = "RGB"
+    layout: Literal["NCHW"] = "NCHW"
+
+
+class AudioPreprocessing(_Strict):
+    """Log-mel features of a fixed-length mono clip (see ``aimaas.preprocess.audio``)."""
+
+    kind: Literal["audio"] = "audio"
+    sample_rate: int = 16000
+    clip_samples: int = 16000
+    n_fft: int = 512
+    win_length: int = 400
+    hop_length: int = 160
+    n_mels: int = 40
+    frames: int = 98
+    fmin: float = 20.0
+    fmax: float = 7600.0
+
+
+class VadPreprocessing(_Strict):
+    """silero-vad: 16 kHz mono, fixed windows, recurrent state carried between windows."""
+
+    kind: Literal["vad"] = "vad"
+    sample_rate: int = 16000
+    window_samples: int = 512
+    context_samples: int = 64
+    threshold: float = 0.5
+    min_speech_ms: int = 250
+    min_silence_ms: int = 100
+
+
+Preprocessing = Annotated[
+    TextPreprocessing | ImagePreprocessing | AudioPreprocessing | VadPreprocessing,
+    Field(discriminator="kind"),
+]
+
+
+class Source(_Strict):
+    """Where the weights came from, so every artifact has provenance and a licence."""
+
+    package: str
+    package_version: str
+    licence: str
+    origin: str  # upstream model / weights and how they were obtained or trained
+
+
+class Quantization(_Strict):
+    method: Literal["none", "dynamic_int8"] = "none"
+    per_channel: bool = False
+
+
+class ParityReport(_Strict):
+    """The export gate's measurement of ONNX against the PyTorch model."""
+
+    reference: str  # what ONNX was compared with, e.g. "pytorch-eager-fp32"
+    samples: int = Field(gt=0)
+    metrics: dict[str, float]
+    tolerances: dict[str, float]
+    passed: bool
+
+
+class AccuracyReport(_Strict):
+    """Accuracy on labelled data that was not used to build the model."""
+
+    dataset: str
+    metric: str
+    value: float
+    samples: int = Field(gt=0)
+
+
+class BatchingPolicy(_Strict):
+    """Dynamic batching limits used where the model is served by the GPU server."""
+
+    max_batch_size: int = Field(default=32, gt=0)
+    max_wait_ms: float = Field(default=5.0, ge=0)
+
+
+class ExporterInfo(_Strict):
+    torch_version: str
+    onnx_opset: int
+    onnxruntime_version: str
+    exporter: str  # e.g. "torch.onnx.export(dynamo=False)" or "shipped"
+
+
+class ModelManifest(_Strict):
+    """Schema of ``manifest.json``; the contract between the export pipeline and serving."""
+
+    schema_version: Literal[1] = 1
+    name: str
+    version: str
+    task: Task
+    description: str
+    target: Target = "cpu"
+    artifact: FileRef
+    files: list[FileRef] = Field(default_factory=list)
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    preprocessing: Preprocessing
+    labels: list[str] | None = None
+    billing_unit: BillingUnit
+    max_batch_size: int = Field(default=64, gt=0)
+    batching: BatchingPolicy = Field(default_factory=BatchingPolicy)
+    fp16_allowed: bool = False
+    source: Source
+    parity: ParityReport
+    accuracy: list[AccuracyReport] = Field(default_factory=list)
+    quantization: Quantization = Field(default_factory=Quantization)
+    exporter: ExporterInfo
+    created_at: datetime
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelManifest:
+        if not _NAME.match(self.name):
+            raise ValueError(f"model name {self.name!r} must be a lower-case slug")
+        if not _VERSION.match(self.version):
+            raise ValueError(f"version {self.version!r} must be MAJOR.MINOR.PATCH")
+        if self.task.endswith("classification") and not self.labels:
+            raise ValueError("a classification model needs its labels")
+        if not self.parity.passed:
+            raise ValueError("a manifest is only written for a model that passed its gate")
+        return self
+
+    @property
+    def model_id(self) -> str:
+        """``name@version``, the id reported in responses and usage records."""
+        return f"{self.name}@{self.version}"
+
+    @property
+    def all_files(self) -> list[FileRef]:
+        return [self.artifact, *self.files]
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    """Sort key for ``MAJOR.MINOR.PATCH`` strings (numeric, so 1.10.0 > 1.9.0)."""
+    return tuple(int(part) for part in version.split("."))
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_ref(path: Path) -> FileRef:
+    """Build the :class:`FileRef` of a file on disk."""
+    return FileRef(file=path.name, sha256=sha256_file(path), size_bytes=path.stat().st_size)
