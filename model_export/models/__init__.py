@@ -1,0 +1,20 @@
+"""Every model of the registry: name -> exporter factory.
+
+Adding a model is adding an entry here; the CLI and the build loop know nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from model_export.base import ModelExporter
+from model_export.models.minilm import MiniLMEmbeddings, MiniLMEmbeddingsInt8
+from model_export.models.mobilenet import MobileNetV2Exporter
+
+EXPORTERS: dict[str, Callable[[], ModelExporter]] = {
+    MiniLMEmbeddings.name: MiniLMEmbeddings,
+    MiniLMEmbeddingsInt8.name: MiniLMEmbeddingsInt8,
+    MobileNetV2Exporter.name: MobileNetV2Exporter,
+}
+
+__all__ = ["EXPORTERS"]
