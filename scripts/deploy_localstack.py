@@ -1,0 +1,424 @@
+"""Deploy the CDK app's LocalStack profile into a running LocalStack, ready for the e2e suite.
+
+What it does, in order (each step prints how long it took):
+
+1. Synthesises the CDK app in-process-free (``python app.py`` with the context in
+   ``CDK_CONTEXT_JSON``, as the CDK CLI passes it): ``profile=localstack``,
+   ``upstream_url=<the local server>``. The profile uses a bootstrap-free synthesizer, so the
+   templates deploy with plain CloudFormation calls.
+2. Creates every stack of the assembly, in dependency order, with boto3 CloudFormation against
+   LocalStack, and collects the outputs (REST API id, stage, bucket, KMS key, usage plans).
+3. Re-applies the bucket's SSE-KMS default encryption (LocalStack's CloudFormation ignores
+   ``BucketEncryption``), so published objects really are ``aws:kms``.
+4. Creates the DynamoDB tables the LocalStack profile leaves out (LocalStack community cannot
+   run DynamoDB without Docker) in moto_server, with the key schemas of ``aimaas.auth`` and
+   ``aimaas.metering``.
+5. Publishes the model registry to the bucket: ``python -m model_export publish``.
+6. Optionally creates a demo tenant and key with the admin CLI (``--store aws``: DynamoDB in
+   moto_server, the API key and usage-plan key in LocalStack's API Gateway).
+7. Writes a shell env file: the server's ``AIMAAS_*`` settings (S3 model store, DynamoDB keys
+   and ledger) and the e2e suite's ``AIMAAS_E2E_*`` variables.
+
+Endpoints come from ``AWS_ENDPOINT_URL`` (LocalStack) and ``AWS_ENDPOINT_URL_DYNAMODB``
+(moto_server), as written by ``scripts/localstack.sh start`` to ``build/emulators/env``.
+
+Usage::
+
+    source build/emulators/env
+    .venv/bin/python scripts/deploy_localstack.py --upstream-url http://127.0.0.1:8123 \\
+        --registry build/registry --env-out build/e2e/localstack.env
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+REPO = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+_BOTO = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=60)
+
+
+def log(message: str) -> None:
+    print(f"[deploy_localstack] {message}", file=sys.stderr, flush=True)
+
+
+@contextmanager
+def step(title: str) -> Iterator[None]:
+    """Log a step with its wall time, so slow steps show up in CI output."""
+    start = time.monotonic()
+    log(f"{title} ...")
+    yield
+    log(f"{title}: done in {time.monotonic() - start:.1f} s")
+
+
+# --- 1. synth --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StackArtifact:
+    """One CloudFormation stack of a cloud assembly."""
+
+    artifact_id: str
+    stack_name: str
+    template: Path
+    depends_on: tuple[str, ...] = ()
+
+
+def synth(outdir: Path, context: Mapping[str, str]) -> list[StackArtifact]:
+    """Synthesise ``app.py`` into ``outdir`` and return its stacks in deployment order.
+
+    Parameters
+    ----------
+    outdir
+        The cloud assembly folder (emptied first).
+    context
+        CDK context values, as ``-c key=value`` would give them.
+
+    Returns
+    -------
+    list[StackArtifact]
+        Stacks, each after the stacks it depends on.
+    """
+    subprocess.run(["rm", "-rf", str(outdir)], check=True)
+    env = {
+        **os.environ,
+        "CDK_OUTDIR": str(outdir),
+        "CDK_CONTEXT_JSON": json.dumps(dict(context)),
+        "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
+    }
+    subprocess.run([PYTHON, "app.py"], cwd=REPO, env=env, check=True)
+    return read_assembly(outdir)
+
+
+def read_assembly(outdir: Path) -> list[StackArtifact]:
+    """Stacks of the cloud assembly in ``outdir``, in dependency order."""
+    manifest = json.loads((outdir / "manifest.json").read_text())
+    stacks: dict[str, StackArtifact] = {}
+    for artifact_id, artifact in manifest["artifacts"].items():
+        if artifact.get("type") != "aws:cloudformation:stack":
+            continue
+        properties = artifact["properties"]
+        stacks[artifact_id] = StackArtifact(
+            artifact_id=artifact_id,
+            stack_name=properties.get("stackName", artifact_id),
+            template=outdir / properties["templateFile"],
+            depends_on=tuple(artifact.get("dependencies", ())),
+        )
+    ordered: list[StackArtifact] = []
+    seen: set[str] = set()
+
+    def visit(artifact_id: str) -> None:
+        if artifact_id in seen or artifact_id not in stacks:
+            return
+        seen.add(artifact_id)
+        for dependency in stacks[artifact_id].depends_on:
+            visit(dependency)
+        ordered.append(stacks[artifact_id])
+
+    for artifact_id in sorted(stacks):
+        visit(artifact_id)
+    return ordered
+
+
+# --- 2. deploy -------------------------------------------------------------------------------
+
+
+def deploy_stack(cfn: Any, stack: StackArtifact) -> dict[str, str]:
+    """Create one stack and wait for it; return its outputs by output key.
+
+    LocalStack keeps no state between runs (a fresh one per run), so this only ever creates.
+    """
+    cfn.create_stack(
+        StackName=stack.stack_name,
+        TemplateBody=stack.template.read_text(),
+        Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
+    )
+    waiter = cfn.get_waiter("stack_create_complete")
+    try:
+        waiter.wait(StackName=stack.stack_name, WaiterConfig={"Delay": 1, "MaxAttempts": 180})
+    except Exception:
+        events = cfn.describe_stack_events(StackName=stack.stack_name)["StackEvents"]
+        for event in events[:15]:
+            log(
+                f"  {event['LogicalResourceId']} {event['ResourceStatus']} "
+                f"{event.get('ResourceStatusReason', '')}"
+            )
+        raise
+    description = cfn.describe_stacks(StackName=stack.stack_name)["Stacks"][0]
+    return {o["OutputKey"]: o["OutputValue"] for o in description.get("Outputs", [])}
+
+
+@dataclass
+class Deployment:
+    """What the deployed stacks expose, found in their outputs."""
+
+    rest_api_id: str
+    stage: str
+    bucket: str
+    kms_key_id: str
+    usage_plans: dict[str, str] = field(default_factory=dict)
+    outputs: dict[str, str] = field(default_factory=dict)
+
+    def base_url(self, endpoint: str) -> str:
+        """The stage URL in LocalStack's path form (no DNS needed)."""
+        return f"{endpoint.rstrip('/')}/_aws/execute-api/{self.rest_api_id}/{self.stage}"
+
+
+def _find(outputs: Mapping[str, str], *needles: str) -> str:
+    """The value of the one output whose key contains every needle (case-insensitive).
+
+    CDK appends a hash to the logical id of an output created inside a construct, so outputs
+    are matched by name fragments rather than by exact key.
+    """
+    hits = [
+        value
+        for key, value in outputs.items()
+        if all(n.lower() in key.lower() for n in needles) and "usageplan" not in key.lower()
+    ]
+    if len(hits) != 1:
+        raise KeyError(
+            f"expected one output matching {needles}, found {len(hits)}: {sorted(outputs)}"
+        )
+    return hits[0]
+
+
+def parse_outputs(outputs: Mapping[str, str], plans: list[str]) -> Deployment:
+    """Build a :class:`Deployment` from the merged stack outputs."""
+    usage_plans: dict[str, str] = {}
+    for plan in plans:
+        for key, value in outputs.items():
+            lowered = key.lower()
+            if "usageplan" in lowered and plan.lower() in lowered:
+                usage_plans[plan] = value
+    return Deployment(
+        rest_api_id=_find(outputs, "RestApiId"),
+        stage=_find(outputs, "Stage"),
+        bucket=_find(outputs, "Bucket"),
+        kms_key_id=_find(outputs, "Key"),
+        usage_plans=usage_plans,
+        outputs=dict(outputs),
+    )
+
+
+# --- 3. bucket encryption ---------------------------------------------------------------------
+
+
+def enforce_bucket_kms(s3: Any, bucket: str, kms_key_id: str) -> None:
+    """Set SSE-KMS default encryption (LocalStack's CloudFormation drops it)."""
+    s3.put_bucket_encryption(
+        Bucket=bucket,
+        ServerSideEncryptionConfiguration={
+            "Rules": [
+                {
+                    "ApplyServerSideEncryptionByDefault": {
+                        "SSEAlgorithm": "aws:kms",
+                        "KMSMasterKeyID": kms_key_id,
+                    },
+                    "BucketKeyEnabled": True,
+                }
+            ]
+        },
+    )
+
+
+# --- 4. DynamoDB tables in moto_server ---------------------------------------------------------
+
+_PK_SK = {
+    "AttributeDefinitions": [
+        {"AttributeName": "pk", "AttributeType": "S"},
+        {"AttributeName": "sk", "AttributeType": "S"},
+    ],
+    "KeySchema": [
+        {"AttributeName": "pk", "KeyType": "HASH"},
+        {"AttributeName": "sk", "KeyType": "RANGE"},
+    ],
+}
+
+#: The fixed key schemas of the platform's tables (documented in aimaas.auth.dynamodb and
+#: aimaas.metering.dynamodb; the CDK app creates the same in the AWS profile).
+TABLES: Mapping[str, Mapping[str, Any]] = {
+    "tenants": {
+        "AttributeDefinitions": [
+            *_PK_SK["AttributeDefinitions"],
+            {"AttributeName": "gsi1pk", "AttributeType": "S"},
+            {"AttributeName": "gsi1sk", "AttributeType": "S"},
+        ],
+        "KeySchema": _PK_SK["KeySchema"],
+        "GlobalSecondaryIndexes": [
+            {
+                "IndexName": "gsi1",
+                "KeySchema": [
+                    {"AttributeName": "gsi1pk", "KeyType": "HASH"},
+                    {"AttributeName": "gsi1sk", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+    },
+    "usage": {**_PK_SK, "TimeToLiveAttribute": "expires_at"},
+    "audit": _PK_SK,
+}
+
+
+def create_tables(dynamodb: Any, prefix: str) -> dict[str, str]:
+    """Create the tenants, usage and audit tables; return their names by role."""
+    names: dict[str, str] = {}
+    for role, schema in TABLES.items():
+        name = f"{prefix}-{role}"
+        spec = {k: v for k, v in schema.items() if k != "TimeToLiveAttribute"}
+        dynamodb.create_table(TableName=name, BillingMode="PAY_PER_REQUEST", **spec)
+        dynamodb.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1})
+        if "TimeToLiveAttribute" in schema:
+            dynamodb.update_time_to_live(
+                TableName=name,
+                TimeToLiveSpecification={
+                    "Enabled": True,
+                    "AttributeName": schema["TimeToLiveAttribute"],
+                },
+            )
+        names[role] = name
+    return names
+
+
+# --- 5. publish, 6. demo key --------------------------------------------------------------------
+
+
+def publish(registry: Path, deployment: Deployment, endpoint: str, prefix: str) -> None:
+    """Upload the registry to the model bucket with the pipeline's own publish command."""
+    subprocess.run(
+        [
+            PYTHON,
+            "-m",
+            "model_export",
+            "publish",
+            "--registry",
+            str(registry),
+            "--bucket",
+            deployment.bucket,
+            "--prefix",
+            prefix,
+            "--kms-key-id",
+            deployment.kms_key_id,
+            "--endpoint-url",
+            endpoint,
+        ],
+        cwd=REPO,
+        check=True,
+    )
+
+
+def admin(*args: str, env: Mapping[str, str]) -> Any:
+    """Run ``python -m aimaas.admin --store aws ... --json`` and parse its output."""
+    command = [PYTHON, "-m", "aimaas.admin", "--store", "aws", *args, "--json"]
+    done = subprocess.run(
+        command, cwd=REPO, env=dict(env), capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{shlex.join(command[3:])} failed: {done.stderr[-2000:]}")
+    return json.loads(done.stdout)
+
+
+# --- 7. env file --------------------------------------------------------------------------------
+
+
+def env_lines(values: Mapping[str, str]) -> str:
+    return "".join(f"export {k}={shlex.quote(v)}\n" for k, v in values.items())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--upstream-url", required=True, help="the local server API Gateway proxies to"
+    )
+    parser.add_argument("--registry", type=Path, default=REPO / "build" / "registry")
+    parser.add_argument("--stage", default="dev")
+    parser.add_argument("--outdir", type=Path, default=REPO / "build" / "cdk.localstack")
+    parser.add_argument("--env-out", type=Path, help="write the server and e2e settings here")
+    parser.add_argument("--model-prefix", default="models/")
+    parser.add_argument("--cache-dir", type=Path, default=REPO / "build" / "e2e" / "model-cache")
+    parser.add_argument("--demo-key", action="store_true", help="create a demo tenant and key")
+    args = parser.parse_args(argv)
+
+    endpoint = os.environ.get("AWS_ENDPOINT_URL", "")
+    dynamodb_endpoint = os.environ.get("AWS_ENDPOINT_URL_DYNAMODB", "")
+    if not endpoint.startswith("http://127.0.0.1") or not dynamodb_endpoint:
+        parser.error("source build/emulators/env first (AWS_ENDPOINT_URL[_DYNAMODB] not local)")
+    session = boto3.session.Session()  # endpoints and test credentials from the environment
+    started = time.monotonic()
+
+    with step("synth (profile=localstack)"):
+        stacks = synth(
+            args.outdir,
+            {"profile": "localstack", "upstream_url": args.upstream_url, "stage": args.stage},
+        )
+    outputs: dict[str, str] = {}
+    cfn = session.client("cloudformation", config=_BOTO)
+    for stack in stacks:
+        with step(f"create stack {stack.stack_name}"):
+            outputs.update(deploy_stack(cfn, stack))
+    import tomllib
+
+    plans = list(tomllib.loads((REPO / "config" / "plans.toml").read_text())["plans"])
+    deployment = parse_outputs(outputs, plans)
+    log(f"REST API {deployment.rest_api_id}, stage {deployment.stage}, bucket {deployment.bucket}")
+    missing = sorted(set(plans) - set(deployment.usage_plans))
+    if missing:
+        log(f"warning: no usage plan output for {missing}")
+
+    with step("bucket SSE-KMS"):
+        enforce_bucket_kms(
+            session.client("s3", config=_BOTO), deployment.bucket, deployment.kms_key_id
+        )
+    with step("DynamoDB tables in moto_server"):
+        tables = create_tables(session.client("dynamodb", config=_BOTO), f"aimaas-{args.stage}")
+    with step(f"publish {args.registry}"):
+        publish(args.registry, deployment, endpoint, args.model_prefix)
+
+    server = {
+        "AIMAAS_STAGE": args.stage,
+        "AIMAAS_MODEL_STORE": "s3",
+        "AIMAAS_MODEL_BUCKET": deployment.bucket,
+        "AIMAAS_MODEL_PREFIX": args.model_prefix,
+        "AIMAAS_MODEL_CACHE_DIR": str(args.cache_dir),
+        "AIMAAS_KEY_STORE": "dynamodb",
+        "AIMAAS_LEDGER": "dynamodb",
+        "AIMAAS_TENANTS_TABLE": tables["tenants"],
+        "AIMAAS_USAGE_TABLE": tables["usage"],
+        "AIMAAS_AUDIT_TABLE": tables["audit"],
+    }
+    e2e = {
+        "AIMAAS_E2E_TARGET": "localstack",
+        "AIMAAS_E2E_BASE_URL": deployment.base_url(endpoint),
+        "AIMAAS_E2E_ADMIN": "--store aws",
+        "AIMAAS_E2E_REGISTRY": str(args.registry.resolve()),
+    }
+    if args.demo_key:
+        with step("demo tenant and key (admin CLI, --store aws)"):
+            env = {**os.environ, **server}
+            tenant = admin("tenant", "create", "demo", "--plan", "free", env=env)
+            key = admin("key", "create", tenant["tenant_id"], env=env)
+            log(f"demo key (shown once): {key['key']}")
+    if args.env_out:
+        args.env_out.parent.mkdir(parents=True, exist_ok=True)
+        args.env_out.write_text(env_lines({**server, **e2e}))
+        log(f"settings written to {args.env_out}")
+    log(f"deployed in {time.monotonic() - started:.1f} s; stage URL {e2e['AIMAAS_E2E_BASE_URL']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
