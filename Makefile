@@ -13,7 +13,7 @@ export CDK_DISABLE_VERSION_CHECK := 1
 REQUIREMENTS := requirements.txt requirements-dev.txt functions/inference/requirements.txt \
 	model_export/requirements.txt infra/requirements.txt
 
-.PHONY: setup system-deps models serve test lint synth bench clean
+.PHONY: setup system-deps models serve test lint synth bench clean e2e localstack-start localstack-stop
 
 setup: $(VENV)/.installed system-deps
 
@@ -46,12 +46,30 @@ lint: setup
 synth: setup node_modules/.installed
 	node_modules/.bin/cdk synth --quiet
 
-test: models node_modules/.installed
+# LocalStack needs Python >= 3.12 and its own virtualenv: localstack-core replaces moto.
+.venv-localstack/.installed: requirements-localstack.txt
+	scripts/localstack.sh install
+
+# The unit and functional tiers (tests/e2e skips itself with no target), then the one e2e suite
+# against the local server and the LocalStack deployment (scripts/e2e.sh starts and stops all).
+test: models node_modules/.installed .venv-localstack/.installed
 	$(BIN)/ruff check .
 	AIMAAS_REGISTRY=$(CURDIR)/$(REGISTRY) $(BIN)/pytest
+	AIMAAS_REGISTRY=$(CURDIR)/$(REGISTRY) VENV=$(VENV) scripts/e2e.sh
+
+# Only the e2e suite: `make e2e E2E_TARGETS=localstack E2E_PYTEST_ARGS="-k usage -x"`.
+e2e: models .venv-localstack/.installed
+	AIMAAS_REGISTRY=$(CURDIR)/$(REGISTRY) VENV=$(VENV) scripts/e2e.sh
+
+# LocalStack + moto_server for manual work; `source build/emulators/env` to point boto3 at them.
+localstack-start: setup .venv-localstack/.installed
+	VENV=$(VENV) scripts/localstack.sh start all
+
+localstack-stop:
+	scripts/localstack.sh stop all
 
 bench: models
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) build cdk.out node_modules
+	rm -rf $(VENV) .venv-localstack build cdk.out node_modules
