@@ -1,0 +1,64 @@
+"""The application factory: one FastAPI app for the Lambda (via Mangum) and local mode."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from aimaas import __version__
+from aimaas.api.container import Container, build_container
+from aimaas.api.handlers import install_error_handlers
+from aimaas.api.middleware import RequestContextMiddleware
+from aimaas.api.routes import health_router, router
+from aimaas.config import Settings
+
+DESCRIPTION = """
+AI models as a service: text classification, sentence embeddings (OpenAI-compatible), image
+classification and keyword spotting, served from verified ONNX models.
+
+Authenticate with `Authorization: Bearer <key>` or `x-api-key: <key>`. Every response carries
+`X-Request-Id`; send `Idempotency-Key` to make a retried call bill once. Every error has the
+shape `{"error": {"code", "message", "request_id"}}`.
+"""
+
+
+def create_app(settings: Settings | None = None, container: Container | None = None) -> FastAPI:
+    """Build the API.
+
+    Parameters
+    ----------
+    settings
+        Runtime settings (``Settings.from_env()`` when None and no container is given).
+    container
+        Pre-wired adapters (tests pass one with fakes); built from ``settings`` when None.
+
+    Returns
+    -------
+    fastapi.FastAPI
+        The app, with ``app.state.container`` set. Models load on first use, not here.
+    """
+    from fastapi_offline import FastAPIOffline
+
+    if container is None:
+        container = build_container(settings or Settings.from_env())
+    app = FastAPIOffline(
+        title="aimaas",
+        version=__version__,
+        description=DESCRIPTION,
+        # Simple clients (requests with data=json.dumps(...)) send JSON with no Content-Type.
+        # Routes that take JSON refuse any *other* type with 415; keys are sent in headers a
+        # browser cannot forge cross-site, so the CSRF concern behind strictness does not apply.
+        strict_content_type=False,
+        static_url="/docs-static",
+    )
+    app.state.container = container
+    install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=container.settings.max_body_bytes)
+    app.include_router(health_router)
+    app.include_router(router)
+    try:
+        from aimaas.api.usage import router as usage_router
+    except ModuleNotFoundError:  # the usage route ships with the metering work
+        usage_router = None
+    if usage_router is not None:
+        app.include_router(usage_router)
+    return app

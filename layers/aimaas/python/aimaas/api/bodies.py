@@ -1,0 +1,139 @@
+"""Reading request bodies that may be raw bytes, multipart uploads or JSON with base64.
+
+JSON bodies are accepted without a ``Content-Type`` header (simple clients often send none):
+a body with no content type is parsed as JSON when it looks like JSON, and taken as raw bytes
+otherwise.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Collection
+from typing import TypeVar
+
+from fastapi import Request
+from pydantic import BaseModel, ValidationError
+from starlette.datastructures import UploadFile
+
+from aimaas import errors
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+JSON_TYPES = frozenset({"application/json"})
+IMAGE_TYPES = frozenset(
+    {
+        "image/jpeg",
+        "image/png",
+        "image/webp",
+        "image/gif",
+        "image/bmp",
+        "image/tiff",
+        "application/octet-stream",
+    }
+)
+AUDIO_TYPES = frozenset(
+    {"audio/wav", "audio/x-wav", "audio/wave", "audio/vnd.wave", "application/octet-stream"}
+)
+
+
+def media_type(request: Request) -> str | None:
+    """The request's media type, lower case, without parameters (None when absent)."""
+    raw = request.headers.get("content-type")
+    if not raw:
+        return None
+    return raw.split(";", 1)[0].strip().lower() or None
+
+
+def is_json_type(media: str | None) -> bool:
+    return media is not None and (media in JSON_TYPES or media.endswith("+json"))
+
+
+def require_json(request: Request) -> None:
+    """Dependency of JSON-only routes: refuse a non-JSON content type with 415."""
+    media = media_type(request)
+    if media is not None and not is_json_type(media):
+        raise errors.UnsupportedMediaType(
+            f"Content-Type {media!r} is not accepted here; send application/json."
+        )
+
+
+def validation_message(exc: ValidationError) -> str:
+    """A short, client-facing summary of a Pydantic validation error."""
+    parts = []
+    for detail in exc.errors()[:5]:
+        location = ".".join(str(p) for p in detail.get("loc", ()))
+        parts.append(f"{location}: {detail['msg']}" if location else detail["msg"])
+    return "Invalid request: " + "; ".join(parts)
+
+
+def parse_json(body: bytes, model: type[ModelT]) -> ModelT:
+    """Parse ``body`` into ``model``: 400 for bad JSON or UTF-8, 422 for a wrong shape."""
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise errors.MalformedRequest("The body is not valid UTF-8 JSON.") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise errors.InvalidInput(validation_message(exc)) from None
+
+
+def decode_base64(value: str, what: str) -> bytes:
+    """Standard base64 (a ``data:...;base64,`` prefix is allowed) to bytes; 422 if invalid."""
+    if value.startswith("data:") and "," in value:
+        value = value.split(",", 1)[1]
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise errors.InvalidInput(f"{what} is not valid base64.") from None
+
+
+async def read_files(request: Request, accepted: Collection[str], what: str) -> list[bytes] | None:
+    """Files of a raw or multipart body; None when the body is JSON (the caller parses it).
+
+    Raises
+    ------
+    aimaas.errors.UnsupportedMediaType
+        A content type that is neither JSON, multipart nor one of ``accepted``.
+    """
+    media = media_type(request)
+    if media == "multipart/form-data":
+        try:
+            form = await request.form()
+        except Exception as exc:  # python-multipart raises several unexported types
+            raise errors.MalformedRequest("The multipart body could not be parsed.") from exc
+        try:
+            files = [v for _, v in form.multi_items() if isinstance(v, UploadFile)]
+            if not files:
+                raise errors.InvalidInput(f"The multipart body has no file; upload the {what}.")
+            return [await f.read() for f in files]
+        finally:
+            await form.close()
+    if is_json_type(media):
+        return None
+    body = await request.body()
+    if media is None:
+        return None if body.lstrip()[:1] in (b"{", b"[") else [body]
+    if media in accepted:
+        return [body]
+    raise errors.UnsupportedMediaType(
+        f"Content-Type {media!r} is not accepted for {what}; send one of "
+        f"{sorted(accepted)}, multipart/form-data or application/json."
+    )
+
+
+def binary_body_openapi(accepted: Collection[str], json_model: type[BaseModel]) -> dict:
+    """The ``requestBody`` OpenAPI fragment of a route that reads bytes, multipart or JSON."""
+    binary = {"schema": {"type": "string", "format": "binary"}}
+    content: dict[str, dict] = {media: binary for media in sorted(accepted)}
+    content["multipart/form-data"] = {
+        "schema": {
+            "type": "object",
+            "properties": {"file": {"type": "string", "format": "binary"}},
+            "required": ["file"],
+        }
+    }
+    content["application/json"] = {"schema": json_model.model_json_schema()}
+    return {"requestBody": {"required": True, "content": content}}

@@ -1,0 +1,245 @@
+"""The HTTP routes: task endpoints, the model catalogue, the generic predict, health."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from starlette.concurrency import run_in_threadpool
+
+from aimaas import __version__, errors
+from aimaas.api import bodies, tasks
+from aimaas.api import schemas as api
+
+try:
+    from aimaas.api.security import require_principal
+except ModuleNotFoundError:  # pragma: no cover - until the auth package lands
+
+    def require_principal() -> Any:
+        raise errors.Unauthorized("Authentication is not configured.")
+
+
+from aimaas.api.service import container_of
+from aimaas.manifest import ModelManifest
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": api.ErrorBody, "description": text}
+    for status, text in {
+        400: "Malformed body (bad JSON, invalid UTF-8, broken multipart)",
+        401: "No or malformed API key",
+        403: "Unknown or revoked key",
+        404: "Unknown model or version",
+        413: "Body over the size limit",
+        415: "Unsupported Content-Type",
+        422: "Invalid input",
+        429: "Usage limit reached",
+        503: "Backend or usage ledger unavailable",
+    }.items()
+}
+
+Caller = Annotated[Any, Depends(require_principal)]
+ModelName = Annotated[str | None, Query(description="Model name (default: the stage's).")]
+Version = Annotated[str | None, Query(description="Model version (default: newest).")]
+TopK = Annotated[int, Query(ge=1, le=20, description="How many labels to return.")]
+Vad = Annotated[bool, Query(description="Also return speech segments from the silero-vad model.")]
+
+router = APIRouter(prefix="/v1", responses=ERRORS)
+
+
+@router.post(
+    "/text-classification",
+    response_model=api.TextClassificationOut,
+    dependencies=[Depends(bodies.require_json)],
+    summary="Classify text (topic model, or zero-shot over candidate labels)",
+)
+def classify_text(
+    body: api.TextClassificationIn, request: Request, principal: Caller
+) -> api.TextClassificationOut:
+    return tasks.text_classification(request, principal, body)
+
+
+@router.post(
+    "/embeddings",
+    response_model=api.EmbeddingsOut,
+    dependencies=[Depends(bodies.require_json)],
+    summary="Sentence embeddings (OpenAI-compatible)",
+)
+def create_embeddings(
+    body: api.EmbeddingsIn, request: Request, principal: Caller
+) -> api.EmbeddingsOut:
+    return tasks.embeddings(request, principal, body)
+
+
+async def _images(request: Request) -> tuple[list[bytes], int | None]:
+    files = await bodies.read_files(request, bodies.IMAGE_TYPES, "image")
+    if files is not None:
+        return files, None
+    parsed = bodies.parse_json(await request.body(), api.ImageJsonIn)
+    return tasks.image_files_from_json(parsed), parsed.top_k
+
+
+async def _clips(request: Request) -> list[bytes]:
+    files = await bodies.read_files(request, bodies.AUDIO_TYPES, "audio")
+    if files is not None:
+        return files
+    return tasks.audio_files_from_json(bodies.parse_json(await request.body(), api.AudioJsonIn))
+
+
+@router.post(
+    "/image-classification",
+    response_model=api.ImageClassificationOut,
+    summary="Classify images (ImageNet labels)",
+    openapi_extra=bodies.binary_body_openapi(bodies.IMAGE_TYPES, api.ImageJsonIn),
+)
+async def classify_image(
+    request: Request,
+    principal: Caller,
+    top_k: TopK = 5,
+    model: ModelName = None,
+    version: Version = None,
+) -> api.ImageClassificationOut:
+    images, json_top_k = await _images(request)
+    manifest = tasks.resolve(request, "image-classification", model, version)
+    return await run_in_threadpool(
+        tasks.image_classification, request, principal, images, json_top_k or top_k, manifest
+    )
+
+
+@router.post(
+    "/audio-classification",
+    response_model=api.AudioClassificationOut,
+    summary="Spot keywords in WAV audio (any rate, mono or stereo)",
+    openapi_extra=bodies.binary_body_openapi(bodies.AUDIO_TYPES, api.AudioJsonIn),
+)
+async def classify_audio(
+    request: Request,
+    principal: Caller,
+    vad: Vad = False,
+    model: ModelName = None,
+    version: Version = None,
+) -> api.AudioClassificationOut:
+    clips = await _clips(request)
+    manifest = tasks.resolve(request, "audio-classification", model, version)
+    return await run_in_threadpool(
+        tasks.audio_classification, request, principal, clips, vad, manifest
+    )
+
+
+# ---- catalogue and generic predict ------------------------------------------------------------
+
+_ENDPOINTS = {
+    "embeddings": "/v1/embeddings",
+    "text-classification": "/v1/text-classification",
+    "image-classification": "/v1/image-classification",
+    "audio-classification": "/v1/audio-classification",
+    "voice-activity-detection": "/v1/models/{model}/predict",
+}
+
+
+def model_info(request: Request, name: str) -> api.ModelInfo:
+    """The catalogue entry of ``name`` (its newest version's manifest)."""
+    from aimaas.plans import load_catalog
+
+    registry = container_of(request).registry
+    manifest = registry.resolve(name)
+    catalog = load_catalog()
+    try:
+        list_price = catalog.list_price(manifest.task, manifest.name)
+        price = api.Price(
+            unit=list_price.unit, usd=float(list_price.usd), currency=catalog.currency
+        )
+    except KeyError:
+        price = None
+    return api.ModelInfo(
+        name=manifest.name,
+        task=manifest.task,
+        description=manifest.description,
+        version=manifest.version,
+        versions=registry.versions(name),
+        target=manifest.target,
+        billing_unit=manifest.billing_unit,
+        price=price,
+        labels=manifest.labels,
+        max_batch_size=manifest.max_batch_size,
+        schema=api.ModelSchema(
+            endpoint=_ENDPOINTS[manifest.task],
+            inputs=[api.TensorInfo(**t.model_dump()) for t in manifest.inputs],
+            outputs=[api.TensorInfo(**t.model_dump()) for t in manifest.outputs],
+        ),
+        licence=manifest.source.licence,
+        accuracy=[a.model_dump() for a in manifest.accuracy],
+    )
+
+
+@router.get("/models", response_model=api.ModelList, summary="The model catalogue")
+def list_models(request: Request, principal: Caller) -> api.ModelList:
+    registry = container_of(request).registry
+    return api.ModelList(data=[model_info(request, name) for name in registry.names()])
+
+
+@router.get("/models/{model}", response_model=api.ModelInfo, summary="One model")
+def get_model(request: Request, principal: Caller, model: Annotated[str, Path()]) -> api.ModelInfo:
+    return model_info(request, model)
+
+
+async def _predict(
+    request: Request, principal: Any, manifest: ModelManifest, top_k: int, vad: bool
+) -> Any:
+    task = manifest.task
+    if task in ("text-classification", "embeddings"):
+        bodies.require_json(request)
+        raw = await request.body()
+        if task == "text-classification":
+            text_in = bodies.parse_json(raw, api.TextClassificationIn)
+            return await run_in_threadpool(
+                tasks.text_classification, request, principal, text_in, manifest
+            )
+        emb_in = bodies.parse_json(raw, api.EmbeddingsIn)
+        return await run_in_threadpool(tasks.embeddings, request, principal, emb_in, manifest)
+    if task == "image-classification":
+        images, json_top_k = await _images(request)
+        return await run_in_threadpool(
+            tasks.image_classification, request, principal, images, json_top_k or top_k, manifest
+        )
+    clips = await _clips(request)
+    if task == "audio-classification":
+        return await run_in_threadpool(
+            tasks.audio_classification, request, principal, clips, vad, manifest
+        )
+    return await run_in_threadpool(tasks.voice_activity, request, principal, clips, manifest)
+
+
+@router.post(
+    "/models/{model}/predict",
+    summary="Run any model by name; the body is that of the model's task route",
+    response_model=api.TextClassificationOut
+    | api.EmbeddingsOut
+    | api.ImageClassificationOut
+    | api.AudioClassificationOut
+    | api.VadOut,
+)
+async def predict(
+    request: Request,
+    principal: Caller,
+    model: Annotated[str, Path()],
+    version: Version = None,
+    top_k: TopK = 5,
+    vad: Vad = False,
+) -> Any:
+    manifest = container_of(request).registry.resolve(model, version)
+    return await _predict(request, principal, manifest, top_k, vad)
+
+
+health_router = APIRouter()
+
+
+@health_router.get("/health", response_model=api.Health, summary="Liveness (no auth)")
+def health(request: Request) -> api.Health:
+    container = container_of(request)
+    return api.Health(
+        version=__version__,
+        stage=container.settings.stage,
+        models_loaded=container.backends.cpu.runners.loaded()
+        if hasattr(container.backends.cpu, "runners")
+        else [],
+    )

@@ -1,0 +1,252 @@
+"""Request and response models of the public API (the OpenAPI document is generated from them)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from aimaas.inference.schemas import LabelScore, Segment
+
+NonEmptyText = Annotated[str, Field(min_length=1, max_length=100_000)]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Usage(_Out):
+    """What this call is billed: ``units`` of ``unit``, and its price on the caller's plan."""
+
+    units: float
+    unit: str
+    price_usd: float | None = Field(
+        default=None, description="Charge on the caller's plan (None if no price is configured)."
+    )
+
+
+class ErrorDetail(_Out):
+    code: str
+    message: str
+    request_id: str | None
+
+
+class ErrorBody(_Out):
+    """The one error shape of every endpoint."""
+
+    error: ErrorDetail
+
+
+# ---- text classification ----------------------------------------------------------------------
+
+
+class TextClassificationIn(_In):
+    """One text or a batch; with ``labels``, zero-shot classification over those candidates."""
+
+    text: NonEmptyText | Annotated[list[NonEmptyText], Field(min_length=1)]
+    labels: (
+        Annotated[
+            list[Annotated[str, Field(min_length=1, max_length=200)]],
+            Field(min_length=2, max_length=64),
+        ]
+        | None
+    ) = Field(
+        default=None,
+        description=(
+            "Candidate labels for zero-shot classification: texts and labels are embedded with "
+            "the stage's embeddings model and scored by softmax over scaled cosine similarity."
+        ),
+    )
+    model: str | None = Field(default=None, description="Model name (default: the stage's).")
+    version: str | None = Field(default=None, description="Model version (default: newest).")
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"text": "The striker scored twice in the final."}]},
+    )
+
+
+class TextPrediction(_Out):
+    label: str
+    score: float
+    scores: dict[str, float]
+
+
+class TextClassificationOut(_Out):
+    """``label``/``score``/``scores`` describe the input when one string was sent and are null
+    for a list; ``results`` always holds one entry per input, in order."""
+
+    label: str | None
+    score: float | None
+    scores: dict[str, float] | None
+    results: list[TextPrediction]
+    model: str
+    usage: Usage
+
+
+# ---- embeddings (OpenAI-compatible) -----------------------------------------------------------
+
+
+class EmbeddingsIn(BaseModel):
+    """The OpenAI ``POST /v1/embeddings`` request (token-array inputs are not supported)."""
+
+    model_config = ConfigDict(extra="ignore")  # unknown OpenAI fields must not break clients
+
+    input: NonEmptyText | Annotated[list[NonEmptyText], Field(min_length=1)]
+    model: str | None = Field(default=None, description="Model name (default: the stage's).")
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(default=None, description="Only the model's own size.")
+    user: str | None = None
+
+
+class EmbeddingItem(_Out):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str = Field(
+        description="floats, or base64 of little-endian float32 with encoding_format=base64"
+    )
+
+
+class EmbeddingsUsage(_Out):
+    prompt_tokens: int
+    total_tokens: int
+    units: float
+    unit: str
+    price_usd: float | None = None
+
+
+class EmbeddingsOut(_Out):
+    object: Literal["list"] = "list"
+    data: list[EmbeddingItem]
+    model: str
+    usage: EmbeddingsUsage
+
+
+# ---- image classification ---------------------------------------------------------------------
+
+
+class ImageJsonIn(_In):
+    """JSON form of an image request: ``image`` (one) or ``images`` (a batch), base64."""
+
+    image: str | None = Field(default=None, description="base64 of a JPEG/PNG/... file")
+    images: list[str] | None = Field(default=None, min_length=1)
+    top_k: int | None = Field(default=None, ge=1, le=20)
+
+
+class ImagePrediction(_Out):
+    label: str
+    score: float
+    predictions: list[LabelScore]
+
+
+class ImageClassificationOut(_Out):
+    """Top-level ``label``/``score``/``predictions`` are the first (or only) image's;
+    ``results`` holds one entry per image."""
+
+    label: str
+    score: float
+    predictions: list[LabelScore]
+    results: list[ImagePrediction]
+    model: str
+    usage: Usage
+
+
+# ---- audio ------------------------------------------------------------------------------------
+
+
+class AudioJsonIn(_In):
+    """JSON form of an audio request: ``audio`` (one WAV) or ``audios`` (a batch), base64."""
+
+    audio: str | None = Field(default=None, description="base64 of a WAV file")
+    audios: list[str] | None = Field(default=None, min_length=1)
+
+
+class AudioPrediction(_Out):
+    label: str
+    score: float
+    scores: dict[str, float]
+    duration_s: float
+    segments: list[Segment] | None = Field(
+        default=None, description="speech segments (seconds), only with ?vad=true"
+    )
+
+
+class AudioClassificationOut(_Out):
+    """Top-level fields are the first (or only) clip's; ``results`` has one per clip."""
+
+    label: str
+    score: float
+    scores: dict[str, float]
+    duration_s: float
+    segments: list[Segment] | None = None
+    results: list[AudioPrediction]
+    model: str
+    usage: Usage
+
+
+class VadPrediction(_Out):
+    segments: list[Segment]
+    duration_s: float
+
+
+class VadOut(_Out):
+    segments: list[Segment]
+    duration_s: float
+    results: list[VadPrediction]
+    model: str
+    usage: Usage
+
+
+# ---- catalogue --------------------------------------------------------------------------------
+
+
+class Price(_Out):
+    unit: str
+    usd: float
+    currency: str = "USD"
+
+
+class TensorInfo(_Out):
+    name: str
+    dtype: str
+    shape: list[int | str]
+
+
+class ModelSchema(_Out):
+    endpoint: str = Field(description="the task route that serves this model")
+    inputs: list[TensorInfo]
+    outputs: list[TensorInfo]
+
+
+class ModelInfo(_Out):
+    name: str
+    task: str
+    description: str
+    version: str = Field(description="newest version (the default)")
+    versions: list[str]
+    target: str
+    billing_unit: str
+    price: Price | None
+    labels: list[str] | None
+    max_batch_size: int
+    schema_: ModelSchema = Field(alias="schema", serialization_alias="schema")
+    licence: str
+    accuracy: list[dict[str, Any]]
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class ModelList(_Out):
+    object: Literal["list"] = "list"
+    data: list[ModelInfo]
+
+
+class Health(_Out):
+    status: Literal["ok"] = "ok"
+    version: str
+    stage: str
+    models_loaded: list[str]

@@ -1,0 +1,133 @@
+"""The prediction pipeline shared by every route: check, run, meter, price.
+
+Order matters for billing: the model runs first, then the usage record is made durable, then
+the answer is sent. A failed prediction raises before metering (never billed); a record that
+cannot be written raises :class:`aimaas.errors.BackendUnavailable` and the prediction is not
+served (nothing billed, nothing answered).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import Request
+
+from aimaas import errors
+from aimaas.api.container import Container
+from aimaas.api.context import mark_model
+from aimaas.api.schemas import Usage
+from aimaas.inference.schemas import batch_size
+from aimaas.manifest import ModelManifest
+
+logger = logging.getLogger("aimaas.api")
+
+
+def container_of(request: Request) -> Container:
+    """The app's :class:`Container`."""
+    return request.app.state.container
+
+
+@dataclass(frozen=True)
+class Billable:
+    """What one served call consumed, in its billing unit."""
+
+    units: float
+    unit: str
+
+
+def billable(manifest: ModelManifest, results: list[Any]) -> Billable:
+    """Units of a call from its results, in ``manifest.billing_unit``.
+
+    ``1k_tokens`` sums ``token_counts``, ``image`` counts images, ``audio_second`` sums
+    ``durations_s`` and ``call`` is one per request.
+    """
+    unit = manifest.billing_unit
+    if unit == "1k_tokens":
+        tokens = sum(sum(getattr(r, "token_counts", [])) for r in results)
+        return Billable(tokens / 1000.0, unit)
+    if unit == "audio_second":
+        return Billable(float(sum(sum(getattr(r, "durations_s", [])) for r in results)), unit)
+    if unit == "image":
+        return Billable(float(sum(len(getattr(r, "predictions", [])) for r in results)), unit)
+    return Billable(1.0, unit)
+
+
+def check_batch(manifest: ModelManifest, wire_request: Any) -> None:
+    """Refuse a batch over the model's ``max_batch_size`` (422) before it reaches the model."""
+    size = batch_size(wire_request)
+    if size > manifest.max_batch_size:
+        raise errors.InvalidInput(
+            f"{size} inputs is over the batch limit of {manifest.model_id} "
+            f"({manifest.max_batch_size}); split the request."
+        )
+
+
+def invoke(request: Request, manifest: ModelManifest, wire_request: Any) -> Any:
+    """Run one batch on the backend chosen for ``manifest`` (in process or GPU)."""
+    check_batch(manifest, wire_request)
+    mark_model(request.state, manifest.model_id)
+    return container_of(request).backends.invoke(manifest, wire_request)
+
+
+def price_of(task: str, model: str, billed: Billable, plan: str) -> float | None:
+    """The charge of ``billed`` on ``plan`` (None when no price is configured)."""
+    from aimaas.plans import load_catalog
+
+    try:
+        return float(load_catalog().price(task, model, billed.units, plan, billed.unit))
+    except (KeyError, ValueError):
+        return None
+
+
+def meter(
+    request: Request,
+    principal: Any,
+    manifest: ModelManifest,
+    task: str,
+    billed: Billable,
+    started: float,
+) -> Usage:
+    """Record the call durably (exactly once per request id) and return its usage object.
+
+    Raises
+    ------
+    aimaas.errors.BackendUnavailable
+        The record cannot be made durable: the caller must not serve the prediction.
+    """
+    from aimaas.metering import UsageRecord
+
+    latency_ms = (time.perf_counter() - started) * 1000.0
+    record = UsageRecord(
+        request_id=request.state.request_id,
+        tenant_id=principal.tenant_id,
+        key_id=principal.key_id,
+        model=manifest.name,
+        model_version=manifest.version,
+        task=task,
+        units=billed.units,
+        unit=billed.unit,
+        latency_ms=latency_ms,
+        status=200,
+        timestamp=datetime.now(UTC),
+    )
+    new = container_of(request).meter.record(record)
+    logger.info(
+        "prediction served",
+        extra={
+            "model": manifest.model_id,
+            "task": task,
+            "units": billed.units,
+            "unit": billed.unit,
+            "latency_ms": round(latency_ms, 3),
+            "replay": not new,
+        },
+    )
+    return Usage(
+        units=billed.units,
+        unit=billed.unit,
+        price_usd=price_of(task, manifest.name, billed, principal.plan),
+    )

@@ -1,0 +1,272 @@
+"""Task logic behind the routes: parsed input in, response model out (synchronous, CPU-bound).
+
+Both the task routes (``/v1/text-classification``, ...) and the generic
+``/v1/models/{model}/predict`` call these functions, so a model answers the same either way.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from typing import Any
+
+import numpy as np
+from fastapi import Request
+
+from aimaas import errors
+from aimaas.api import schemas as api
+from aimaas.api.service import billable, container_of, invoke, meter
+from aimaas.inference import schemas as wire
+from aimaas.manifest import ModelManifest, Task
+
+#: Zero-shot scores are ``softmax(ZERO_SHOT_SCALE * cosine)``: cosine similarities of sentence
+#: embeddings sit in a narrow band, and a scale of 20 (a temperature of 0.05, as in contrastive
+#: sentence-embedding training) turns their differences into usable probabilities.
+ZERO_SHOT_SCALE = 20.0
+
+
+def resolve(request: Request, task: Task, name: str | None, version: str | None) -> ModelManifest:
+    """The manifest serving ``task``: the named model or the stage's default."""
+    return container_of(request).registry.resolve_for_task(task, name, version)
+
+
+def _as_list(value: str | list[str]) -> tuple[list[str], bool]:
+    return ([value], True) if isinstance(value, str) else (list(value), False)
+
+
+# ---- text -------------------------------------------------------------------------------------
+
+
+def text_classification(
+    request: Request,
+    principal: Any,
+    body: api.TextClassificationIn,
+    manifest: ModelManifest | None = None,
+) -> api.TextClassificationOut:
+    """Classify one text or a batch (zero-shot over ``body.labels`` when given)."""
+    texts, single = _as_list(body.text)
+    started = time.perf_counter()
+    if body.labels:
+        manifest = manifest or resolve(request, "embeddings", body.model, body.version)
+        if manifest.task != "embeddings":
+            raise errors.InvalidInput(
+                "Zero-shot classification (with labels) needs an embeddings model."
+            )
+        results, result = _zero_shot(request, manifest, texts, body.labels)
+    else:
+        manifest = manifest or resolve(request, "text-classification", body.model, body.version)
+        result = invoke(request, manifest, wire.TextClassificationRequest(texts=texts))
+        results = [
+            api.TextPrediction(
+                label=preds[0].label,
+                score=preds[0].score,
+                scores={p.label: p.score for p in preds},
+            )
+            for preds in result.predictions
+        ]
+    usage = meter(
+        request, principal, manifest, "text-classification", billable(manifest, [result]), started
+    )
+    first = results[0] if single else None
+    return api.TextClassificationOut(
+        label=first.label if first else None,
+        score=first.score if first else None,
+        scores=first.scores if first else None,
+        results=results,
+        model=manifest.model_id,
+        usage=usage,
+    )
+
+
+def _zero_shot(
+    request: Request, manifest: ModelManifest, texts: list[str], labels: list[str]
+) -> tuple[list[api.TextPrediction], wire.EmbeddingsResult]:
+    # Texts and candidate labels go through the model as ONE batch.
+    result = invoke(request, manifest, wire.EmbeddingsRequest(texts=[*texts, *labels]))
+    vectors = np.asarray(result.embeddings, dtype=np.float64)
+    vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    text_vecs, label_vecs = vectors[: len(texts)], vectors[len(texts) :]
+    logits = ZERO_SHOT_SCALE * (text_vecs @ label_vecs.T)
+    logits -= logits.max(axis=1, keepdims=True)
+    probs = np.exp(logits)
+    probs /= probs.sum(axis=1, keepdims=True)
+    predictions = []
+    for row in probs:
+        best = int(np.argmax(row))
+        predictions.append(
+            api.TextPrediction(
+                label=labels[best],
+                score=float(row[best]),
+                scores={label: float(p) for label, p in zip(labels, row, strict=True)},
+            )
+        )
+    return predictions, result
+
+
+def embeddings(
+    request: Request,
+    principal: Any,
+    body: api.EmbeddingsIn,
+    manifest: ModelManifest | None = None,
+) -> api.EmbeddingsOut:
+    """OpenAI-compatible embeddings of one text or a batch."""
+    texts, _ = _as_list(body.input)
+    manifest = manifest or resolve(request, "embeddings", body.model, None)
+    size = manifest.outputs[0].shape[-1]
+    if body.dimensions is not None and body.dimensions != size:
+        raise errors.InvalidInput(
+            f"{manifest.name} returns {size}-dimensional embeddings; "
+            "omit dimensions or set it to that size."
+        )
+    started = time.perf_counter()
+    result = invoke(request, manifest, wire.EmbeddingsRequest(texts=texts))
+    usage = meter(request, principal, manifest, "embeddings", billable(manifest, [result]), started)
+    data = []
+    for index, vector in enumerate(result.embeddings):
+        value: list[float] | str = vector
+        if body.encoding_format == "base64":
+            value = base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
+        data.append(api.EmbeddingItem(index=index, embedding=value))
+    tokens = sum(result.token_counts)
+    return api.EmbeddingsOut(
+        data=data,
+        model=manifest.model_id,
+        usage=api.EmbeddingsUsage(
+            prompt_tokens=tokens,
+            total_tokens=tokens,
+            units=usage.units,
+            unit=usage.unit,
+            price_usd=usage.price_usd,
+        ),
+    )
+
+
+# ---- images -----------------------------------------------------------------------------------
+
+
+def image_files_from_json(body: api.ImageJsonIn) -> list[bytes]:
+    """The images of a JSON image request (``image`` or ``images``, base64)."""
+    if (body.image is None) == (body.images is None):
+        raise errors.InvalidInput("Send exactly one of 'image' (base64) or 'images' (a list).")
+    if body.image is not None:
+        return [_b64(body.image, "image")]
+    return [_b64(item, f"images[{i}]") for i, item in enumerate(body.images or [])]
+
+
+def _b64(value: str, what: str) -> bytes:
+    from aimaas.api.bodies import decode_base64
+
+    return decode_base64(value, what)
+
+
+def image_classification(
+    request: Request,
+    principal: Any,
+    images: list[bytes],
+    top_k: int,
+    manifest: ModelManifest,
+) -> api.ImageClassificationOut:
+    """Top-``top_k`` labels of each image."""
+    started = time.perf_counter()
+    result = invoke(request, manifest, wire.ImageClassificationRequest(images=images, top_k=top_k))
+    usage = meter(
+        request, principal, manifest, "image-classification", billable(manifest, [result]), started
+    )
+    results = [
+        api.ImagePrediction(label=preds[0].label, score=preds[0].score, predictions=preds)
+        for preds in result.predictions
+    ]
+    first = results[0]
+    return api.ImageClassificationOut(
+        label=first.label,
+        score=first.score,
+        predictions=first.predictions,
+        results=results,
+        model=manifest.model_id,
+        usage=usage,
+    )
+
+
+# ---- audio ------------------------------------------------------------------------------------
+
+
+def audio_files_from_json(body: api.AudioJsonIn) -> list[bytes]:
+    """The clips of a JSON audio request (``audio`` or ``audios``, base64 WAV)."""
+    if (body.audio is None) == (body.audios is None):
+        raise errors.InvalidInput("Send exactly one of 'audio' (base64 WAV) or 'audios' (a list).")
+    if body.audio is not None:
+        return [_b64(body.audio, "audio")]
+    return [_b64(item, f"audios[{i}]") for i, item in enumerate(body.audios or [])]
+
+
+def audio_classification(
+    request: Request,
+    principal: Any,
+    clips: list[bytes],
+    vad: bool,
+    manifest: ModelManifest,
+) -> api.AudioClassificationOut:
+    """Keyword scores of each clip, plus speech segments from the VAD model with ``vad``."""
+    started = time.perf_counter()
+    result = invoke(request, manifest, wire.AudioClassificationRequest(audio=clips))
+    segments: list[list[wire.Segment] | None] = [None] * len(clips)
+    if vad:
+        vad_manifest = container_of(request).registry.default("voice-activity-detection")
+        vad_result = container_of(request).backends.invoke(
+            vad_manifest, wire.VadRequest(audio=clips)
+        )
+        segments = list(vad_result.segments)
+    # One record per call: the keyword model's audio seconds; segments come at no extra charge.
+    usage = meter(
+        request, principal, manifest, "audio-classification", billable(manifest, [result]), started
+    )
+    results = [
+        api.AudioPrediction(
+            label=preds[0].label,
+            score=preds[0].score,
+            scores={p.label: p.score for p in preds},
+            duration_s=round(duration, 6),
+            segments=segs,
+        )
+        for preds, duration, segs in zip(
+            result.predictions, result.durations_s, segments, strict=True
+        )
+    ]
+    first = results[0]
+    return api.AudioClassificationOut(
+        label=first.label,
+        score=first.score,
+        scores=first.scores,
+        duration_s=first.duration_s,
+        segments=first.segments,
+        results=results,
+        model=manifest.model_id,
+        usage=usage,
+    )
+
+
+def voice_activity(
+    request: Request, principal: Any, clips: list[bytes], manifest: ModelManifest
+) -> api.VadOut:
+    """Speech segments of each clip."""
+    started = time.perf_counter()
+    result = invoke(request, manifest, wire.VadRequest(audio=clips))
+    usage = meter(
+        request,
+        principal,
+        manifest,
+        "voice-activity-detection",
+        billable(manifest, [result]),
+        started,
+    )
+    results = [
+        api.VadPrediction(segments=segs, duration_s=round(duration, 6))
+        for segs, duration in zip(result.segments, result.durations_s, strict=True)
+    ]
+    return api.VadOut(
+        segments=results[0].segments,
+        duration_s=results[0].duration_s,
+        results=results,
+        model=manifest.model_id,
+        usage=usage,
+    )

@@ -1,0 +1,61 @@
+"""The backend port: where a model runs."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+from aimaas import errors
+from aimaas.inference import schemas
+from aimaas.manifest import ModelManifest
+
+
+class InferenceBackend(ABC):
+    """Runs one inference request (one batch) for one model.
+
+    Implementations raise :class:`aimaas.errors.InvalidInput` for input the model refuses and
+    :class:`aimaas.errors.BackendUnavailable` when they cannot serve; never anything else for
+    a well-formed request.
+    """
+
+    name: str = "backend"
+
+    @abstractmethod
+    def invoke(self, manifest: ModelManifest, request: Any) -> Any:
+        """Run ``request`` (an :data:`aimaas.inference.InferenceRequest`) on ``manifest``.
+
+        Returns
+        -------
+        object
+            The matching :data:`aimaas.inference.InferenceResult`.
+        """
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
+        """Release pooled connections or sessions."""
+
+
+def target_model(manifest: ModelManifest) -> str:
+    """The SageMaker multi-model ``TargetModel`` of a manifest: ``<name>/<version>``."""
+    return f"{manifest.name}/{manifest.version}"
+
+
+def parse_result(manifest: ModelManifest, payload: bytes | str) -> Any:
+    """Validate a remote backend's answer against the wire schema of ``manifest.task``."""
+    try:
+        result = schemas.RESULT_ADAPTER.validate_json(payload)
+    except ValueError as exc:
+        raise errors.BackendUnavailable("The GPU backend answered with an invalid result.") from exc
+    if result.task != manifest.task:
+        raise errors.BackendUnavailable("The GPU backend answered for the wrong task.")
+    return result
+
+
+def remote_error_message(payload: bytes) -> str:
+    """The message of a remote error body in the platform's shape, or a generic one."""
+    import json
+
+    try:
+        message = json.loads(payload)["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        return "The model refused the input."
+    return str(message)[:500]

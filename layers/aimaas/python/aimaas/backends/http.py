@@ -1,0 +1,86 @@
+"""HTTP backend: the GPU server process (``functions/gpu_server``) over its /invocations route."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import urllib3
+from urllib3.util import Retry, Timeout
+
+from aimaas import errors
+from aimaas.backends.base import (
+    InferenceBackend,
+    parse_result,
+    remote_error_message,
+    target_model,
+)
+from aimaas.inference import schemas
+from aimaas.manifest import ModelManifest
+
+
+class HttpGpuBackend(InferenceBackend):
+    """POST the task payload as JSON to ``<base_url>/invocations``.
+
+    Connection errors and 502/503/504 answers are retried with exponential backoff (urllib3's
+    ``Retry``); a server still down after that is :class:`aimaas.errors.BackendUnavailable`.
+
+    Parameters
+    ----------
+    base_url
+        The GPU server, e.g. ``http://127.0.0.1:8080``.
+    timeout_s
+        Read timeout of one attempt (connect timeout is capped at 2 s).
+    retries
+        Attempts after the first.
+    backoff_factor
+        Seconds; the n-th retry waits ``backoff_factor * 2**(n-1)``.
+    """
+
+    name = "http"
+
+    def __init__(
+        self,
+        base_url: str,
+        timeout_s: float = 10.0,
+        retries: int = 2,
+        backoff_factor: float = 0.1,
+    ) -> None:
+        self.url = base_url.rstrip("/") + "/invocations"
+        retry = Retry(
+            total=retries,
+            connect=retries,
+            read=0,  # a read timeout may mean the model ran: do not run it twice
+            status=retries,
+            status_forcelist=(502, 503, 504),
+            allowed_methods=frozenset({"POST"}),
+            backoff_factor=backoff_factor,
+            raise_on_status=False,
+        )
+        self.pool = urllib3.PoolManager(
+            retries=retry, timeout=Timeout(connect=min(2.0, timeout_s), read=timeout_s)
+        )
+
+    def invoke(self, manifest: ModelManifest, request: Any) -> Any:
+        body = request.model_dump_json().encode()
+        try:
+            response = self.pool.request(
+                "POST",
+                self.url,
+                body=body,
+                headers={
+                    "Content-Type": "application/json",
+                    schemas.TARGET_MODEL_HEADER: target_model(manifest),
+                },
+            )
+        except urllib3.exceptions.HTTPError as exc:
+            raise errors.BackendUnavailable("The GPU backend cannot be reached.") from exc
+        if 400 <= response.status < 500:
+            raise errors.InvalidInput(remote_error_message(response.data))
+        if response.status != 200:
+            raise errors.BackendUnavailable(
+                f"The GPU backend answered {response.status}; try again later."
+            )
+        return parse_result(manifest, response.data)
+
+    def close(self) -> None:
+        self.pool.clear()

@@ -1,0 +1,45 @@
+"""In-process backend: ONNX Runtime on the Lambda's (or local server's) CPU."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aimaas.backends.base import InferenceBackend
+from aimaas.inference.runners import ModelRunner, RunnerCache, load_runner
+from aimaas.manifest import ModelManifest
+from aimaas.registry import ModelRegistry
+
+
+class LocalOnnxBackend(InferenceBackend):
+    """Loads each model on first use (files verified by the registry) and keeps it.
+
+    Parameters
+    ----------
+    registry
+        Resolves verified local files of a manifest.
+    threads
+        ONNX Runtime intra-op threads per session (0: runtime default).
+    providers
+        Execution providers (default CPU); the GPU server passes CUDA here.
+    """
+
+    name = "local"
+
+    def __init__(
+        self, registry: ModelRegistry, threads: int = 0, providers: list[str] | None = None
+    ) -> None:
+        self.registry = registry
+        self.threads = threads
+        self.providers = providers
+        self.runners = RunnerCache(self._load)
+
+    def _load(self, manifest: ModelManifest) -> ModelRunner:
+        folder = self.registry.verified_dir(manifest)
+        return load_runner(manifest, folder, threads=self.threads, providers=self.providers)
+
+    def runner(self, manifest: ModelManifest) -> ModelRunner:
+        """The loaded runner of ``manifest`` (loading it on first use)."""
+        return self.runners.get(manifest)
+
+    def invoke(self, manifest: ModelManifest, request: Any) -> Any:
+        return self.runner(manifest).run(request)

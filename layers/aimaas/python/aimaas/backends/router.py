@@ -1,0 +1,96 @@
+"""Which backend runs a model: the stage's ``gpu_models`` go to the GPU backend, the rest local."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from aimaas import errors
+from aimaas.backends.base import InferenceBackend
+from aimaas.config import Settings
+from aimaas.manifest import ModelManifest
+
+
+class UnconfiguredGpuBackend(InferenceBackend):
+    """Stands in when a stage sends models to a GPU but names no GPU backend."""
+
+    name = "none"
+
+    def invoke(self, manifest: ModelManifest, request: Any) -> Any:
+        raise errors.BackendUnavailable(
+            "GPU backend not configured for this stage.", code="gpu_backend_not_configured"
+        )
+
+
+def _none(settings: Settings) -> InferenceBackend:
+    return UnconfiguredGpuBackend()
+
+
+def _http(settings: Settings) -> InferenceBackend:
+    from aimaas.backends.http import HttpGpuBackend
+
+    if not settings.gpu_url:
+        raise ValueError("AIMAAS_GPU_URL must be set for the http GPU backend")
+    return HttpGpuBackend(settings.gpu_url, timeout_s=settings.gpu_timeout_s)
+
+
+def _sagemaker(settings: Settings) -> InferenceBackend:
+    from aimaas.backends.sagemaker import SageMakerBackend
+
+    if not settings.sagemaker_endpoint:
+        raise ValueError("AIMAAS_SAGEMAKER_ENDPOINT must be set for the sagemaker GPU backend")
+    return SageMakerBackend(settings.sagemaker_endpoint, timeout_s=settings.gpu_timeout_s)
+
+
+GPU_BACKENDS: Mapping[str, Callable[[Settings], InferenceBackend]] = {
+    "none": _none,
+    "http": _http,
+    "sagemaker": _sagemaker,
+}
+
+
+def build_gpu_backend(settings: Settings) -> InferenceBackend:
+    """The GPU backend named by ``settings.gpu_backend``.
+
+    Raises
+    ------
+    ValueError
+        Unknown name or missing settings (a configuration error, caught at start-up).
+    """
+    try:
+        factory = GPU_BACKENDS[settings.gpu_backend]
+    except KeyError:
+        raise ValueError(
+            f"unknown GPU backend {settings.gpu_backend!r}; known: {sorted(GPU_BACKENDS)}"
+        ) from None
+    return factory(settings)
+
+
+class BackendRouter:
+    """Chooses the backend of each model.
+
+    A model listed in the stage's ``gpu_models`` runs on ``gpu`` whatever its manifest's
+    ``target`` says; a model whose manifest targets ``gpu`` does too; everything else runs on
+    ``cpu``.
+    """
+
+    def __init__(
+        self, cpu: InferenceBackend, gpu: InferenceBackend, gpu_models: Iterable[str] = ()
+    ) -> None:
+        self.cpu = cpu
+        self.gpu = gpu
+        self.gpu_models = frozenset(gpu_models)
+
+    def backend_for(self, manifest: ModelManifest) -> InferenceBackend:
+        """The backend that serves ``manifest``."""
+        if manifest.name in self.gpu_models or manifest.target == "gpu":
+            return self.gpu
+        return self.cpu
+
+    def invoke(self, manifest: ModelManifest, request: Any) -> Any:
+        """Run ``request`` on the backend chosen for ``manifest``."""
+        return self.backend_for(manifest).invoke(manifest, request)
+
+    def close(self) -> None:
+        self.cpu.close()
+        self.gpu.close()

@@ -1,0 +1,312 @@
+"""Task runners: a manifest's preprocessing plus its ONNX Runtime session, request in, result out.
+
+The in-process backend and the GPU server both use :func:`load_runner`; only the execution
+providers differ. Runners are thread-safe (ONNX Runtime sessions are; tokenisation holds no
+per-call state).
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from aimaas import errors
+from aimaas.inference import schemas
+from aimaas.manifest import (
+    AudioPreprocessing,
+    ImagePreprocessing,
+    ModelManifest,
+    TextPreprocessing,
+    VadPreprocessing,
+)
+
+#: Longest audio the classification and VAD runners accept, in seconds.
+MAX_AUDIO_SECONDS = 60.0
+
+
+def session_options(threads: int = 0) -> Any:
+    """ONNX Runtime session options: ``threads`` intra-op threads (0: runtime's choice)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads > 0:
+        options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1  # graphs here are sequential; extra pools only cost memory
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return options
+
+
+def create_session(path: Path, threads: int = 0, providers: Sequence[str] | None = None) -> Any:
+    """An ``InferenceSession`` for ``path`` (CPU unless ``providers`` says otherwise)."""
+    import onnxruntime as ort
+
+    return ort.InferenceSession(
+        str(path),
+        sess_options=session_options(threads),
+        providers=list(providers or ["CPUExecutionProvider"]),
+    )
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float64 for stable probabilities."""
+    shifted = logits.astype(np.float64) - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def top_labels(
+    probabilities: np.ndarray, labels: Sequence[str], top_k: int | None
+) -> list[list[schemas.LabelScore]]:
+    """Per row, the ``top_k`` labels (all when None), best first."""
+    k = len(labels) if top_k is None else min(top_k, len(labels))
+    order = np.argsort(-probabilities, axis=-1, kind="stable")[:, :k]
+    return [
+        [schemas.LabelScore(label=labels[i], score=float(row[i])) for i in idx]
+        for row, idx in zip(probabilities, order, strict=True)
+    ]
+
+
+class ModelRunner(ABC):
+    """One loaded model. Subclasses declare the ``task`` they serve."""
+
+    task: ClassVar[str]
+
+    def __init__(self, manifest: ModelManifest, folder: Path, session: Any) -> None:
+        self.manifest = manifest
+        self.folder = folder
+        self.session = session
+        self.input_names = [i.name for i in session.get_inputs()]
+        self.output_name = manifest.outputs[0].name
+
+    @abstractmethod
+    def run(self, request: Any) -> Any:
+        """Run one request (one batch) and return its result model."""
+
+    def _probabilities(self, outputs: np.ndarray) -> np.ndarray:
+        # Graphs either end in logits or already in probabilities; the output name says which.
+        if "prob" in self.output_name.lower():
+            return outputs.astype(np.float64)
+        return softmax(outputs)
+
+
+class _TextRunner(ModelRunner):
+    def __init__(self, manifest: ModelManifest, folder: Path, session: Any) -> None:
+        super().__init__(manifest, folder, session)
+        from aimaas.preprocess.text import TextEncoder
+
+        params = manifest.preprocessing
+        assert isinstance(params, TextPreprocessing)
+        self.encoder = TextEncoder(folder / params.tokenizer_file, params.max_length)
+
+    def _forward(self, texts: list[str]) -> tuple[np.ndarray, list[int]]:
+        batch = self.encoder.encode(texts)
+        (out,) = self.session.run([self.output_name], batch.feeds(self.input_names))
+        return out, batch.token_counts
+
+
+class EmbeddingsRunner(_TextRunner):
+    task = "embeddings"
+
+    def run(self, request: schemas.EmbeddingsRequest) -> schemas.EmbeddingsResult:
+        vectors, counts = self._forward(request.texts)
+        return schemas.EmbeddingsResult(
+            embeddings=vectors.astype(np.float32).tolist(), token_counts=counts
+        )
+
+    def embed(self, texts: list[str]) -> tuple[np.ndarray, list[int]]:
+        """Embeddings as a float32 array (for callers that stay in process)."""
+        vectors, counts = self._forward(texts)
+        return vectors.astype(np.float32), counts
+
+
+class TextClassificationRunner(_TextRunner):
+    task = "text-classification"
+
+    def run(self, request: schemas.TextClassificationRequest) -> schemas.TextClassificationResult:
+        logits, counts = self._forward(request.texts)
+        labels = self.manifest.labels or []
+        return schemas.TextClassificationResult(
+            predictions=top_labels(self._probabilities(logits), labels, request.top_k),
+            token_counts=counts,
+        )
+
+
+class ImageClassificationRunner(ModelRunner):
+    task = "image-classification"
+
+    def run(self, request: schemas.ImageClassificationRequest) -> schemas.ImageClassificationResult:
+        from aimaas.preprocess.image import preprocess_images
+
+        p = self.manifest.preprocessing
+        assert isinstance(p, ImagePreprocessing)
+        pixels = preprocess_images(
+            request.images, resize=p.resize, size=p.size, mean=p.mean, std=p.std, scale=p.scale
+        )
+        (logits,) = self.session.run([self.output_name], {self.input_names[0]: pixels})
+        labels = self.manifest.labels or []
+        return schemas.ImageClassificationResult(
+            predictions=top_labels(self._probabilities(logits), labels, request.top_k)
+        )
+
+
+class AudioClassificationRunner(ModelRunner):
+    task = "audio-classification"
+
+    def run(self, request: schemas.AudioClassificationRequest) -> schemas.AudioClassificationResult:
+        from aimaas.preprocess.audio import wav_to_features
+
+        p = self.manifest.preprocessing
+        assert isinstance(p, AudioPreprocessing)
+        features, durations = [], []
+        for index, wav in enumerate(request.audio):
+            try:
+                feats, seconds = wav_to_features(wav, p, max_seconds=MAX_AUDIO_SECONDS)
+            except errors.InvalidInput as exc:
+                raise errors.InvalidInput(f"audio {index}: {exc.message}") from None
+            features.append(feats)
+            durations.append(seconds)
+        batch = np.stack(features).astype(np.float32)
+        if len(self.manifest.inputs[0].shape) == 4:  # [batch, channel, mels, frames]
+            batch = batch[:, None, :, :]
+        (logits,) = self.session.run([self.output_name], {self.input_names[0]: batch})
+        labels = self.manifest.labels or []
+        return schemas.AudioClassificationResult(
+            predictions=top_labels(self._probabilities(logits), labels, request.top_k),
+            durations_s=durations,
+        )
+
+
+class VadRunner(ModelRunner):
+    """silero-vad: 512-sample windows at 16 kHz with 64 samples of context and carried state."""
+
+    task = "voice-activity-detection"
+
+    def speech_probabilities(self, samples: np.ndarray, params: VadPreprocessing) -> np.ndarray:
+        """Speech probability of each window of ``samples`` (16 kHz mono float32)."""
+        window, context = params.window_samples, params.context_samples
+        padded = np.pad(samples, (0, (-len(samples)) % window)).astype(np.float32)
+        state = np.zeros((2, 1, 128), dtype=np.float32)
+        previous = np.zeros(context, dtype=np.float32)
+        rate = np.array(params.sample_rate, dtype=np.int64)
+        probs = np.empty(len(padded) // window, dtype=np.float32)
+        for i in range(len(probs)):
+            chunk = padded[i * window : (i + 1) * window]
+            frame = np.concatenate([previous, chunk])[None, :]
+            out, state = self.session.run(None, {"input": frame, "state": state, "sr": rate})
+            probs[i] = float(np.asarray(out).reshape(-1)[0])
+            previous = chunk[-context:]
+        return probs
+
+    @staticmethod
+    def segments(probs: np.ndarray, params: VadPreprocessing) -> list[schemas.Segment]:
+        """Hysteresis over window probabilities, as silero's ``get_speech_timestamps`` does."""
+        step = params.window_samples / params.sample_rate
+        min_silence = params.min_silence_ms / 1000.0
+        min_speech = params.min_speech_ms / 1000.0
+        low = max(params.threshold - 0.15, 0.01)
+        found: list[schemas.Segment] = []
+        start: float | None = None
+        silence_since: float | None = None
+        for i, p in enumerate(probs):
+            t = i * step
+            if p >= params.threshold:
+                silence_since = None
+                if start is None:
+                    start = t
+            elif start is not None and p < low:
+                silence_since = t if silence_since is None else silence_since
+                if t + step - silence_since >= min_silence:
+                    if silence_since - start >= min_speech:
+                        found.append(
+                            schemas.Segment(start=round(start, 3), end=round(silence_since, 3))
+                        )
+                    start, silence_since = None, None
+        if start is not None:
+            end = len(probs) * step if silence_since is None else silence_since
+            if end - start >= min_speech:
+                found.append(schemas.Segment(start=round(start, 3), end=round(end, 3)))
+        return found
+
+    def run(self, request: schemas.VadRequest) -> schemas.VadResult:
+        from aimaas.preprocess.audio import decode_wav, resample
+
+        p = self.manifest.preprocessing
+        assert isinstance(p, VadPreprocessing)
+        segments, durations = [], []
+        for index, wav in enumerate(request.audio):
+            try:
+                audio = decode_wav(wav, max_seconds=MAX_AUDIO_SECONDS)
+            except errors.InvalidInput as exc:
+                raise errors.InvalidInput(f"audio {index}: {exc.message}") from None
+            samples = resample(audio.samples, audio.sample_rate, p.sample_rate)
+            segments.append(self.segments(self.speech_probabilities(samples, p), p))
+            durations.append(audio.duration_s)
+        return schemas.VadResult(segments=segments, durations_s=durations)
+
+
+RUNNERS: Mapping[str, type[ModelRunner]] = {
+    cls.task: cls
+    for cls in (
+        EmbeddingsRunner,
+        TextClassificationRunner,
+        ImageClassificationRunner,
+        AudioClassificationRunner,
+        VadRunner,
+    )
+}
+
+
+def load_runner(
+    manifest: ModelManifest,
+    folder: Path,
+    *,
+    threads: int = 0,
+    providers: Sequence[str] | None = None,
+) -> ModelRunner:
+    """Create the runner of ``manifest`` from its (already verified) files in ``folder``.
+
+    Raises
+    ------
+    aimaas.errors.BackendUnavailable
+        ONNX Runtime cannot load the graph (the artifact is unusable, not the request).
+    """
+    runner_cls = RUNNERS[manifest.task]
+    try:
+        session = create_session(folder / manifest.artifact.file, threads, providers)
+    except Exception as exc:  # ORT raises its own unexported exception types
+        raise errors.BackendUnavailable(
+            f"Model {manifest.model_id} could not be loaded.", code="model_load_error"
+        ) from exc
+    return runner_cls(manifest, folder, session)
+
+
+class RunnerCache:
+    """Loads each model once, on first use, and keeps it (one lock per model)."""
+
+    def __init__(self, loader: Callable[[ModelManifest], ModelRunner]) -> None:
+        self._loader = loader
+        self._runners: dict[str, ModelRunner] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def get(self, manifest: ModelManifest) -> ModelRunner:
+        key = manifest.model_id
+        runner = self._runners.get(key)
+        if runner is not None:
+            return runner
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            runner = self._runners.get(key)
+            if runner is None:
+                runner = self._runners[key] = self._loader(manifest)
+        return runner
+
+    def loaded(self) -> list[str]:
+        """Ids of the models loaded so far."""
+        return sorted(self._runners)

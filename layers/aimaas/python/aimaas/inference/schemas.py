@@ -1,0 +1,172 @@
+"""The wire format between the API and wherever a model runs (in process, GPU server, SageMaker).
+
+One Pydantic model per task input and per task output, shared by every backend and by the GPU
+server (``functions/gpu_server``), so both ends validate the same contract.
+
+Transport (HTTP GPU server and SageMaker endpoint alike)::
+
+    POST /invocations
+    Content-Type: application/json
+    X-Amzn-SageMaker-Target-Model: <name>/<version>      (SageMaker: the TargetModel parameter)
+
+    body:     one InferenceRequest,  e.g. {"task": "embeddings", "texts": ["hello"]}
+    response: one InferenceResult,   e.g. {"task": "embeddings", "embeddings": [[...]],
+                                           "token_counts": [3]}
+
+Requests carry *raw* inputs (texts, encoded image files, WAV files), never tensors: the server
+runs the same preprocessing (:mod:`aimaas.preprocess`) as the in-process backend, so a model
+gives the same answer wherever it runs. Binary fields are standard base64 strings in JSON and
+plain ``bytes`` in Python. A request is one batch: the server must run it as one model batch
+(or split it, at its own discretion, into its own dynamic batches).
+
+Errors: the server answers 4xx with the platform's error shape (``aimaas.errors.error_body``)
+for input it refuses (relayed to the client as 422) and 5xx when it cannot serve (relayed as 503).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    TypeAdapter,
+    WithJsonSchema,
+)
+
+TARGET_MODEL_HEADER = "X-Amzn-SageMaker-Target-Model"
+
+
+def _from_base64(value: Any) -> Any:
+    # Python callers hand over bytes; JSON peers send base64 text.
+    if isinstance(value, str):
+        try:
+            return base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise ValueError("not valid base64") from exc
+    return value
+
+
+WireBytes = Annotated[
+    bytes,
+    BeforeValidator(_from_base64),
+    PlainSerializer(lambda data: base64.b64encode(data).decode("ascii"), when_used="json"),
+    WithJsonSchema({"type": "string", "contentEncoding": "base64"}),
+]
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LabelScore(_Wire):
+    """One label and its probability."""
+
+    label: str
+    score: float
+
+
+class Segment(_Wire):
+    """A stretch of speech, in seconds from the start of the audio."""
+
+    start: float
+    end: float
+
+
+# ---- requests ---------------------------------------------------------------------------------
+
+
+class EmbeddingsRequest(_Wire):
+    task: Literal["embeddings"] = "embeddings"
+    texts: list[str] = Field(min_length=1)
+
+
+class TextClassificationRequest(_Wire):
+    task: Literal["text-classification"] = "text-classification"
+    texts: list[str] = Field(min_length=1)
+    top_k: int | None = Field(default=None, ge=1, description="None: every label")
+
+
+class ImageClassificationRequest(_Wire):
+    task: Literal["image-classification"] = "image-classification"
+    images: list[WireBytes] = Field(min_length=1, description="encoded image files")
+    top_k: int | None = Field(default=5, ge=1)
+
+
+class AudioClassificationRequest(_Wire):
+    task: Literal["audio-classification"] = "audio-classification"
+    audio: list[WireBytes] = Field(min_length=1, description="WAV files")
+    top_k: int | None = Field(default=None, ge=1)
+
+
+class VadRequest(_Wire):
+    task: Literal["voice-activity-detection"] = "voice-activity-detection"
+    audio: list[WireBytes] = Field(min_length=1, description="WAV files")
+
+
+InferenceRequest = Annotated[
+    EmbeddingsRequest
+    | TextClassificationRequest
+    | ImageClassificationRequest
+    | AudioClassificationRequest
+    | VadRequest,
+    Field(discriminator="task"),
+]
+
+# ---- results ----------------------------------------------------------------------------------
+
+
+class EmbeddingsResult(_Wire):
+    task: Literal["embeddings"] = "embeddings"
+    embeddings: list[list[float]]
+    token_counts: list[int]
+
+
+class TextClassificationResult(_Wire):
+    task: Literal["text-classification"] = "text-classification"
+    predictions: list[list[LabelScore]] = Field(description="per input, best first")
+    token_counts: list[int]
+
+
+class ImageClassificationResult(_Wire):
+    task: Literal["image-classification"] = "image-classification"
+    predictions: list[list[LabelScore]]
+
+
+class AudioClassificationResult(_Wire):
+    task: Literal["audio-classification"] = "audio-classification"
+    predictions: list[list[LabelScore]]
+    durations_s: list[float]
+
+
+class VadResult(_Wire):
+    task: Literal["voice-activity-detection"] = "voice-activity-detection"
+    segments: list[list[Segment]]
+    durations_s: list[float]
+
+
+InferenceResult = Annotated[
+    EmbeddingsResult
+    | TextClassificationResult
+    | ImageClassificationResult
+    | AudioClassificationResult
+    | VadResult,
+    Field(discriminator="task"),
+]
+
+REQUEST_ADAPTER: TypeAdapter[Any] = TypeAdapter(InferenceRequest)
+RESULT_ADAPTER: TypeAdapter[Any] = TypeAdapter(InferenceResult)
+
+
+def batch_size(request: Any) -> int:
+    """Number of inputs in a request (what ``max_batch_size`` limits)."""
+    for field in ("texts", "images", "audio"):
+        items = getattr(request, field, None)
+        if items is not None:
+            return len(items)
+    raise TypeError(f"not an inference request: {type(request).__name__}")
