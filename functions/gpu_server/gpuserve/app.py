@@ -1,0 +1,245 @@
+"""The GPU server's ASGI application: SageMaker's ``GET /ping`` and ``POST /invocations``.
+
+``/invocations`` takes one request of the platform's wire format
+(:mod:`aimaas.inference.schemas`) and answers its result. The model is named by the
+``X-Amzn-SageMaker-Target-Model`` header (``name/version``, ``name@version`` or ``name``) or,
+failing that, a ``"model"`` field in the body. Concurrent requests for one model are batched
+(see :mod:`.models`). Errors use the platform's single shape
+(:func:`aimaas.errors.error_body`): 400 unreadable JSON, 404 unknown model, 413 too large,
+415 not JSON, 422 invalid input, 503 overloaded or unable to serve.
+
+``GET /metrics`` returns per-model batching and latency statistics as JSON; the same numbers
+are logged every ``AIMAAS_GPU_METRICS_S`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aimaas import errors
+from aimaas.inference.schemas import REQUEST_ADAPTER, RESULT_ADAPTER, TARGET_MODEL_HEADER
+from aimaas.registry import ModelRegistry, build_store
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .engine import build_target
+from .models import ModelPool, rows
+from .settings import ServerSettings
+
+logger = logging.getLogger("gpuserve")
+
+REQUEST_ID_HEADERS = ("x-request-id", "x-amzn-sagemaker-inference-id", "idempotency-key")
+JSON_TYPES = ("application/json", "application/x-json", "text/json")
+
+
+def parse_target_model(value: str) -> tuple[str, str | None]:
+    """Split ``name/version``, ``name@version`` or ``name`` into name and optional version."""
+    value = value.strip().removesuffix(".tar.gz")
+    for separator in ("/", "@"):
+        if separator in value:
+            name, _, version = value.partition(separator)
+            return name, version or None
+    return value, None
+
+
+def _request_id(request: Request) -> str:
+    for header in REQUEST_ID_HEADERS:
+        value = request.headers.get(header)
+        if value and len(value) <= 128 and value.isprintable():
+            return value
+    return str(uuid.uuid4())
+
+
+def _error_response(error: errors.ApiError, request: Request) -> JSONResponse:
+    request_id = getattr(request.state, "request_id", None) or _request_id(request)
+    headers = {**error.headers, "X-Request-Id": request_id}
+    return JSONResponse(errors.error_body(error, request_id), error.status, headers=headers)
+
+
+def _validation_message(exc: ValidationError) -> str:
+    parts = []
+    for item in exc.errors(include_url=False)[:5]:
+        where = ".".join(str(p) for p in item.get("loc", ()))
+        parts.append(f"{where}: {item.get('msg', 'invalid')}" if where else item.get("msg", ""))
+    return "Invalid request: " + "; ".join(parts)
+
+
+def create_app(settings: ServerSettings | None = None) -> FastAPI:
+    """Build the GPU server application.
+
+    Parameters
+    ----------
+    settings
+        Server settings (``ServerSettings.from_env()`` by default).
+
+    Returns
+    -------
+    FastAPI
+        The app; models listed in ``settings.preload`` load during its start-up.
+    """
+    settings = settings or ServerSettings.from_env()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        registry = ModelRegistry(build_store(settings.core))
+        target = build_target(settings.target, settings.engine)
+        pool = ModelPool(registry, target, settings.batching)
+        app.state.pool = pool
+        app.state.healthy = True
+        logger.info(
+            "gpu server starting %s",
+            json.dumps({"target": target.name, "registry": str(settings.core.registry_path)}),
+        )
+        await _preload(app, pool, settings)
+        reporter = asyncio.create_task(_report(pool, settings.metrics_interval_s))
+        try:
+            yield
+        finally:
+            reporter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reporter
+            await pool.aclose()
+
+    app = FastAPI(
+        title="aimaas GPU server",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+
+    @app.middleware("http")
+    async def request_id(request: Request, call_next: Any) -> Response:
+        request.state.request_id = _request_id(request)
+        response = await call_next(request)
+        response.headers["X-Request-Id"] = request.state.request_id
+        return response
+
+    @app.exception_handler(errors.ApiError)
+    async def api_error(request: Request, exc: errors.ApiError) -> JSONResponse:
+        return _error_response(exc, request)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        error = errors.ApiError(
+            str(exc.detail),
+            code="not_found"
+            if exc.status_code == 404
+            else "method_not_allowed"
+            if exc.status_code == 405
+            else "http_error",
+        )
+        error.status = exc.status_code
+        return _error_response(error, request)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unexpected error")
+        return _error_response(errors.ApiError("Internal error."), request)
+
+    @app.get("/ping")
+    async def ping(request: Request) -> JSONResponse:
+        pool: ModelPool = request.app.state.pool
+        healthy = request.app.state.healthy and bool(pool.registry.names())
+        body = {
+            "status": "healthy" if healthy else "unhealthy",
+            "target": pool.target.name,
+            "models": sorted(pool.loaded()),
+        }
+        return JSONResponse(body, 200 if healthy else 503)
+
+    @app.get("/metrics")
+    async def metrics(request: Request) -> JSONResponse:
+        pool: ModelPool = request.app.state.pool
+        return JSONResponse(
+            {
+                "target": pool.target.name,
+                "models": {k: w.describe() for k, w in sorted(pool.loaded().items())},
+            }
+        )
+
+    @app.post("/invocations")
+    async def invocations(request: Request) -> Response:
+        pool: ModelPool = request.app.state.pool
+        payload = await _read_json(request, settings.core.max_body_bytes)
+        body_model = payload.pop("model", None)
+        header = request.headers.get(TARGET_MODEL_HEADER)
+        if header:
+            name, version = parse_target_model(header)
+        elif isinstance(body_model, str) and body_model:
+            name, version = parse_target_model(body_model)
+        else:
+            raise errors.InvalidInput(
+                f"Name the model in the {TARGET_MODEL_HEADER} header or a 'model' field."
+            )
+        manifest = pool.resolve(name, version)
+        try:
+            inference = REQUEST_ADAPTER.validate_python(payload)
+        except ValidationError as exc:
+            raise errors.InvalidInput(_validation_message(exc)) from None
+        if inference.task != manifest.task:
+            raise errors.InvalidInput(
+                f"Model {manifest.name!r} serves {manifest.task!r}, not {inference.task!r}."
+            )
+        if rows(inference) > manifest.max_batch_size:
+            raise errors.InvalidInput(
+                f"At most {manifest.max_batch_size} inputs per request for {manifest.name!r}."
+            )
+        worker = await pool.worker(manifest)
+        result = await worker.infer(inference)
+        return Response(RESULT_ADAPTER.dump_json(result), media_type="application/json")
+
+    return app
+
+
+async def _read_json(request: Request, limit: int) -> dict[str, Any]:
+    content_type = request.headers.get("content-type", "application/json").split(";")[0]
+    if content_type.strip().lower() not in JSON_TYPES:
+        raise errors.UnsupportedMediaType("Send the request as application/json.")
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise errors.PayloadTooLarge(f"The body is over {limit} bytes.")
+    raw = await request.body()
+    if len(raw) > limit:
+        raise errors.PayloadTooLarge(f"The body is over {limit} bytes.")
+    try:
+        payload = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise errors.MalformedRequest("The body is not valid UTF-8 JSON.") from None
+    if not isinstance(payload, dict):
+        raise errors.InvalidInput("The body must be a JSON object.")
+    return payload
+
+
+async def _preload(app: FastAPI, pool: ModelPool, settings: ServerSettings) -> None:
+    names = list(settings.preload)
+    if names == ["all"]:
+        names = pool.registry.names()
+    for name in names:
+        try:
+            await pool.worker(pool.resolve(*parse_target_model(name)))
+        except Exception:
+            # Serve what did load, but say unhealthy so SageMaker does not route to us.
+            logger.exception("preloading %s failed", name)
+            app.state.healthy = False
+
+
+async def _report(pool: ModelPool, interval_s: float) -> None:
+    if interval_s <= 0:
+        return
+    seen: dict[str, int] = {}
+    while True:
+        await asyncio.sleep(interval_s)
+        for model_id, worker in sorted(pool.loaded().items()):
+            count = worker.stats.requests + worker.stats.errors
+            if seen.get(model_id) != count:
+                seen[model_id] = count
+                logger.info("metrics %s", json.dumps(worker.describe()))

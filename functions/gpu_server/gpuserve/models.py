@@ -1,0 +1,273 @@
+"""Loaded models of the GPU server: one task runner and one dynamic batcher per model version.
+
+A request of the wire format (:mod:`aimaas.inference.schemas`) carries a list of inputs
+(``texts``, ``images`` or ``audio``). Concurrent requests for the same model are queued in a
+:class:`aimaas.batching.DynamicBatcher`; a batch of requests is *merged* into one request (their
+input lists concatenated), run once by the model's runner, and the result is *split* back by
+each request's row count. Requests only share a batch when their other parameters (``top_k``)
+are equal and, for text, when their longest text falls in the same token-length bucket, so a
+batch pads little.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from aimaas.batching import DEFAULT_LENGTH_EDGES, BatchingOptions, DynamicBatcher, length_bucket
+from aimaas.inference.runners import RUNNERS, ModelRunner
+from aimaas.manifest import ModelManifest
+from aimaas.registry import ModelRegistry
+from pydantic import BaseModel
+
+from .engine import ExecutionTarget, LoadedSession, probe_feeds
+
+logger = logging.getLogger(__name__)
+
+#: The list field that holds a request's inputs, one of which every request type has.
+INPUT_FIELDS = ("texts", "images", "audio")
+
+
+def input_field(request: BaseModel) -> str:
+    """Name of the field of ``request`` that holds its inputs."""
+    for name in INPUT_FIELDS:
+        if name in type(request).model_fields:
+            return name
+    raise TypeError(f"not an inference request: {type(request).__name__}")
+
+
+def rows(request: BaseModel) -> int:
+    """Number of inputs in ``request``."""
+    return len(getattr(request, input_field(request)))
+
+
+def params_key(request: BaseModel) -> tuple[tuple[str, Any], ...]:
+    """Every field but the inputs: requests batch together only when these are equal."""
+    field_name = input_field(request)
+    return tuple(sorted(request.model_dump(exclude={field_name}).items()))
+
+
+def merge_requests(requests: Sequence[BaseModel]) -> BaseModel:
+    """One request holding the inputs of ``requests`` in order (their parameters are equal)."""
+    if len(requests) == 1:
+        return requests[0]
+    field_name = input_field(requests[0])
+    merged = [item for request in requests for item in getattr(request, field_name)]
+    return requests[0].model_copy(update={field_name: merged})
+
+
+def split_result(result: BaseModel, sizes: Sequence[int]) -> list[BaseModel]:
+    """Cut a merged result into one result per request of ``sizes`` rows.
+
+    Every list field with one entry per row is sliced; other fields are copied.
+    """
+    if len(sizes) == 1:
+        return [result]
+    total = sum(sizes)
+    per_row = {
+        name: value
+        for name in type(result).model_fields
+        if isinstance(value := getattr(result, name), list) and len(value) == total
+    }
+    if not per_row:
+        raise RuntimeError(f"{type(result).__name__} has no per-row field of length {total}")
+    parts: list[BaseModel] = []
+    start = 0
+    for size in sizes:
+        update = {name: value[start : start + size] for name, value in per_row.items()}
+        parts.append(result.model_copy(update=update))
+        start += size
+    return parts
+
+
+@dataclass
+class RequestStats:
+    """Latency of whole requests (queue + batch + split) for one model."""
+
+    requests: int = 0
+    errors: int = 0
+    latency_ms: deque[float] = field(default_factory=lambda: deque(maxlen=4096))
+
+    def snapshot(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"requests": self.requests, "errors": self.errors}
+        if self.latency_ms:
+            values = np.fromiter(self.latency_ms, dtype=np.float64)
+            p50, p99 = np.percentile(values, [50, 99])
+            out["latency_ms"] = {"p50": round(float(p50), 3), "p99": round(float(p99), 3)}
+        return out
+
+
+class ModelWorker:
+    """One loaded model version: its runner and its batcher.
+
+    Parameters
+    ----------
+    manifest
+        The model version.
+    runner
+        The task runner around the model's session.
+    loaded
+        How the session was built (providers, precision, IO binding).
+    options
+        Batching limits.
+    """
+
+    def __init__(
+        self,
+        manifest: ModelManifest,
+        runner: ModelRunner,
+        loaded: LoadedSession,
+        options: BatchingOptions,
+    ) -> None:
+        self.manifest = manifest
+        self.runner = runner
+        self.loaded = loaded
+        self.options = options
+        self.stats = RequestStats()
+        # Text batches are padded to their longest member: bucket by token length.
+        self._encoder = getattr(runner, "encoder", None)
+        self.batcher: DynamicBatcher[BaseModel, BaseModel] = DynamicBatcher(
+            self._run_batch, options, bucket_of=self.bucket, rows_of=rows, name=manifest.model_id
+        )
+
+    def _run_batch(self, requests: Sequence[BaseModel]) -> list[BaseModel]:
+        merged = merge_requests(requests)
+        return split_result(self.runner.run(merged), [rows(r) for r in requests])
+
+    def bucket(self, request: BaseModel) -> Hashable:
+        """The batcher bucket of ``request``: its parameters and, for text, a length bucket."""
+        key: tuple[Any, ...] = params_key(request)
+        if self._encoder is not None:
+            longest = max(self._encoder.count_tokens(request.texts))  # type: ignore[attr-defined]
+            key = (*key, length_bucket(longest, DEFAULT_LENGTH_EDGES))
+        return key
+
+    async def infer(self, request: BaseModel) -> BaseModel:
+        """Run ``request`` through the batcher and return its own result.
+
+        Raises
+        ------
+        aimaas.errors.ApiError
+            Invalid input (422), overload or shutdown (503).
+        """
+        started = time.perf_counter()
+        try:
+            result = await self.batcher.submit(request)
+        except Exception:
+            self.stats.errors += 1
+            raise
+        self.stats.requests += 1
+        self.stats.latency_ms.append((time.perf_counter() - started) * 1000.0)
+        return result
+
+    def describe(self) -> dict[str, Any]:
+        """Where and how the model runs, plus its request and batching statistics."""
+        return {
+            "model": self.manifest.model_id,
+            "providers": self.loaded.providers,
+            "precision": self.loaded.precision,
+            "io_binding": self.loaded.io_binding,
+            "notes": self.loaded.notes,
+            "batching": {
+                "max_batch_size": self.options.max_batch_size,
+                "max_wait_ms": self.options.max_wait_ms,
+            },
+            **self.stats.snapshot(),
+            "batches": self.batcher.stats.snapshot(),
+        }
+
+
+def warm_up(manifest: ModelManifest, folder: Path, loaded: LoadedSession) -> None:
+    """Run the graph once so CUDA kernels, cuDNN plans and arenas exist before traffic.
+
+    Best effort: a graph whose inputs the generic probe cannot fill (silero-vad's sample
+    rate) just skips it.
+    """
+    try:
+        loaded.session.run(None, probe_feeds(manifest, folder))
+    except Exception as exc:
+        loaded.notes.append(f"warm-up skipped: {type(exc).__name__}")
+
+
+class ModelPool:
+    """The models this server has loaded, each loaded once on first use.
+
+    Parameters
+    ----------
+    registry
+        Resolves and verifies model versions.
+    target
+        Builds sessions on this server's device.
+    batching
+        Maps a manifest to its batching limits (its own policy, overridden by the environment).
+    """
+
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        target: ExecutionTarget,
+        batching: Callable[[ModelManifest], BatchingOptions],
+    ) -> None:
+        self.registry = registry
+        self.target = target
+        self._batching = batching
+        self._workers: dict[str, ModelWorker] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._load_lock = threading.Lock()
+
+    def resolve(self, name: str, version: str | None) -> ModelManifest:
+        """The manifest of ``name`` at ``version`` (newest when None); 404 when unknown."""
+        return self.registry.resolve(name, version)
+
+    async def worker(self, manifest: ModelManifest) -> ModelWorker:
+        """The worker of ``manifest``, loading the model (in a thread) on first use."""
+        key = manifest.model_id
+        found = self._workers.get(key)
+        if found is not None:
+            return found
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            found = self._workers.get(key)
+            if found is None:
+                found = await asyncio.to_thread(self._load, manifest)
+                self._workers[key] = found
+        return found
+
+    def _load(self, manifest: ModelManifest) -> ModelWorker:
+        # One load at a time: two models converting to fp16 at once would double peak memory.
+        with self._load_lock:
+            started = time.perf_counter()
+            folder = self.registry.verified_dir(manifest)
+            loaded = self.target.load(manifest, folder)
+            runner = RUNNERS[manifest.task](manifest, folder, loaded.session)
+            warm_up(manifest, folder, loaded)
+            worker = ModelWorker(manifest, runner, loaded, self._batching(manifest))
+            logger.info(
+                "model loaded %s",
+                {
+                    "model": manifest.model_id,
+                    "target": self.target.name,
+                    "providers": loaded.providers,
+                    "precision": loaded.precision,
+                    "io_binding": loaded.io_binding,
+                    "notes": loaded.notes,
+                    "load_s": round(time.perf_counter() - started, 3),
+                },
+            )
+            return worker
+
+    def loaded(self) -> Mapping[str, ModelWorker]:
+        """Workers by model id."""
+        return dict(self._workers)
+
+    async def aclose(self) -> None:
+        """Close every batcher (queued requests fail with 503)."""
+        await asyncio.gather(*(w.batcher.aclose() for w in self._workers.values()))
