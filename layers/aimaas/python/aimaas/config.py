@@ -16,10 +16,12 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+_HERE = Path(__file__).resolve()
 _DEFAULT_CONFIG_DIRS = (
-    # A source checkout: <repo>/layers/aimaas/python/aimaas/config.py.
-    Path(__file__).resolve().parents[4] / "config",
-    Path(__file__).resolve().parent / "config",  # a Lambda image or layer ships it beside the code
+    # A source checkout: <repo>/layers/aimaas/python/aimaas/config.py. A Lambda image has
+    # /var/task/aimaas/config.py, which has only four parents: no IndexError at import there.
+    *([_HERE.parents[4] / "config"] if len(_HERE.parents) > 4 else []),
+    _HERE.parent / "config",  # a Lambda image or layer ships it beside the code
 )
 
 
