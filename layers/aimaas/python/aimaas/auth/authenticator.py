@@ -1,0 +1,207 @@
+"""From request headers to a :class:`Principal`: the one key check for local mode, the inference
+app and the Lambda authorizer (standard library, boto3 and the core only).
+
+Accepted credentials: ``x-api-key: <key>`` or ``Authorization: Bearer <key>`` (header names are
+case-insensitive). Both may be sent if they carry the same key.
+
+Outcomes, in the order they are checked:
+
+======================================================  =====================================
+situation                                               error
+======================================================  =====================================
+no key; ``Authorization`` not ``Bearer``; two different  :class:`~aimaas.errors.Unauthorized`
+keys in the two headers; not an ``amk_`` key             (401)
+unknown key id; wrong secret; revoked; past its          :class:`~aimaas.errors.Forbidden`
+rotation grace; tenant unknown or suspended              (403)
+the tenant's hard monthly limit reached (ledger's month  :class:`~aimaas.errors.QuotaExceeded`
+counter >= plan ``hard_limits.monthly_requests``)        (429, ``Retry-After`` = seconds to the
+                                                         next month, UTC)
+======================================================  =====================================
+
+Error messages never contain the key.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from aimaas.auth.keys import KeyStore, build_key_store, key_matches, now_utc, parse_key, pepper_from
+from aimaas.config import Settings
+from aimaas.errors import Forbidden, QuotaExceeded, Unauthorized
+from aimaas.metering.ledger import UsageLedger
+from aimaas.metering.records import next_month_start
+from aimaas.plans import Catalog, load_catalog
+
+logger = logging.getLogger("aimaas.auth")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the tenant, the key used (its id, not the key) and the tenant's plan.
+
+    ``usage_identifier`` is the API Gateway API key value of that key (AWS only), which the
+    authorizer returns as ``usageIdentifierKey`` so the usage plan throttles the tenant.
+    """
+
+    tenant_id: str
+    key_id: str
+    plan: str
+    usage_identifier: str | None = None
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    wanted = name.lower()
+    for key, value in headers.items():
+        if key.lower() == wanted:
+            return value
+    return None
+
+
+def extract_key(headers: Mapping[str, str]) -> str:
+    """The API key a request presents.
+
+    Raises
+    ------
+    aimaas.errors.Unauthorized
+        No key, a non-Bearer ``Authorization`` header without ``x-api-key``, an empty Bearer
+        token, or two different keys.
+    """
+    api_key = (_header(headers, "x-api-key") or "").strip()
+    authorization = (_header(headers, "authorization") or "").strip()
+    bearer = ""
+    if authorization:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() == "bearer":
+            bearer = token.strip()
+            if not bearer:
+                raise Unauthorized("The Authorization header has an empty Bearer token.")
+        elif not api_key:
+            raise Unauthorized(
+                "Unsupported Authorization scheme; send 'Authorization: Bearer <key>' or "
+                "an 'x-api-key' header."
+            )
+    if api_key and bearer and not _same(api_key, bearer):
+        raise Unauthorized(
+            "Two different API keys were sent (x-api-key and Authorization: Bearer); send one."
+        )
+    key = api_key or bearer
+    if not key:
+        raise Unauthorized(
+            "Missing API key: send an 'x-api-key' header or 'Authorization: Bearer <key>'."
+        )
+    return key
+
+
+def _same(a: str, b: str) -> bool:
+    import hmac
+
+    return hmac.compare_digest(a.encode(), b.encode())
+
+
+class Authenticator:
+    """Checks a request's key against the key store and the tenant's hard monthly limit.
+
+    Parameters
+    ----------
+    store
+        Tenants and keys.
+    ledger
+        The usage ledger (its month counter enforces the hard limit).
+    pepper
+        The HMAC pepper the key hashes were made with.
+    catalog
+        Plans (``plans.toml`` by default).
+    clock
+        Returns "now" (tests pass a fixed clock).
+    touch
+        Record ``last_used_at`` (at most every five minutes per key).
+    """
+
+    def __init__(
+        self,
+        store: KeyStore,
+        ledger: UsageLedger,
+        *,
+        pepper: str,
+        catalog: Catalog | None = None,
+        clock: Callable[[], object] = now_utc,
+        touch: bool = True,
+    ) -> None:
+        self.store = store
+        self.ledger = ledger
+        self.pepper = pepper
+        self.catalog = catalog or load_catalog()
+        self.clock = clock
+        self.touch = touch
+
+    def authenticate(self, headers: Mapping[str, str]) -> Principal:
+        """Resolve the caller of a request.
+
+        Parameters
+        ----------
+        headers
+            The request headers (any case).
+
+        Returns
+        -------
+        Principal
+            The tenant, key id and plan.
+
+        Raises
+        ------
+        aimaas.errors.Unauthorized
+            Missing or malformed credentials (401).
+        aimaas.errors.Forbidden
+            Unknown, revoked or expired key, or an inactive tenant (403).
+        aimaas.errors.QuotaExceeded
+            The tenant's hard monthly limit is reached (429 with Retry-After).
+        """
+        key = extract_key(headers)
+        key_id = parse_key(key)
+        if key_id is None:
+            raise Unauthorized("The API key is not well formed (expected 'amk_...').")
+        now = self.clock()
+        record = self.store.get_key(key_id)
+        # One message for every rejected key, so a caller cannot probe which key ids exist.
+        rejected = Forbidden("The API key is not valid (unknown, revoked or expired).")
+        if record is None or not key_matches(key, record.key_hash, self.pepper):
+            logger.info("key rejected", extra={"key_id": key_id, "reason": "unknown"})
+            raise rejected
+        if not record.usable(now):  # type: ignore[arg-type]
+            logger.info("key rejected", extra={"key_id": key_id, "reason": record.status})
+            raise rejected
+        tenant = self.store.get_tenant(record.tenant_id)
+        if tenant is None or tenant.status != "active":
+            logger.info("key rejected", extra={"key_id": key_id, "reason": "tenant inactive"})
+            raise Forbidden("The account of this API key is not active.")
+        plan = self.catalog.plan(tenant.plan)
+        used = self.ledger.month_calls(tenant.tenant_id, now)  # type: ignore[arg-type]
+        if used >= plan.monthly_requests:
+            retry_after = math.ceil((next_month_start(now) - now).total_seconds())  # type: ignore[arg-type,operator]
+            raise QuotaExceeded(
+                f"The monthly limit of {plan.monthly_requests} requests of plan "
+                f"'{plan.name}' is reached; it resets at the start of next month (UTC).",
+                retry_after=retry_after,
+            )
+        if self.touch:
+            try:
+                self.store.touch_key(key_id, now)  # type: ignore[arg-type]
+            except Exception as error:  # best effort: a stale last_used_at must not fail a call
+                logger.warning(
+                    "could not record last use",
+                    extra={"key_id": key_id, "error_type": type(error).__name__},
+                )
+        return Principal(
+            tenant_id=tenant.tenant_id,
+            key_id=key_id,
+            plan=tenant.plan,
+            usage_identifier=record.usage_identifier,
+        )
+
+
+def build_authenticator(settings: Settings, ledger: UsageLedger) -> Authenticator:
+    """The authenticator for ``settings``: key store adapter and pepper from configuration."""
+    return Authenticator(build_key_store(settings), ledger, pepper=pepper_from(settings))

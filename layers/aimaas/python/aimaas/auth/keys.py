@@ -1,0 +1,249 @@
+"""API keys, tenants and the key store port (standard library only).
+
+Key format
+----------
+``amk_<key id>_<secret>``: ``amk_`` marks an aimaas key (secret scanners can match it), the
+key id is 12 non-secret characters ``[a-z0-9]`` that name the key in logs, the CLI and the
+ledger, and the secret is ``secrets.token_urlsafe(32)`` (256 random bits, 43 characters).
+The whole key is shown once, when it is issued. The store keeps only
+``hmac-sha256:<hex>`` of the whole key, keyed with a pepper (``AIMAAS_KEY_PEPPER``; in AWS set
+it from a secret), so a leaked table does not give working keys, and a lookup is one read by
+key id followed by a constant-time comparison.
+
+Rotation issues a new key and either revokes the old one at once or lets it live for a grace
+period (``expires_at``). Revocation is immediate: the authenticator reads the key's status
+with a strongly consistent read on every call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import string
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Literal
+
+from aimaas.config import Settings
+
+KEY_PREFIX = "amk_"
+KEY_ID_LENGTH = 12
+_KEY_ID_ALPHABET = string.ascii_lowercase + string.digits
+_KEY_PATTERN = re.compile(r"^amk_([a-z0-9]{12})_([A-Za-z0-9_-]{40,128})$")
+#: Used when no pepper is configured (local mode); production must set AIMAAS_KEY_PEPPER.
+DEFAULT_PEPPER = "aimaas-local-pepper"
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+TenantStatus = Literal["active", "suspended"]
+KeyStatus = Literal["active", "revoked"]
+
+
+def now_utc() -> datetime:
+    """The current time, aware, UTC."""
+    return datetime.now(UTC)
+
+
+def new_key_id() -> str:
+    """A fresh non-secret key id."""
+    return "".join(secrets.choice(_KEY_ID_ALPHABET) for _ in range(KEY_ID_LENGTH))
+
+
+def new_tenant_id() -> str:
+    """A fresh tenant id (``t_`` + 16 hex characters)."""
+    return "t_" + secrets.token_hex(8)
+
+
+def generate_key(key_id: str | None = None) -> tuple[str, str]:
+    """Make a new API key.
+
+    Returns
+    -------
+    tuple of str
+        ``(key_id, key)``; ``key`` is the secret to show once and never store.
+    """
+    key_id = key_id or new_key_id()
+    return key_id, f"{KEY_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
+
+
+def parse_key(key: str) -> str | None:
+    """The key id of a well-formed key, or None if ``key`` is not an aimaas key."""
+    match = _KEY_PATTERN.match(key)
+    return match.group(1) if match else None
+
+
+def hash_key(key: str, pepper: str) -> str:
+    """The stored form of a key: ``hmac-sha256:<hex>`` keyed with ``pepper``."""
+    digest = hmac.new(pepper.encode(), key.encode(), hashlib.sha256).hexdigest()
+    return f"hmac-sha256:{digest}"
+
+
+def key_matches(key: str, stored_hash: str, pepper: str) -> bool:
+    """Constant-time check of ``key`` against its stored hash."""
+    return hmac.compare_digest(hash_key(key, pepper), stored_hash)
+
+
+def pepper_from(settings: Settings) -> str:
+    """The pepper configured in ``AIMAAS_KEY_PEPPER`` (or the local default)."""
+    return settings.extra.get("AIMAAS_KEY_PEPPER") or DEFAULT_PEPPER
+
+
+@dataclass(frozen=True)
+class Tenant:
+    """A customer account."""
+
+    tenant_id: str
+    name: str
+    plan: str
+    status: TenantStatus = "active"
+    created_at: datetime = _EPOCH
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """What the store knows about one key (never the key itself).
+
+    ``apigw_key_id`` and ``usage_identifier`` link the key to its API Gateway API key (AWS
+    only). ``usage_identifier`` is the API Gateway key's value: with the API's key source set
+    to AUTHORIZER it only names the usage-plan bucket; API Gateway never accepts it from a
+    client, and the authorizer rejects it (it is not an ``amk_`` key). So it is not a
+    credential and may be stored.
+    """
+
+    key_id: str
+    tenant_id: str
+    key_hash: str
+    status: KeyStatus = "active"
+    created_at: datetime = _EPOCH
+    last_used_at: datetime | None = None
+    expires_at: datetime | None = None
+    label: str = ""
+    apigw_key_id: str | None = None
+    usage_identifier: str | None = None
+
+    def usable(self, at: datetime) -> bool:
+        """Active and not past its rotation grace period."""
+        return self.status == "active" and (self.expires_at is None or at < self.expires_at)
+
+
+class KeyStore(ABC):
+    """Port: tenants and keys. Adapters: ``sqlite`` and ``dynamodb`` (see :data:`KEY_STORES`)."""
+
+    @abstractmethod
+    def create_tenant(self, tenant: Tenant) -> None:
+        """Store a new tenant; ValueError if the id exists."""
+
+    @abstractmethod
+    def get_tenant(self, tenant_id: str) -> Tenant | None:
+        """One tenant, or None."""
+
+    @abstractmethod
+    def list_tenants(self) -> list[Tenant]:
+        """Every tenant, by id."""
+
+    @abstractmethod
+    def save_tenant(self, tenant: Tenant) -> None:
+        """Overwrite an existing tenant (plan or status change); KeyError if unknown."""
+
+    @abstractmethod
+    def create_key(self, record: KeyRecord) -> None:
+        """Store a new key record; ValueError if the key id exists."""
+
+    @abstractmethod
+    def get_key(self, key_id: str) -> KeyRecord | None:
+        """One key record, read strongly consistently, or None."""
+
+    @abstractmethod
+    def list_keys(self, tenant_id: str) -> list[KeyRecord]:
+        """The tenant's keys, oldest first."""
+
+    @abstractmethod
+    def save_key(self, record: KeyRecord) -> None:
+        """Overwrite an existing key record; KeyError if unknown."""
+
+    @abstractmethod
+    def touch_key(self, key_id: str, at: datetime, min_interval_s: int = 300) -> None:
+        """Set ``last_used_at`` if it is older than ``min_interval_s`` (best effort)."""
+
+    def close(self) -> None:  # noqa: B027 - optional for adapters without resources
+        """Release connections."""
+
+
+def issue_key(
+    store: KeyStore, tenant_id: str, pepper: str, *, label: str = "", at: datetime | None = None
+) -> tuple[KeyRecord, str]:
+    """Create and store a key for ``tenant_id``.
+
+    Returns
+    -------
+    tuple
+        ``(record, key)``: the stored record and the key to show once.
+
+    Raises
+    ------
+    KeyError
+        Unknown tenant.
+    """
+    if store.get_tenant(tenant_id) is None:
+        raise KeyError(f"unknown tenant {tenant_id!r}")
+    key_id, key = generate_key()
+    record = KeyRecord(
+        key_id=key_id,
+        tenant_id=tenant_id,
+        key_hash=hash_key(key, pepper),
+        created_at=at or now_utc(),
+        label=label,
+    )
+    store.create_key(record)
+    return record, key
+
+
+def revoke_key(store: KeyStore, key_id: str, *, at: datetime | None = None) -> KeyRecord:
+    """Revoke a key now (idempotent). KeyError if unknown."""
+    record = store.get_key(key_id)
+    if record is None:
+        raise KeyError(f"unknown key {key_id!r}")
+    revoked = replace(record, status="revoked", expires_at=record.expires_at or at or now_utc())
+    store.save_key(revoked)
+    return revoked
+
+
+KeyStoreFactory = Callable[[Settings], KeyStore]
+
+
+def _sqlite(settings: Settings) -> KeyStore:
+    from aimaas.auth.sqlite import SqliteKeyStore
+
+    return SqliteKeyStore(settings.sqlite_path)
+
+
+def _dynamodb(settings: Settings) -> KeyStore:
+    from aimaas.auth.dynamodb import DynamoDbKeyStore
+
+    if not settings.tenants_table:
+        raise ValueError("AIMAAS_TENANTS_TABLE is required for the dynamodb key store")
+    return DynamoDbKeyStore(settings.tenants_table)
+
+
+#: Key store adapters by the name ``AIMAAS_KEY_STORE`` selects.
+KEY_STORES: dict[str, KeyStoreFactory] = {"sqlite": _sqlite, "dynamodb": _dynamodb}
+
+
+def build_key_store(settings: Settings) -> KeyStore:
+    """Build the key store that ``settings.key_store`` names.
+
+    Raises
+    ------
+    ValueError
+        Unknown adapter, or incomplete settings.
+    """
+    try:
+        factory = KEY_STORES[settings.key_store]
+    except KeyError:
+        raise ValueError(
+            f"unknown key store {settings.key_store!r}; known: {sorted(KEY_STORES)}"
+        ) from None
+    return factory(settings)

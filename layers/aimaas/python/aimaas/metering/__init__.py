@@ -1,0 +1,39 @@
+"""Metering: the usage ledger port, the meter and usage summaries.
+
+Public face::
+
+    from aimaas.metering import UsageRecord, UsageLedger, build_ledger, Meter
+
+- :class:`UsageRecord`: one billed call (idempotent on ``(tenant_id, request_id)``).
+- :class:`UsageLedger`: the port; adapters ``sqlite``
+  (:class:`~aimaas.metering.sqlite.SqliteLedger`) and ``dynamodb``
+  (:class:`~aimaas.metering.dynamodb.DynamoDbLedger`), chosen by
+  :func:`build_ledger` from ``Settings.ledger``.
+- :class:`Meter`: ``record(record) -> bool`` with retries; raises
+  :class:`aimaas.errors.BackendUnavailable` when the record cannot be made durable. POLICY: a
+  call whose usage cannot be recorded is not served (503) and not billed; see
+  :mod:`aimaas.metering.meter`.
+- :func:`summarize`: group and price records (usage API, admin CLI, invoices).
+
+Everything here except :mod:`aimaas.metering.invoice` uses only the standard library, boto3 and
+the core (tenacity is imported lazily by :class:`Meter`).
+"""
+
+from aimaas.metering.ledger import LEDGERS, UsageLedger, build_ledger
+from aimaas.metering.meter import Meter
+from aimaas.metering.records import UsageRecord, UsageTotals, day_bucket, month_bucket
+from aimaas.metering.summary import UsageLine, UsageSummary, summarize
+
+__all__ = [
+    "LEDGERS",
+    "Meter",
+    "UsageLedger",
+    "UsageLine",
+    "UsageRecord",
+    "UsageSummary",
+    "UsageTotals",
+    "build_ledger",
+    "day_bucket",
+    "month_bucket",
+    "summarize",
+]

@@ -1,0 +1,219 @@
+"""Plans and prices: ``config/plans.toml`` as typed, immutable data.
+
+The same file is read by the CDK app (API Gateway usage plans from ``throttle`` and ``quota``)
+and by the runtime (hard monthly limits, which the platform enforces from its own ledger, and
+prices). Standard library only: the authorizer zip imports it.
+
+Money is computed with :class:`decimal.Decimal` so that an invoice total is exactly the sum of
+its lines and equals ledger units times list price times the plan's multiplier.
+
+Billing units
+-------------
+A price is quoted per billing unit (``1k_tokens``, ``image``, ``audio_second``). A usage record
+may carry its units in a finer unit; :data:`UNIT_CONVERSIONS` converts ``tokens`` to
+``1k_tokens`` and ``audio_ms`` to ``audio_second``. Any other mismatch is an error, never a
+silent guess.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from functools import cache
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from aimaas.config import load_toml
+
+#: Multiply units in the first unit by the factor to get units in the second.
+UNIT_CONVERSIONS: Mapping[tuple[str, str], Decimal] = MappingProxyType(
+    {
+        ("tokens", "1k_tokens"): Decimal("0.001"),
+        ("audio_ms", "audio_second"): Decimal("0.001"),
+    }
+)
+
+
+@dataclass(frozen=True)
+class Throttle:
+    """Steady-state requests per second and burst size of an API Gateway usage plan."""
+
+    rate_limit: float
+    burst_limit: int
+
+
+@dataclass(frozen=True)
+class Quota:
+    """The API Gateway usage-plan quota (best effort; not the billing limit)."""
+
+    limit: int
+    period: str  # DAY | WEEK | MONTH, as API Gateway spells it
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One subscription plan."""
+
+    name: str
+    description: str
+    throttle: Throttle
+    quota: Quota
+    monthly_requests: int  # the hard limit, enforced by the platform from its ledger
+    price_multiplier: Decimal
+
+
+@dataclass(frozen=True)
+class Price:
+    """A list price: ``usd`` per one ``unit``."""
+
+    unit: str
+    usd: Decimal
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """All plans and the price list."""
+
+    currency: str
+    plans: Mapping[str, Plan]
+    task_prices: Mapping[str, Price]
+    model_prices: Mapping[str, Price] = field(default_factory=dict)
+
+    def plan(self, name: str) -> Plan:
+        """Return the plan called ``name``.
+
+        Raises
+        ------
+        KeyError
+            If there is no such plan (the message lists the known ones).
+        """
+        try:
+            return self.plans[name]
+        except KeyError:
+            raise KeyError(f"unknown plan {name!r}; known: {sorted(self.plans)}") from None
+
+    def list_price(self, task: str, model: str | None = None) -> Price:
+        """The list price of one call's units: the model's own price, else its task's.
+
+        Raises
+        ------
+        KeyError
+            If neither the model nor the task has a price.
+        """
+        if model and model in self.model_prices:
+            return self.model_prices[model]
+        try:
+            return self.task_prices[task]
+        except KeyError:
+            raise KeyError(f"no price for task {task!r} (model {model!r})") from None
+
+    def price(
+        self,
+        task: str,
+        model: str | None,
+        units: float | Decimal,
+        plan: str,
+        unit: str | None = None,
+    ) -> Decimal:
+        """The charge for ``units`` of ``task`` on ``model`` for a tenant on ``plan``.
+
+        Parameters
+        ----------
+        task, model
+            What was called; a model price overrides the task price.
+        units
+            Quantity consumed, in ``unit`` (the billing unit when ``unit`` is None).
+        plan
+            The plan name; its ``price_multiplier`` applies.
+        unit
+            The unit ``units`` is counted in, converted to the billing unit if needed.
+
+        Returns
+        -------
+        Decimal
+            The charge in :attr:`currency`, unrounded.
+
+        Raises
+        ------
+        KeyError
+            Unknown plan, or no price for the task/model.
+        ValueError
+            ``unit`` cannot be converted to the price's unit.
+        """
+        list_price = self.list_price(task, model)
+        quantity = to_billing_units(units, unit or list_price.unit, list_price.unit)
+        return quantity * list_price.usd * self.plan(plan).price_multiplier
+
+
+def to_billing_units(units: float | Decimal, unit: str, billing_unit: str) -> Decimal:
+    """Convert ``units`` counted in ``unit`` to ``billing_unit``.
+
+    Raises
+    ------
+    ValueError
+        The two units are different and no conversion is known.
+    """
+    quantity = units if isinstance(units, Decimal) else Decimal(str(units))
+    if unit == billing_unit:
+        return quantity
+    factor = UNIT_CONVERSIONS.get((unit, billing_unit))
+    if factor is None:
+        raise ValueError(f"cannot convert {unit!r} to billing unit {billing_unit!r}")
+    return quantity * factor
+
+
+def usage_plan_name(stage: str, plan: str) -> str:
+    """The API Gateway usage plan that holds the API keys of tenants on ``plan``.
+
+    The CDK app names its usage plans with the same rule, so the admin tooling can find them.
+    """
+    return f"aimaas-{stage}-{plan}"
+
+
+def _price(data: Mapping[str, Any]) -> Price:
+    return Price(unit=str(data["unit"]), usd=Decimal(str(data["usd"])))
+
+
+def parse_catalog(data: Mapping[str, Any]) -> Catalog:
+    """Build a :class:`Catalog` from the parsed TOML document."""
+    plans = {
+        name: Plan(
+            name=name,
+            description=str(body.get("description", "")),
+            throttle=Throttle(
+                rate_limit=float(body["throttle"]["rate_limit"]),
+                burst_limit=int(body["throttle"]["burst_limit"]),
+            ),
+            quota=Quota(limit=int(body["quota"]["limit"]), period=str(body["quota"]["period"])),
+            monthly_requests=int(body["hard_limits"]["monthly_requests"]),
+            price_multiplier=Decimal(str(body.get("price_multiplier", 1))),
+        )
+        for name, body in data["plans"].items()
+    }
+    prices = data.get("prices", {})
+    return Catalog(
+        currency=str(data.get("currency", "USD")),
+        plans=MappingProxyType(plans),
+        task_prices=MappingProxyType({k: _price(v) for k, v in prices.get("tasks", {}).items()}),
+        model_prices=MappingProxyType({k: _price(v) for k, v in prices.get("models", {}).items()}),
+    )
+
+
+@cache
+def load_catalog(directory: Path | None = None) -> Catalog:
+    """Load ``plans.toml`` from the config folder (once per process)."""
+    return parse_catalog(load_toml("plans.toml", directory))
+
+
+def get_plan(name: str) -> Plan:
+    """Shortcut for ``load_catalog().plan(name)``."""
+    return load_catalog().plan(name)
+
+
+def price(
+    task: str, model: str | None, units: float | Decimal, plan: str, unit: str | None = None
+) -> Decimal:
+    """Shortcut for :meth:`Catalog.price` on the loaded catalog."""
+    return load_catalog().price(task, model, units, plan, unit)
