@@ -38,6 +38,7 @@ import shlex
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -178,38 +179,33 @@ class Deployment:
         return f"{endpoint.rstrip('/')}/_aws/execute-api/{self.rest_api_id}/{self.stage}"
 
 
-def _find(outputs: Mapping[str, str], *needles: str) -> str:
-    """The value of the one output whose key contains every needle (case-insensitive).
+#: The stack outputs this script reads (set by infra/stacks/api.py and storage.py).
+OUTPUTS = {
+    "rest_api_id": "RestApiId",
+    "stage": "StageName",
+    "bucket": "ModelBucketName",
+    "kms_key_id": "KmsKeyId",
+    "usage_plans": "UsagePlanIds",  # JSON {plan name: usage plan id}
+}
 
-    CDK appends a hash to the logical id of an output created inside a construct, so outputs
-    are matched by name fragments rather than by exact key.
+
+def parse_outputs(outputs: Mapping[str, str]) -> Deployment:
+    """Build a :class:`Deployment` from the merged outputs of every stack.
+
+    Raises
+    ------
+    KeyError
+        An expected output is missing (the message lists the outputs there are).
     """
-    hits = [
-        value
-        for key, value in outputs.items()
-        if all(n.lower() in key.lower() for n in needles) and "usageplan" not in key.lower()
-    ]
-    if len(hits) != 1:
-        raise KeyError(
-            f"expected one output matching {needles}, found {len(hits)}: {sorted(outputs)}"
-        )
-    return hits[0]
-
-
-def parse_outputs(outputs: Mapping[str, str], plans: list[str]) -> Deployment:
-    """Build a :class:`Deployment` from the merged stack outputs."""
-    usage_plans: dict[str, str] = {}
-    for plan in plans:
-        for key, value in outputs.items():
-            lowered = key.lower()
-            if "usageplan" in lowered and plan.lower() in lowered:
-                usage_plans[plan] = value
+    missing = sorted(key for key in OUTPUTS.values() if key not in outputs)
+    if missing:
+        raise KeyError(f"stack outputs {missing} missing; the stacks output {sorted(outputs)}")
     return Deployment(
-        rest_api_id=_find(outputs, "RestApiId"),
-        stage=_find(outputs, "Stage"),
-        bucket=_find(outputs, "Bucket"),
-        kms_key_id=_find(outputs, "Key"),
-        usage_plans=usage_plans,
+        rest_api_id=outputs[OUTPUTS["rest_api_id"]],
+        stage=outputs[OUTPUTS["stage"]],
+        bucket=outputs[OUTPUTS["bucket"]],
+        kms_key_id=outputs[OUTPUTS["kms_key_id"]],
+        usage_plans=json.loads(outputs[OUTPUTS["usage_plans"]]),
         outputs=dict(outputs),
     )
 
@@ -370,10 +366,8 @@ def main(argv: list[str] | None = None) -> int:
     for stack in stacks:
         with step(f"create stack {stack.stack_name}"):
             outputs.update(deploy_stack(cfn, stack))
-    import tomllib
-
     plans = list(tomllib.loads((REPO / "config" / "plans.toml").read_text())["plans"])
-    deployment = parse_outputs(outputs, plans)
+    deployment = parse_outputs(outputs)
     log(f"REST API {deployment.rest_api_id}, stage {deployment.stage}, bucket {deployment.bucket}")
     missing = sorted(set(plans) - set(deployment.usage_plans))
     if missing:

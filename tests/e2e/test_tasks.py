@@ -66,9 +66,11 @@ def test_image_classification_real_photo(
     )
     top = body["predictions"]
     assert len(top) == 5
-    # scikit-image's chelsea is a tabby cat: ImageNet's cat classes should lead.
-    assert "cat" in top[0]["label"].lower(), top
+    # scikit-image's chelsea is a tabby cat: one of ImageNet's cat classes should lead.
+    assert "cat" in body["label"].lower(), top
+    assert body["label"] == top[0]["label"]
     assert top[0]["score"] == max(item["score"] for item in top)
+    assert body["usage"] == {**body["usage"], "units": 1.0, "unit": "image"}
 
 
 def test_audio_classification_spoken_keyword(
@@ -77,7 +79,7 @@ def test_audio_classification_spoken_keyword(
     body = _ok(
         call(
             "POST",
-            "/v1/audio-classification",
+            "/v1/audio-classification?vad=true",
             data=spoken_yes.wav,
             headers={"Content-Type": "audio/wav"},
         )
@@ -88,6 +90,28 @@ def test_audio_classification_spoken_keyword(
     assert segments, body
     assert segments[0]["start"] >= spoken_yes.silence_s - 0.3
     assert segments[-1]["end"] <= spoken_yes.silence_s + spoken_yes.speech_s + 0.3
+    duration = spoken_yes.silence_s + spoken_yes.speech_s
+    assert body["duration_s"] == pytest.approx(duration, abs=0.01)
+    assert body["usage"]["unit"] == "audio_second"
+
+
+def test_voice_activity_by_model_name(
+    call: Callable[..., requests.Response], spoken_yes: SpokenWord
+) -> None:
+    """The generic predict route, with the VAD model that has no task route of its own."""
+    body = _ok(
+        call(
+            "POST",
+            "/v1/models/silero-vad/predict",
+            data=spoken_yes.wav,
+            headers={"Content-Type": "audio/wav"},
+        )
+    )
+    assert body["model"].startswith("silero-vad@")
+    segments = body["segments"]
+    assert len(segments) == 1, segments
+    assert segments[0]["start"] == pytest.approx(spoken_yes.silence_s, abs=0.3)
+    assert segments[0]["end"] == pytest.approx(spoken_yes.silence_s + spoken_yes.speech_s, abs=0.3)
 
 
 def test_customer_program_shape(http: requests.Session, target: Target, api_key: str) -> None:
