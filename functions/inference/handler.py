@@ -1,0 +1,102 @@
+"""The inference Lambda: API Gateway (REST, proxy) -> Mangum -> the aimaas FastAPI app.
+
+Observability (AWS Lambda Powertools):
+
+- Logger: structured JSON; every line written while a request is served carries its
+  ``request_id`` and ``model`` (a filter reads them from context variables). Events and headers
+  are never logged, so API keys never reach the logs.
+- Metrics (CloudWatch EMF, namespace ``aimaas``): ``Latency`` (ms), ``Requests`` and ``Errors``
+  by ``model`` and ``status_class``, plus Powertools' ``ColdStart``.
+- Tracer: X-Ray segment per invocation (a no-op outside Lambda).
+
+Configuration comes from ``AIMAAS_*`` environment variables (see ``aimaas.config.Settings``);
+behind API Gateway set ``AIMAAS_TRUST_AUTHORIZER=true`` so the key checked by the Lambda
+authorizer is not checked again. The container is built at import (init phase); models load
+on first use, so a cold start pays only for the model it is asked for.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+from aimaas.api import create_app
+from aimaas.api.context import MODEL_HEADER, REQUEST_ID_HEADER, RequestContextFilter
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from mangum import Mangum
+
+SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "aimaas-inference")
+
+logger = Logger(service=SERVICE)
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "aimaas"))
+tracer = Tracer(service=SERVICE)
+
+
+def _route_core_logs_through_powertools() -> None:
+    # The core logs to the "aimaas" logger tree; give it Powertools' JSON handler, tagged with
+    # the request id and model of the request being served.
+    handler = logger.registered_handler
+    if not any(isinstance(f, RequestContextFilter) for f in handler.filters):
+        handler.addFilter(RequestContextFilter())
+    core = logging.getLogger("aimaas")
+    core.handlers = [handler]
+    core.setLevel(logger.log_level)
+    core.propagate = False
+
+
+_route_core_logs_through_powertools()
+app = create_app()
+asgi = Mangum(app, lifespan="off")
+
+
+def _headers(response: dict[str, Any]) -> dict[str, str]:
+    found = {k.lower(): v for k, v in (response.get("headers") or {}).items()}
+    for key, values in (response.get("multiValueHeaders") or {}).items():
+        if values:
+            found.setdefault(key.lower(), values[0])
+    return found
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics(capture_cold_start_metric=True)
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Serve one API Gateway proxy event.
+
+    Parameters
+    ----------
+    event
+        An API Gateway REST (v1) or HTTP API (v2) proxy event.
+    context
+        The Lambda context.
+
+    Returns
+    -------
+    dict
+        The proxy response (statusCode, headers, body, isBase64Encoded).
+    """
+    started = time.perf_counter()
+    response = asgi(event, context)
+    latency_ms = (time.perf_counter() - started) * 1000.0
+    status = int(response.get("statusCode", 500))
+    headers = _headers(response)
+    model = headers.get(MODEL_HEADER.lower(), "none")
+    metrics.add_dimension("model", model)
+    metrics.add_dimension("status_class", f"{status // 100}xx")
+    metrics.add_metric(name="Latency", unit=MetricUnit.Milliseconds, value=latency_ms)
+    metrics.add_metric(name="Requests", unit=MetricUnit.Count, value=1)
+    if status >= 500:
+        metrics.add_metric(name="Errors", unit=MetricUnit.Count, value=1)
+    logger.info(
+        "request served",
+        extra={
+            "request_id": headers.get(REQUEST_ID_HEADER.lower()),
+            "model": model,
+            "status": status,
+            "latency_ms": round(latency_ms, 3),
+        },
+    )
+    return response

@@ -1,0 +1,81 @@
+"""``python -m aimaas.local serve``: the platform on one machine, same app, local adapters."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from aimaas.config import Settings
+
+
+def local_settings(args: argparse.Namespace) -> Settings:
+    """Settings from the environment, with local adapters and the command-line paths."""
+    base = Settings.from_env()
+    return dataclasses.replace(
+        base,
+        model_store="folder",
+        registry_path=Path(args.registry).resolve(),
+        key_store="sqlite",
+        ledger="sqlite",
+        sqlite_path=Path(args.db).resolve(),
+        trust_authorizer=False,  # no API Gateway in front: check every key here
+    )
+
+
+def banner(base_url: str, key: str, registry: Path) -> str:
+    """The start-up text: the demo key and commands to try."""
+    auth = f"Authorization: Bearer {key}"
+    return f"""
+aimaas local server  {base_url}   (models from {registry})
+  demo API key:  {key}
+  docs:          {base_url}/docs
+
+  curl -s {base_url}/v1/models -H '{auth}'
+  curl -s {base_url}/v1/text-classification -H '{auth}' \\
+       -d '{{"text": "The striker scored twice in the final."}}'
+  curl -s {base_url}/v1/embeddings -H '{auth}' \\
+       -H 'Content-Type: application/json' -d '{{"input": ["hello", "你好"]}}'
+  curl -s {base_url}/v1/image-classification -H '{auth}' \\
+       -H 'Content-Type: image/jpeg' --data-binary @photo.jpg
+  curl -s '{base_url}/v1/audio-classification?vad=true' -H '{auth}' \\
+       -H 'Content-Type: audio/wav' --data-binary @clip.wav
+"""
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from aimaas.api import create_app
+    from aimaas.local.demo import ensure_demo_key
+
+    settings = local_settings(args)
+    if not settings.registry_path.is_dir():
+        print(f"no model registry at {settings.registry_path}; run `make models`", file=sys.stderr)
+        return 2
+    credentials = ensure_demo_key(settings)
+    app = create_app(settings)
+    print(
+        banner(f"http://{args.host}:{args.port}", credentials.key, settings.registry_path),
+        flush=True,
+    )
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m aimaas.local``."""
+    parser = argparse.ArgumentParser(prog="python -m aimaas.local")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("serve", help="serve the API on this machine")
+    run.add_argument("--registry", default=os.environ.get("AIMAAS_REGISTRY", "build/registry"))
+    run.add_argument("--host", default="127.0.0.1")
+    run.add_argument("--port", type=int, default=8000)
+    run.add_argument("--db", default=os.environ.get("AIMAAS_SQLITE_PATH", ".aimaas/aimaas.db"))
+    run.add_argument("--log-level", default="info")
+    run.set_defaults(func=serve)
+    args = parser.parse_args(argv)
+    return int(args.func(args))
