@@ -9,6 +9,7 @@ from aimaas.api.container import Container, build_container
 from aimaas.api.handlers import install_error_handlers
 from aimaas.api.middleware import RequestContextMiddleware
 from aimaas.api.routes import health_router, router
+from aimaas.api.usage import router as usage_router
 from aimaas.config import Settings
 
 DESCRIPTION = """
@@ -55,10 +56,5 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     app.add_middleware(RequestContextMiddleware, max_body_bytes=container.settings.max_body_bytes)
     app.include_router(health_router)
     app.include_router(router)
-    try:
-        from aimaas.api.usage import router as usage_router
-    except ModuleNotFoundError:  # the usage route ships with the metering work
-        usage_router = None
-    if usage_router is not None:
-        app.include_router(usage_router)
+    app.include_router(usage_router)
     return app

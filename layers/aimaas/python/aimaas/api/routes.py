@@ -7,18 +7,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from aimaas import __version__, errors
+from aimaas import __version__
 from aimaas.api import bodies, tasks
 from aimaas.api import schemas as api
-
-try:
-    from aimaas.api.security import require_principal
-except ModuleNotFoundError:  # pragma: no cover - until the auth package lands
-
-    def require_principal() -> Any:
-        raise errors.Unauthorized("Authentication is not configured.")
-
-
+from aimaas.api.security import require_principal
 from aimaas.api.service import container_of
 from aimaas.manifest import ModelManifest
 

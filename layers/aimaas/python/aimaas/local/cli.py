@@ -36,6 +36,7 @@ aimaas local server  {base_url}   (models from {registry})
 
   curl -s {base_url}/v1/models -H '{auth}'
   curl -s {base_url}/v1/text-classification -H '{auth}' \\
+       -H 'Content-Type: application/json' \\
        -d '{{"text": "The striker scored twice in the final."}}'
   curl -s {base_url}/v1/embeddings -H '{auth}' \\
        -H 'Content-Type: application/json' -d '{{"input": ["hello", "你好"]}}'
