@@ -10,10 +10,12 @@ from collections.abc import Callable
 from model_export.base import ModelExporter
 from model_export.models.minilm import MiniLMEmbeddings, MiniLMEmbeddingsInt8
 from model_export.models.mobilenet import MobileNetV2Exporter
+from model_export.models.topic_classifier import TopicClassifierExporter
 
 EXPORTERS: dict[str, Callable[[], ModelExporter]] = {
     MiniLMEmbeddings.name: MiniLMEmbeddings,
     MiniLMEmbeddingsInt8.name: MiniLMEmbeddingsInt8,
+    TopicClassifierExporter.name: TopicClassifierExporter,
     MobileNetV2Exporter.name: MobileNetV2Exporter,
 }
 
