@@ -94,7 +94,7 @@ target_local() {
 	mkdir -p "$WORK/local"
 	AIMAAS_SQLITE_PATH="$db" AIMAAS_REGISTRY="$REGISTRY" \
 		start_server local "$port" "$BIN/python" -m aimaas.local serve \
-		--registry "$REGISTRY" --host 127.0.0.1 --port "$port"
+		--registry "$REGISTRY" --db "$db" --host 127.0.0.1 --port "$port"
 	AIMAAS_E2E_TARGET=local \
 		AIMAAS_E2E_BASE_URL="http://127.0.0.1:$port" \
 		AIMAAS_E2E_ADMIN="--store sqlite --db $db" \

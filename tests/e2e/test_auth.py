@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
 import requests
 
 from tests.e2e.support import ENGLISH, AdminCli, Target, Tenant, wait_until
@@ -21,16 +22,32 @@ def test_missing_key_is_refused(http: requests.Session, target: Target) -> None:
         assert response.headers["WWW-Authenticate"].startswith("Bearer")
 
 
-def test_wrong_key_is_forbidden(http: requests.Session, target: Target) -> None:
+def _tampered(key: str) -> str:
+    """The same key with its last character changed: well formed, right key id, wrong secret."""
+    return key[:-1] + ("A" if key[-1] != "A" else "B")
+
+
+@pytest.mark.parametrize("kind", ["wrong-secret", "unknown-id"])
+def test_wrong_key_is_forbidden(
+    http: requests.Session, target: Target, api_key: str, kind: str
+) -> None:
+    prefix, _, rest = api_key.partition("_")
+    key_id, _, secret = rest.partition("_")
+    wrong = _tampered(api_key) if kind == "wrong-secret" else f"{prefix}_{key_id[::-1]}_{secret}"
     response = http.post(
-        target.url(EMBED),
-        json=BODY,
-        headers={"x-api-key": "amk_" + "x" * 40},
-        timeout=target.timeout_s,
+        target.url(EMBED), json=BODY, headers={"x-api-key": wrong}, timeout=target.timeout_s
     )
     assert response.status_code == 403, response.text
     if target.name == "local":
         assert response.json()["error"]["code"] == "forbidden"
+
+
+def test_malformed_key(http: requests.Session, target: Target) -> None:
+    # Not a platform key at all: the platform says 401 (not a credential); API Gateway says 403.
+    response = http.post(
+        target.url(EMBED), json=BODY, headers={"x-api-key": "not-a-key"}, timeout=target.timeout_s
+    )
+    assert response.status_code == (401 if target.name == "local" else 403), response.text
 
 
 def test_valid_key_in_x_api_key(call: Callable[..., requests.Response]) -> None:

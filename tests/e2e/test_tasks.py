@@ -66,8 +66,10 @@ def test_image_classification_real_photo(
     )
     top = body["predictions"]
     assert len(top) == 5
-    # scikit-image's chelsea is a tabby cat: one of ImageNet's cat classes should lead.
-    assert "cat" in body["label"].lower(), top
+    # scikit-image's chelsea is a tabby cat: one of ImageNet's domestic cats (classes 281-285:
+    # tabby, tiger cat, Persian, Siamese, Egyptian) must lead, whatever the label spelling.
+    labels = _labels(call, body["model"].split("@")[0])
+    assert 281 <= labels.index(body["label"]) <= 285, top
     assert body["label"] == top[0]["label"]
     assert top[0]["score"] == max(item["score"] for item in top)
     assert body["usage"] == {**body["usage"], "units": 1.0, "unit": "image"}
