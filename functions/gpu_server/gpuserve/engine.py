@@ -60,7 +60,8 @@ class EngineOptions:
     device_id
         CUDA device ordinal.
     fp16
-        ``"auto"``: convert where the manifest allows it and parity holds; ``"off"``: never.
+        ``"auto"``: convert where the manifest allows it and parity holds; ``"off"``: never;
+        ``"force"``: try every model (parity still decides).
     io_binding
         Bind outputs to device memory on CUDA.
     min_cosine
@@ -132,6 +133,27 @@ class IoBoundSession:
         return list(binding.copy_outputs_to_cpu())
 
 
+def preload_cuda_libraries() -> None:
+    """Load CUDA and cuDNN from the ``nvidia-*`` pip packages when they are installed.
+
+    ``pip install onnxruntime-gpu[cuda,cudnn]`` brings them on a machine with only a driver;
+    ONNX Runtime finds them only after ``preload_dlls``. In the CUDA base image the system
+    libraries are used and nothing is preloaded.
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("nvidia") is None:
+        return
+    import onnxruntime as ort
+
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is not None:
+        try:
+            preload()
+        except Exception as exc:  # the system libraries may still work: ORT will say
+            logger.warning("preloading CUDA libraries from pip packages failed: %s", exc)
+
+
 def available_providers() -> list[str]:
     """``onnxruntime.get_available_providers()`` (imported lazily)."""
     import onnxruntime as ort
@@ -197,6 +219,10 @@ class CudaTarget(ExecutionTarget):
     name = "cuda"
     requires = CUDA
 
+    def __init__(self, options: EngineOptions) -> None:
+        super().__init__(options)
+        preload_cuda_libraries()
+
     def _cuda_options(self) -> dict[str, Any]:
         return {
             "device_id": self.options.device_id,
@@ -218,33 +244,21 @@ class CudaTarget(ExecutionTarget):
         if CUDA not in loaded.providers:
             loaded.notes.append("CUDA provider failed to initialise; running on CPU")
             return loaded
-        if manifest.fp16_allowed and self.options.fp16 == "auto":
-            self._try_fp16(manifest, folder, path, providers, loaded)
+        if wants_fp16(manifest, self.options):
+            half, note = try_fp16(
+                manifest,
+                folder,
+                fp32,
+                lambda graph: self._session(graph, providers),
+                self.options.min_cosine,
+            )
+            loaded.notes.append(note)
+            if half is not None:
+                loaded.session, loaded.precision = half, "fp16"
         if self.options.io_binding:
             loaded.session = IoBoundSession(loaded.session, "cuda", self.options.device_id)
             loaded.io_binding = True
         return loaded
-
-    def _try_fp16(
-        self,
-        manifest: ModelManifest,
-        folder: Path,
-        path: Path,
-        providers: Sequence[str | tuple[str, dict[str, Any]]],
-        loaded: LoadedSession,
-    ) -> None:
-        try:
-            half = self._session(convert_to_fp16(path), providers)
-            feeds = probe_feeds(manifest, folder)
-            cosine = min_row_cosine(loaded.session.run(None, feeds), half.run(None, feeds))
-        except Exception as exc:  # conversion or run failed: fp32 is always a safe answer
-            loaded.notes.append(f"fp16 not used: {type(exc).__name__}: {exc}"[:300])
-            return
-        if cosine >= self.options.min_cosine:
-            loaded.session, loaded.precision = half, "fp16"
-            loaded.notes.append(f"fp16 parity cosine {cosine:.6f}")
-        else:
-            loaded.notes.append(f"fp16 rejected: cosine {cosine:.6f} < {self.options.min_cosine}")
 
 
 class TensorRtTarget(CudaTarget):
@@ -257,7 +271,7 @@ class TensorRtTarget(CudaTarget):
     def providers(self, manifest: ModelManifest) -> list[str | tuple[str, dict[str, Any]]]:
         trt = {
             "device_id": self.options.device_id,
-            "trt_fp16_enable": bool(manifest.fp16_allowed and self.options.fp16 == "auto"),
+            "trt_fp16_enable": wants_fp16(manifest, self.options),
             "trt_engine_cache_enable": True,
             "trt_engine_cache_path": str(self.options.trt_cache_dir),
         }
@@ -320,6 +334,52 @@ def build_target(
     if target.requires not in offered:
         raise ValueError(f"target {name!r} needs {target.requires}; this build offers {offered}")
     return target
+
+
+def wants_fp16(manifest: ModelManifest, options: EngineOptions) -> bool:
+    """Whether to try float16: the manifest allows it (``auto``), or ``force`` for experiments.
+
+    ``force`` still keeps fp16 only when parity holds; it exists so a GPU check can measure
+    fp16 on a model whose manifest does not (yet) allow it.
+    """
+    return options.fp16 == "force" or (options.fp16 == "auto" and manifest.fp16_allowed)
+
+
+def try_fp16(
+    manifest: ModelManifest,
+    folder: Path,
+    fp32_session: Any,
+    make_session: Callable[[bytes], Any],
+    min_cosine: float,
+) -> tuple[Any | None, str]:
+    """Build the float16 session of ``manifest`` if it agrees with ``fp32_session``.
+
+    Parameters
+    ----------
+    manifest, folder
+        The model and its verified files.
+    fp32_session
+        The float32 session on the same device (the reference).
+    make_session
+        Builds a session from serialised ONNX bytes on that device.
+    min_cosine
+        Smallest per-row cosine between fp16 and fp32 outputs on the probe inputs.
+
+    Returns
+    -------
+    tuple
+        The fp16 session (None when conversion failed or parity did not hold) and a note that
+        says which, with the measured cosine.
+    """
+    try:
+        half = make_session(convert_to_fp16(folder / manifest.artifact.file))
+        feeds = probe_feeds(manifest, folder)
+        cosine = min_row_cosine(fp32_session.run(None, feeds), half.run(None, feeds))
+    except Exception as exc:  # conversion or run failed: fp32 is always a safe answer
+        return None, f"fp16 not used: {type(exc).__name__}: {exc}"[:300]
+    if cosine >= min_cosine:
+        return half, f"fp16 parity cosine {cosine:.6f}"
+    return None, f"fp16 rejected: cosine {cosine:.6f} < {min_cosine}"
 
 
 def convert_to_fp16(path: Path) -> bytes:
