@@ -27,6 +27,7 @@ import logging
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 from aimaas.auth.keys import KeyStore, build_key_store, key_matches, now_utc, parse_key, pepper_from
 from aimaas.config import Settings
@@ -127,7 +128,7 @@ class Authenticator:
         *,
         pepper: str,
         catalog: Catalog | None = None,
-        clock: Callable[[], object] = now_utc,
+        clock: Callable[[], datetime] = now_utc,
         touch: bool = True,
     ) -> None:
         self.store = store
@@ -138,7 +139,7 @@ class Authenticator:
         self.touch = touch
 
     def authenticate(self, headers: Mapping[str, str]) -> Principal:
-        """Resolve the caller of a request.
+        """Resolve the caller of a request and enforce its tenant's hard monthly limit.
 
         Parameters
         ----------
@@ -159,36 +160,33 @@ class Authenticator:
         aimaas.errors.QuotaExceeded
             The tenant's hard monthly limit is reached (429 with Retry-After).
         """
+        principal = self.identify(headers)
+        self.enforce_limits(principal)
+        return principal
+
+    def identify(self, headers: Mapping[str, str]) -> Principal:
+        """Resolve the caller without checking limits (401/403 as :meth:`authenticate`)."""
         key = extract_key(headers)
         key_id = parse_key(key)
         if key_id is None:
             raise Unauthorized("The API key is not well formed (expected 'amk_...').")
-        now = self.clock()
+        now: datetime = self.clock()
         record = self.store.get_key(key_id)
         # One message for every rejected key, so a caller cannot probe which key ids exist.
         rejected = Forbidden("The API key is not valid (unknown, revoked or expired).")
         if record is None or not key_matches(key, record.key_hash, self.pepper):
             logger.info("key rejected", extra={"key_id": key_id, "reason": "unknown"})
             raise rejected
-        if not record.usable(now):  # type: ignore[arg-type]
+        if not record.usable(now):
             logger.info("key rejected", extra={"key_id": key_id, "reason": record.status})
             raise rejected
         tenant = self.store.get_tenant(record.tenant_id)
         if tenant is None or tenant.status != "active":
             logger.info("key rejected", extra={"key_id": key_id, "reason": "tenant inactive"})
             raise Forbidden("The account of this API key is not active.")
-        plan = self.catalog.plan(tenant.plan)
-        used = self.ledger.month_calls(tenant.tenant_id, now)  # type: ignore[arg-type]
-        if used >= plan.monthly_requests:
-            retry_after = math.ceil((next_month_start(now) - now).total_seconds())  # type: ignore[arg-type,operator]
-            raise QuotaExceeded(
-                f"The monthly limit of {plan.monthly_requests} requests of plan "
-                f"'{plan.name}' is reached; it resets at the start of next month (UTC).",
-                retry_after=retry_after,
-            )
         if self.touch:
             try:
-                self.store.touch_key(key_id, now)  # type: ignore[arg-type]
+                self.store.touch_key(key_id, now)
             except Exception as error:  # best effort: a stale last_used_at must not fail a call
                 logger.warning(
                     "could not record last use",
@@ -200,6 +198,19 @@ class Authenticator:
             plan=tenant.plan,
             usage_identifier=record.usage_identifier,
         )
+
+    def enforce_limits(self, principal: Principal) -> None:
+        """Raise :class:`~aimaas.errors.QuotaExceeded` if the tenant's month is used up."""
+        now: datetime = self.clock()
+        plan = self.catalog.plan(principal.plan)
+        used = self.ledger.month_calls(principal.tenant_id, now)
+        if used >= plan.monthly_requests:
+            retry_after = math.ceil((next_month_start(now) - now).total_seconds())
+            raise QuotaExceeded(
+                f"The monthly limit of {plan.monthly_requests} requests of plan "
+                f"'{plan.name}' is reached; it resets at the start of next month (UTC).",
+                retry_after=retry_after,
+            )
 
 
 def build_authenticator(settings: Settings, ledger: UsageLedger) -> Authenticator:

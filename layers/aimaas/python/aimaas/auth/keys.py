@@ -26,6 +26,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import cache
 from typing import Literal
 
 from aimaas.config import Settings
@@ -86,8 +87,21 @@ def key_matches(key: str, stored_hash: str, pepper: str) -> bool:
     return hmac.compare_digest(hash_key(key, pepper), stored_hash)
 
 
+@cache
+def _ssm_secret(name: str) -> str:
+    import boto3
+
+    response = boto3.client("ssm").get_parameter(Name=name, WithDecryption=True)
+    return str(response["Parameter"]["Value"])
+
+
 def pepper_from(settings: Settings) -> str:
-    """The pepper configured in ``AIMAAS_KEY_PEPPER`` (or the local default)."""
+    """The key-hash pepper: the SSM SecureString named by ``AIMAAS_KEY_PEPPER_PARAMETER``, else
+    ``AIMAAS_KEY_PEPPER``, else the local default. Every reader and writer of one key store
+    must use the same pepper."""
+    parameter = settings.extra.get("AIMAAS_KEY_PEPPER_PARAMETER")
+    if parameter:
+        return _ssm_secret(parameter)
     return settings.extra.get("AIMAAS_KEY_PEPPER") or DEFAULT_PEPPER
 
 

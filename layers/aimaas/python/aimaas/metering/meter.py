@@ -83,7 +83,9 @@ class Meter:
 
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(self.attempts),
-            wait=tenacity.wait_exponential_jitter(initial=self.initial_wait_s, max=self.max_wait_s),
+            wait=tenacity.wait_exponential_jitter(
+                multiplier=self.initial_wait_s, max=self.max_wait_s, jitter=self.initial_wait_s
+            ),
             retry=tenacity.retry_if_not_exception_type(_NOT_RETRIED),
             sleep=self.sleep,
             before_sleep=self._log_retry,

@@ -12,6 +12,7 @@ import random
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -248,3 +249,61 @@ def serialize_moto_dynamodb_transactions() -> Callable[[], None]:
         models.copy = saved_copy
 
     return undo
+
+
+#: Table names :func:`moto_tables` creates.
+MOTO_TABLES = {
+    "tenants": "aimaas-test-tenants",
+    "usage": "aimaas-test-usage",
+    "audit": "aimaas-test-audit",
+}
+
+
+@contextmanager
+def moto_tables(region: str = "us-east-1") -> Iterator[dict[str, str]]:
+    """Start moto's in-process AWS with the three aimaas tables created (tests only).
+
+    Sets dummy credentials and the region for the duration, makes moto's transactions
+    thread-safe (:func:`serialize_moto_dynamodb_transactions`), and yields the settings
+    environment (``AIMAAS_*`` variables) that points the DynamoDB adapters at the tables.
+    """
+    import os
+    from unittest import mock
+
+    import boto3
+    from moto import mock_aws
+
+    from aimaas.auth.dynamodb import create_table as create_tenants_table
+    from aimaas.metering.dynamodb import KEY_SCHEMA
+    from aimaas.metering.dynamodb import create_table as create_usage_table
+
+    fake_env = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": region,
+        "AWS_REGION": region,
+    }
+    with mock.patch.dict(os.environ, fake_env), mock_aws():
+        for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_PROFILE"):
+            os.environ.pop(name, None)
+        undo = serialize_moto_dynamodb_transactions()
+        try:
+            client = boto3.client("dynamodb", region_name=region)
+            create_tenants_table(client, MOTO_TABLES["tenants"])
+            create_usage_table(client, MOTO_TABLES["usage"])
+            client.create_table(
+                TableName=MOTO_TABLES["audit"],
+                AttributeDefinitions=KEY_SCHEMA["AttributeDefinitions"],
+                KeySchema=KEY_SCHEMA["KeySchema"],
+                BillingMode="PAY_PER_REQUEST",
+            )
+            yield {
+                "AIMAAS_KEY_STORE": "dynamodb",
+                "AIMAAS_LEDGER": "dynamodb",
+                "AIMAAS_TENANTS_TABLE": MOTO_TABLES["tenants"],
+                "AIMAAS_USAGE_TABLE": MOTO_TABLES["usage"],
+                "AIMAAS_AUDIT_TABLE": MOTO_TABLES["audit"],
+            }
+        finally:
+            undo()

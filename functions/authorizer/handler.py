@@ -1,0 +1,159 @@
+"""The API Gateway (REST) REQUEST Lambda authorizer: API key -> tenant, plan and usage identifier.
+
+Deployment contract (for the CDK app)
+-------------------------------------
+- Type ``REQUEST``, **no identity sources and result caching off** (``resultsCacheTtl`` 0; with
+  the L1 ``CfnAuthorizer``: ``identity_source`` unset, ``authorizer_result_ttl_in_seconds=0``).
+  Why: callers may send the key as ``x-api-key`` *or* ``Authorization: Bearer``. API Gateway
+  answers 401 without calling the authorizer when any listed identity source is missing, and
+  it caches only on identity sources, so listing both would refuse Bearer-only callers and
+  listing one would refuse the other. With caching off, identity sources are optional and the
+  authorizer sees every request, which also keeps revocation and the hard monthly limit exact
+  (one consistent key read, one tenant read and one counter read per call).
+- The REST API's ``apiKeySource`` is ``AUTHORIZER`` and the methods have ``apiKeyRequired``:
+  the usage plans then throttle by the ``usageIdentifierKey`` returned here.
+- Environment: ``AIMAAS_KEY_STORE=dynamodb``, ``AIMAAS_LEDGER=dynamodb``,
+  ``AIMAAS_TENANTS_TABLE``, ``AIMAAS_USAGE_TABLE``, and the pepper as ``AIMAAS_KEY_PEPPER`` or,
+  better, ``AIMAAS_KEY_PEPPER_PARAMETER`` (an SSM SecureString name). ``plans.toml`` must ship in
+  the layer as ``aimaas/config/plans.toml`` (or set ``AIMAAS_CONFIG_DIR``).
+- IAM: ``dynamodb:GetItem`` + ``dynamodb:UpdateItem`` (``last_used_at``) on the tenants table,
+  ``dynamodb:GetItem`` on the usage table, ``ssm:GetParameter`` on the pepper parameter (if
+  used), ``apigateway:GET`` on ``/apikeys/*`` (only for keys whose usage identifier is not
+  stored, see below).
+
+Usage identifier
+----------------
+When the admin tooling creates a tenant key it also creates an API Gateway API key with a
+random value that is NOT the customer's key and stores its id and value with the key record.
+That value is only a usage-plan bucket name: with key source AUTHORIZER, API Gateway never
+accepts it from a client, and this authorizer rejects it (it is not an ``amk_`` key). So the
+authorizer returns it without any API call. For a record that has only the API key id, the
+value is fetched once with ``apigateway:GetApiKey(includeValue=True)`` and kept in memory.
+
+Outcomes
+--------
+- missing/malformed credentials: ``raise Exception("Unauthorized")`` -> API Gateway 401;
+- unknown, revoked or expired key, inactive tenant: an explicit Deny -> 403;
+- hard monthly limit reached: Allow with ``quota_retry_after`` in the context, and the
+  inference app answers 429 with ``Retry-After`` (an authorizer cannot choose the status code
+  of a Deny, and 403 would tell the client the key is bad);
+- otherwise Allow on the whole API stage (``<api>/<stage>/*/*``) with context
+  ``{tenant_id, key_id, plan}``.
+
+Keys never reach a log line: only key ids are logged.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import boto3
+from aimaas.auth import Authenticator, Principal, build_authenticator
+from aimaas.config import Settings
+from aimaas.errors import Forbidden, QuotaExceeded, Unauthorized
+from aimaas.metering import build_ledger
+from aws_lambda_powertools import Logger
+
+logger = Logger(service="aimaas-authorizer")
+
+_usage_identifiers: dict[str, str] = {}
+
+
+@cache
+def authenticator() -> Authenticator:
+    """Built once per container (cold start) from the environment."""
+    settings = Settings.from_env()
+    return build_authenticator(settings, build_ledger(settings))
+
+
+@cache
+def _apigateway() -> Any:
+    return boto3.client("apigateway")
+
+
+def wildcard_arn(method_arn: str) -> str:
+    """``arn:...:<api>/<stage>/*/*`` for ``arn:...:<api>/<stage>/<verb>/<path>``.
+
+    Allowing the whole stage keeps a cached policy valid on every route, should caching ever be
+    turned on.
+    """
+    prefix, _, path = method_arn.partition(":execute-api:")
+    region_account_api = path.split("/", 2)
+    if not prefix or len(region_account_api) < 2:
+        return method_arn
+    api, stage = region_account_api[0], region_account_api[1]
+    return f"{prefix}:execute-api:{api}/{stage}/*/*"
+
+
+def policy(principal_id: str, effect: str, resource: str) -> dict[str, Any]:
+    """An authorizer response with one ``execute-api:Invoke`` statement."""
+    return {
+        "principalId": principal_id,
+        "policyDocument": {
+            "Version": "2012-10-17",
+            "Statement": [{"Action": "execute-api:Invoke", "Effect": effect, "Resource": resource}],
+        },
+    }
+
+
+def usage_identifier(auth: Authenticator, principal: Principal) -> str | None:
+    """The API Gateway key value for the principal's key (see the module docstring)."""
+    if principal.usage_identifier:
+        return principal.usage_identifier
+    cached = _usage_identifiers.get(principal.key_id)
+    if cached:
+        return cached
+    record = auth.store.get_key(principal.key_id)
+    if record is None or not record.apigw_key_id:
+        return None
+    value = _apigateway().get_api_key(apiKey=record.apigw_key_id, includeValue=True)["value"]
+    _usage_identifiers[principal.key_id] = value
+    return str(value)
+
+
+def _headers(event: dict[str, Any]) -> dict[str, str]:
+    headers = {k: v for k, v in (event.get("headers") or {}).items() if v is not None}
+    # multiValueHeaders: a header sent twice must not slip a second key past the check.
+    for name, values in (event.get("multiValueHeaders") or {}).items():
+        if name.lower() in {"x-api-key", "authorization"} and values and len(set(values)) > 1:
+            raise Unauthorized("The same credential header was sent more than once.")
+    return headers
+
+
+@logger.inject_lambda_context(log_event=False)
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Authorize one request (see the module docstring for the outcomes)."""
+    method_arn = event.get("methodArn", "")
+    resource = wildcard_arn(method_arn)
+    auth = authenticator()
+    try:
+        headers = _headers(event)
+        principal = auth.identify(headers)
+    except Unauthorized as error:
+        logger.info("unauthorized", extra={"reason": error.code})
+        raise Exception("Unauthorized") from None  # the contract with API Gateway: 401
+    except Forbidden:
+        logger.info("denied", extra={"path": event.get("path")})
+        return policy("anonymous", "Deny", resource)
+    response = policy(principal.tenant_id, "Allow", resource)
+    response["context"] = {
+        "tenant_id": principal.tenant_id,
+        "key_id": principal.key_id,
+        "plan": principal.plan,
+    }
+    try:
+        auth.enforce_limits(principal)
+    except QuotaExceeded as error:
+        # The app answers 429 with Retry-After (see "Outcomes" above).
+        response["context"]["quota_retry_after"] = str(error.retry_after)
+        logger.info("over hard limit", extra={"tenant_id": principal.tenant_id})
+    identifier = usage_identifier(auth, principal)
+    if identifier:
+        response["usageIdentifierKey"] = identifier
+    else:
+        logger.warning(
+            "key has no API Gateway usage identifier", extra={"key_id": principal.key_id}
+        )
+    logger.info("allowed", extra={"tenant_id": principal.tenant_id, "key_id": principal.key_id})
+    return response

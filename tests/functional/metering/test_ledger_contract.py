@@ -1,0 +1,98 @@
+"""The usage-ledger contract, run against both adapters (SQLite and DynamoDB on moto)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import boto3
+import pytest
+from aimaas.config import Settings
+from aimaas.metering import UsageLedger, build_ledger
+from aimaas.metering.dynamodb import DynamoDbLedger
+from aimaas.metering.testing import MOTO_TABLES, moto_tables, sample_record
+from botocore.exceptions import ClientError
+
+T0 = datetime(2026, 1, 31, 23, 59, 0, tzinfo=UTC)
+
+
+def test_put_is_idempotent_per_tenant_and_request_id(ledger: UsageLedger) -> None:
+    record = sample_record("req-1", timestamp=T0, units=2.5)
+    assert ledger.put(record) is True
+    assert ledger.put(record) is False
+    # The same id from another tenant is a different call.
+    assert ledger.put(sample_record("req-1", tenant_id="t-other", timestamp=T0)) is True
+    assert ledger.get("t-test", "req-1") == record
+    assert ledger.get("t-test", "missing") is None
+    totals = ledger.totals("t-test", "day", "2026-01-31")
+    assert totals.calls == 1
+    assert totals.units == {"1k_tokens": Decimal("2.5")}
+
+
+def test_counters_split_by_day_month_and_unit(ledger: UsageLedger) -> None:
+    ledger.put(sample_record("a", timestamp=T0, units=1.25))
+    ledger.put(sample_record("b", timestamp=T0 + timedelta(minutes=2), units=0.5))  # Feb 1st
+    ledger.put(sample_record("c", timestamp=T0, units=3, unit="image", task="image-classification"))
+    assert ledger.totals("t-test", "day", "2026-01-31").calls == 2
+    assert ledger.totals("t-test", "day", "2026-02-01").units == {"1k_tokens": Decimal("0.5")}
+    january = ledger.totals("t-test", "month", "2026-01")
+    assert january.calls == 2
+    assert january.units == {"1k_tokens": Decimal("1.25"), "image": Decimal("3")}
+    assert ledger.month_calls("t-test", T0) == 2
+    assert ledger.month_calls("t-test", T0 + timedelta(days=1)) == 1
+    assert ledger.totals("t-nobody", "month", "2026-01").calls == 0
+
+
+def test_records_range_is_half_open_and_ordered(ledger: UsageLedger) -> None:
+    stamps = [T0 - timedelta(days=40), T0 - timedelta(hours=1), T0, T0 + timedelta(days=3)]
+    for i, stamp in enumerate(reversed(stamps)):
+        ledger.put(sample_record(f"r{i}", timestamp=stamp))
+    got = list(ledger.records("t-test", T0 - timedelta(days=45), T0))
+    assert [r.timestamp for r in got] == stamps[:2]  # T0 itself is excluded
+    got = list(ledger.records("t-test", T0, T0 + timedelta(days=30)))
+    assert [r.timestamp for r in got] == stamps[2:]
+    assert list(ledger.records("t-other", T0 - timedelta(days=99), T0 + timedelta(days=99))) == []
+
+
+def test_dynamodb_layout_and_ttl_on_raw_records_only() -> None:
+    with moto_tables():
+        ledger = DynamoDbLedger(MOTO_TABLES["usage"], retention_days=10)
+        ledger.put(sample_record("x", timestamp=T0))
+        client = boto3.client("dynamodb")
+        items = client.scan(TableName=MOTO_TABLES["usage"])["Items"]
+        by_pk = {item["pk"]["S"]: item for item in items}
+        assert set(by_pk) == {"REQ#t-test#x", "REC#t-test#2026-01", "CTR#t-test"}
+        expected_ttl = int(T0.timestamp()) + 10 * 86400
+        assert int(by_pk["REQ#t-test#x"]["expires_at"]["N"]) == expected_ttl
+        assert int(by_pk["REC#t-test#2026-01"]["expires_at"]["N"]) == expected_ttl
+        counters = [item for item in items if item["pk"]["S"] == "CTR#t-test"]
+        assert {c["sk"]["S"] for c in counters} == {"DAY#2026-01-31", "MONTH#2026-01"}
+        assert all("expires_at" not in c for c in counters)
+        ttl = client.describe_time_to_live(TableName=MOTO_TABLES["usage"])
+        assert ttl["TimeToLiveDescription"]["AttributeName"] == "expires_at"
+
+
+def test_dynamodb_failed_transaction_leaves_nothing() -> None:
+    """The record and its counters are one transaction: a failing counter update (here the
+    daily counter holds a string, so ADD fails) cancels the record too."""
+    with moto_tables():
+        client = boto3.client("dynamodb")
+        client.put_item(
+            TableName=MOTO_TABLES["usage"],
+            Item={"pk": {"S": "CTR#t-test"}, "sk": {"S": "DAY#2026-01-31"}, "calls": {"S": "x"}},
+        )
+        ledger = DynamoDbLedger(MOTO_TABLES["usage"])
+        with pytest.raises(ClientError):
+            ledger.put(sample_record("y", timestamp=T0))
+        assert ledger.get("t-test", "y") is None
+        assert list(ledger.records("t-test", T0 - timedelta(days=1), T0 + timedelta(days=1))) == []
+        assert ledger.totals("t-test", "month", "2026-01").calls == 0
+
+
+def test_build_ledger_by_name(tmp_path) -> None:
+    sqlite = build_ledger(Settings(ledger="sqlite", sqlite_path=tmp_path / "x.db"))
+    assert type(sqlite).__name__ == "SqliteLedger"
+    with pytest.raises(ValueError, match="unknown ledger"):
+        build_ledger(Settings(ledger="postgres"))
+    with pytest.raises(ValueError, match="AIMAAS_USAGE_TABLE"):
+        build_ledger(Settings(ledger="dynamodb"))
