@@ -113,11 +113,14 @@ class RequestContextMiddleware:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                extra: list[Any] = [(b"x-request-id", request_id.encode())]
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                extra: list[Any] = []
+                if b"x-request-id" not in present:  # error responses already carry it
+                    extra.append((b"x-request-id", request_id.encode()))
                 # Routes record the model on the shared scope state (context variables set in a
                 # worker thread do not flow back here).
                 model = scope.get("state", {}).get("model_id")
-                if model:
+                if model and MODEL_HEADER.lower().encode() not in present:
                     extra.append((MODEL_HEADER.lower().encode(), model.encode()))
                 message = {**message, "headers": [*message.get("headers", []), *extra]}
             await send(message)

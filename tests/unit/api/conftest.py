@@ -1,0 +1,140 @@
+"""App fixtures for the API unit tests: real models and ledger, a fake authenticator.
+
+The authenticator is the only fake (unit tier): it accepts ``Bearer good-key``. The functional
+tier uses real keys issued through ``aimaas.auth``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import struct
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from aimaas import errors
+from aimaas.api import Container, create_app
+from aimaas.auth import Principal
+from aimaas.backends import BackendRouter, InferenceBackend, LocalOnnxBackend
+from aimaas.backends.router import UnconfiguredGpuBackend
+from aimaas.config import Settings, StageConfig
+from aimaas.metering import Meter, UsageLedger, UsageRecord
+from aimaas.metering.sqlite import SqliteLedger
+from aimaas.registry import FolderStore, ModelRegistry
+from fastapi.testclient import TestClient
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[3]
+REGISTRY = Path(os.environ.get("AIMAAS_REGISTRY", ROOT / "build" / "registry"))
+AUTH = {"Authorization": "Bearer good-key"}
+PRINCIPAL = Principal(tenant_id="t_unit", key_id="k_unit", plan="pro")
+
+
+class FakeAuthenticator:
+    """Accepts exactly ``Bearer good-key``."""
+
+    def authenticate(self, headers: Mapping[str, str]) -> Principal:
+        if headers.get("authorization") == "Bearer good-key":
+            return PRINCIPAL
+        raise errors.Unauthorized("No valid API key.")
+
+
+@dataclasses.dataclass
+class Harness:
+    client: TestClient
+    ledger: UsageLedger
+    container: Container
+
+    def records(self) -> list[UsageRecord]:
+        now = datetime.now(UTC)
+        return list(
+            self.ledger.records(
+                PRINCIPAL.tenant_id, now - timedelta(days=1), now + timedelta(days=1)
+            )
+        )
+
+
+@pytest.fixture(scope="session")
+def registry() -> ModelRegistry:
+    return ModelRegistry(FolderStore(REGISTRY), StageConfig.load("local").default_models)
+
+
+@pytest.fixture(scope="session")
+def cpu(registry: ModelRegistry) -> LocalOnnxBackend:
+    return LocalOnnxBackend(registry, threads=1)
+
+
+@pytest.fixture
+def make_harness(
+    tmp_path: Path, registry: ModelRegistry, cpu: LocalOnnxBackend
+) -> Iterator[Callable[..., Harness]]:
+    made: list[Harness] = []
+
+    def make(
+        *,
+        gpu_models: tuple[str, ...] = (),
+        gpu: InferenceBackend | None = None,
+        ledger: UsageLedger | None = None,
+        registry_: ModelRegistry | None = None,
+        cpu_: InferenceBackend | None = None,
+        max_body_bytes: int = 6 * 1024 * 1024,
+    ) -> Harness:
+        settings = Settings(
+            registry_path=REGISTRY,
+            sqlite_path=tmp_path / "db.sqlite",
+            max_body_bytes=max_body_bytes,
+        )
+        real_ledger = SqliteLedger(tmp_path / f"ledger{len(made)}.sqlite")
+        container = Container(
+            settings=settings,
+            registry=registry_ or registry,
+            backends=BackendRouter(cpu_ or cpu, gpu or UnconfiguredGpuBackend(), gpu_models),
+            authenticator=FakeAuthenticator(),
+            meter=Meter(ledger or real_ledger, sleep=lambda _: None),
+            ledger=real_ledger,
+        )
+        harness = Harness(TestClient(create_app(container=container)), real_ledger, container)
+        made.append(harness)
+        return harness
+
+    yield make
+    for harness in made:
+        harness.client.close()
+        harness.ledger.close()
+
+
+@pytest.fixture
+def harness(make_harness: Callable[..., Harness]) -> Harness:
+    return make_harness()
+
+
+@pytest.fixture(scope="session")
+def photo() -> bytes:
+    """A real photo (scikit-image's chelsea the cat) as JPEG."""
+    from skimage import data
+
+    buffer = io.BytesIO()
+    Image.fromarray(data.chelsea()).save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def _wav(seconds: float = 1.0, rate: int = 16000, channels: int = 1, freq: float = 440.0) -> bytes:
+    t = np.arange(int(seconds * rate)) / rate
+    samples = (0.3 * np.sin(2 * np.pi * freq * t) * 32767).astype("<i2")
+    frames = np.repeat(samples[:, None], channels, axis=1).tobytes()
+    header = struct.pack(
+        "<4sI4s4sIHHIIHH4sI",
+        b"RIFF", 36 + len(frames), b"WAVE", b"fmt ", 16, 1, channels, rate,
+        rate * channels * 2, channels * 2, 16, b"data", len(frames),
+    )  # fmt: skip
+    return header + frames
+
+
+@pytest.fixture(scope="session")
+def make_wav() -> Callable[..., bytes]:
+    """Build a 16-bit PCM WAV of a tone: ``make_wav(seconds, rate, channels, freq)``."""
+    return _wav
