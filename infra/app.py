@@ -1,0 +1,139 @@
+"""Assemble the stacks for one stage and profile."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import aws_cdk as cdk
+
+from infra.backends import build_backend
+from infra.nag import add_nag_checks
+from infra.settings import InfraSettings
+from infra.stacks.api import ApiStack
+from infra.stacks.gpu import GpuStack
+from infra.stacks.observability import ObservabilityStack
+from infra.stacks.serving import ServingStack
+from infra.stacks.storage import StorageStack
+
+# Behaviour switches set in code (not only cdk.json) so the CLI and pure-Python synthesis in
+# tests produce the same templates.
+FEATURE_FLAGS: Mapping[str, Any] = {
+    "@aws-cdk/aws-s3:serverAccessLogsUseBucketPolicy": True,
+    "@aws-cdk/aws-iam:minimizePolicies": True,
+    "@aws-cdk/aws-lambda:recognizeLayerVersion": True,
+    "@aws-cdk/aws-apigateway:disableCloudWatchRole": False,
+    "@aws-cdk/aws-kms:aliasNameRef": True,
+    "@aws-cdk/core:checkSecretUsage": True,
+}
+
+
+@dataclass
+class Stacks:
+    """The stacks of one synthesis (absent ones are ``None``)."""
+
+    settings: InfraSettings
+    storage: StorageStack
+    api: ApiStack
+    serving: ServingStack | None = None
+    gpu: GpuStack | None = None
+    observability: ObservabilityStack | None = None
+    all: list[cdk.Stack] = field(default_factory=list)
+
+
+def _context(app: cdk.App) -> dict[str, Any]:
+    keys = (
+        "stage",
+        "profile",
+        "upstream_url",
+        "gpu_enabled",
+        "gpu_instance_type",
+        "gpu_min_instances",
+        "gpu_max_instances",
+        "gpu_target_invocations",
+        "removal_policy",
+        "log_retention_days",
+        "waf",
+        "backup",
+        "cloudtrail",
+        "provisioned_concurrency",
+        "text_reserved_concurrency",
+        "media_reserved_concurrency",
+        "alarm_email",
+        "powertools_layer_version",
+    )
+    return {key: app.node.try_get_context(key) for key in keys}
+
+
+def build_app(app: cdk.App, *, nag: bool = True) -> Stacks:
+    """Add the stage's stacks to ``app``.
+
+    Parameters
+    ----------
+    app
+        The CDK app; its context selects ``stage`` (dev|prod), ``profile`` (aws|localstack) and
+        options (see ``infra/README.md``).
+    nag
+        Run cdk-nag's AwsSolutions pack at synthesis (findings fail it).
+
+    Returns
+    -------
+    Stacks
+        The stacks created.
+    """
+    settings = InfraSettings.from_context(_context(app))
+    env = None  # account-agnostic: the deploy credentials decide
+    account, region = app.node.try_get_context("account"), app.node.try_get_context("region")
+    if account or region:
+        env = cdk.Environment(account=account, region=region)
+    synthesizer_factory = (
+        # LocalStack templates are deployed with boto3 create_stack: no bootstrap, no assets.
+        cdk.BootstraplessSynthesizer if settings.is_localstack else cdk.DefaultStackSynthesizer
+    )
+
+    def props(name: str) -> dict[str, Any]:
+        return {
+            "stack_name": f"{settings.prefix}-{name}",
+            "env": env,
+            "synthesizer": synthesizer_factory(),
+            "description": f"aimaas {settings.stage} {name} ({settings.profile})",
+            "termination_protection": settings.retain_data and not settings.is_localstack,
+        }
+
+    p = settings.prefix
+    storage = StorageStack(app, f"{p}-storage", settings=settings, **props("storage"))
+    gpu = serving = observability = None
+    if not settings.is_localstack:
+        if settings.gpu_enabled:
+            gpu = GpuStack(app, f"{p}-gpu", settings=settings, storage=storage, **props("gpu"))
+        serving = ServingStack(
+            app, f"{p}-serving", settings=settings, storage=storage, gpu=gpu, **props("serving")
+        )
+    api = ApiStack(
+        app,
+        f"{p}-api",
+        settings=settings,
+        storage=storage,
+        backend=build_backend(settings, serving),
+        **props("api"),
+    )
+    if serving is not None:
+        observability = ObservabilityStack(
+            app,
+            f"{p}-observability",
+            settings=settings,
+            storage=storage,
+            api=api.api,
+            functions=serving.functions,
+            gpu=gpu,
+            **props("observability"),
+        )
+    stacks = [s for s in (storage, gpu, serving, api, observability) if s is not None]
+    for stack in stacks:
+        cdk.Tags.of(stack).add("project", "aimaas")
+        cdk.Tags.of(stack).add("stage", settings.stage)
+        cdk.Tags.of(stack).add("profile", settings.profile)
+    if nag:
+        add_nag_checks(app)
+    return Stacks(settings, storage, api, serving, gpu, observability, stacks)

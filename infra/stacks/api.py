@@ -1,0 +1,316 @@
+"""The public face: a REST API with API keys, one usage plan per plan in ``config/plans.toml``,
+JSON access logs, default throttling, binary media types and an optional WAF.
+"""
+
+from __future__ import annotations
+
+import re
+
+import aws_cdk as cdk
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_wafv2 as wafv2
+from constructs import Construct
+
+from infra.backends import ApiBackend, Route
+from infra.nag import acknowledge
+from infra.settings import InfraSettings
+from infra.stacks.serving import retention
+from infra.stacks.storage import StorageStack
+
+BINARY_MEDIA_TYPES = ("image/*", "audio/*", "application/octet-stream", "multipart/form-data")
+# Account-wide defaults per method; plans throttle per key below these.
+DEFAULT_RATE_LIMIT = 1000
+DEFAULT_BURST_LIMIT = 2000
+WAF_RATE_LIMIT_PER_5_MIN = 2000
+
+# Lenient on purpose: customers post JSON without a Content-Type header, and API Gateway then
+# applies the application/json model, so the schema must accept every body the app accepts.
+_JSON_OBJECT_SCHEMA = apigw.JsonSchema(
+    schema=apigw.JsonSchemaVersion.DRAFT4, type=apigw.JsonSchemaType.OBJECT
+)
+
+
+def _output_id(name: str) -> str:
+    return "".join(part.title() for part in re.split(r"[^A-Za-z0-9]+", name) if part)
+
+
+class ApiStack(cdk.Stack):
+    """REST API + usage plans (+ WAF). The backend decides integrations and authentication.
+
+    Attributes
+    ----------
+    api
+        The REST API.
+    usage_plans
+        ``{plan name: usage plan}``.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: InfraSettings,
+        storage: StorageStack,
+        backend: ApiBackend,
+        **kwargs: object,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.settings = settings
+        aws = not settings.is_localstack
+
+        stage_options: dict[str, object] = {
+            "stage_name": settings.stage,
+            "metrics_enabled": True,
+            "throttling_rate_limit": DEFAULT_RATE_LIMIT,
+            "throttling_burst_limit": DEFAULT_BURST_LIMIT,
+            # Bodies and keys must never land in execution logs.
+            "data_trace_enabled": False,
+        }
+        if aws:
+            access_logs = logs.LogGroup(
+                self,
+                "AccessLogs",
+                retention=retention(settings.log_retention_days),
+                encryption_key=storage.key,
+                removal_policy=(
+                    cdk.RemovalPolicy.RETAIN if settings.retain_data else cdk.RemovalPolicy.DESTROY
+                ),
+            )
+            stage_options |= {
+                "access_log_destination": apigw.LogGroupLogDestination(access_logs),
+                "access_log_format": apigw.AccessLogFormat.json_with_standard_fields(
+                    caller=False,
+                    http_method=True,
+                    ip=True,
+                    protocol=True,
+                    request_time=True,
+                    resource_path=True,
+                    response_length=True,
+                    status=True,
+                    user=False,
+                ),
+                "logging_level": apigw.MethodLoggingLevel.ERROR,
+                "tracing_enabled": True,
+            }
+
+        self.api = apigw.RestApi(
+            self,
+            "RestApi",
+            rest_api_name=f"{settings.prefix}-api",
+            description=f"aimaas {settings.stage}: AI models as a service",
+            endpoint_types=[apigw.EndpointType.REGIONAL],
+            api_key_source_type=backend.key_source,
+            binary_media_types=list(BINARY_MEDIA_TYPES),
+            deploy_options=apigw.StageOptions(**stage_options),
+            # The account-level role API Gateway needs to write execution logs (AWS only).
+            cloud_watch_role=aws,
+            cloud_watch_role_removal_policy=cdk.RemovalPolicy.RETAIN if aws else None,
+        )
+        if aws:
+            acknowledge(
+                self.api.node.find_child("CloudWatchRole"),
+                {
+                    "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+                    "AmazonAPIGatewayPushToCloudWatchLogs]": "The policy AWS documents for the "
+                    "account-wide API Gateway logging role."
+                },
+            )
+        self._error_responses()
+
+        backend.attach(self)
+        authorizer = backend.authorizer(self)
+        validator = self.api.add_request_validator(
+            "Validator", validate_request_body=True, validate_request_parameters=True
+        )
+        json_model = self.api.add_model(
+            "JsonObject", content_type="application/json", schema=_JSON_OBJECT_SCHEMA
+        )
+
+        health = self.api.root.add_resource("health")
+        health_method = health.add_method(
+            "GET",
+            backend.health_integration(),
+            authorization_type=apigw.AuthorizationType.NONE,
+            api_key_required=False,
+        )
+        acknowledge(
+            health_method,
+            {
+                "AwsSolutions-APIG4": "Health check is public by design: load balancers and "
+                "uptime probes call it without credentials; it returns no tenant data.",
+                "AwsSolutions-COG4": "Health check is public by design (no Cognito, no key).",
+            },
+        )
+
+        self.prediction_methods: list[apigw.Method] = []
+        for route in backend.routes():
+            resource = self._resource(route.path)
+            for http_method in route.methods:
+                method = resource.add_method(
+                    http_method,
+                    backend.integration(route.target, route.path),
+                    api_key_required=True,
+                    authorizer=authorizer,
+                    authorization_type=(
+                        apigw.AuthorizationType.CUSTOM
+                        if authorizer
+                        else apigw.AuthorizationType.NONE
+                    ),
+                    request_validator=validator,
+                    request_models={"application/json": json_model} if route.json_body else None,
+                    request_parameters=(
+                        {"method.request.path.proxy": True} if "{proxy+}" in route.path else None
+                    ),
+                )
+                reasons = {
+                    "AwsSolutions-COG4": "Callers are API customers authenticated by API key "
+                    "(usage plans); there is no Cognito user pool by design."
+                }
+                if authorizer is None:
+                    reasons["AwsSolutions-APIG4"] = (
+                        "LocalStack profile: API Gateway checks the x-api-key header itself."
+                    )
+                acknowledge(method, reasons)
+                self.prediction_methods.append(method)
+
+        self.usage_plans: dict[str, apigw.UsagePlan] = {}
+        for plan in settings.plans:
+            self.usage_plans[plan.name] = self.api.add_usage_plan(
+                f"Plan{_output_id(plan.name)}",
+                name=f"{settings.prefix}-{plan.name}",
+                description=plan.description,
+                throttle=apigw.ThrottleSettings(
+                    rate_limit=plan.rate_limit, burst_limit=plan.burst_limit
+                ),
+                quota=apigw.QuotaSettings(
+                    limit=plan.quota_limit, period=apigw.Period[plan.quota_period]
+                ),
+                api_stages=[
+                    apigw.UsagePlanPerApiStage(api=self.api, stage=self.api.deployment_stage)
+                ],
+            )
+
+        if aws and settings.waf:
+            self._waf()
+        else:
+            acknowledge(
+                self.api.deployment_stage,
+                {
+                    "AwsSolutions-APIG3": f"WAF is off for stage {settings.stage!r} (cost; "
+                    "enable with -c waf=true). Usage-plan throttles and quotas still apply."
+                },
+            )
+        if not aws:
+            acknowledge(
+                self.api.deployment_stage,
+                {
+                    "AwsSolutions-APIG1": "LocalStack profile: no access-log destination there.",
+                    "AwsSolutions-APIG6": "LocalStack profile: no CloudWatch execution logs there.",
+                },
+            )
+        self._outputs()
+
+    # -- pieces ---------------------------------------------------------------------------------
+
+    def _resource(self, path: str) -> apigw.IResource:
+        resource: apigw.IResource = self.api.root
+        for part in path.split("/"):
+            resource = resource.get_resource(part) or resource.add_resource(part)
+        return resource
+
+    def _error_responses(self) -> None:
+        """Gateway-made errors in the platform's one error shape (``aimaas.errors``)."""
+        shape = (
+            '{"error": {"code": "%s", "message": $context.error.messageString, '
+            '"request_id": "$context.requestId"}}'
+        )
+        for response_type, code in (
+            (apigw.ResponseType.BAD_REQUEST_BODY, "malformed_request"),
+            (apigw.ResponseType.UNAUTHORIZED, "unauthorized"),
+            (apigw.ResponseType.ACCESS_DENIED, "forbidden"),
+            (apigw.ResponseType.INVALID_API_KEY, "forbidden"),
+            (apigw.ResponseType.QUOTA_EXCEEDED, "quota_exceeded"),
+            (apigw.ResponseType.THROTTLED, "rate_limited"),
+        ):
+            self.api.add_gateway_response(
+                f"Response{response_type.response_type}",
+                type=response_type,
+                templates={"application/json": shape % code},
+            )
+
+    def _waf(self) -> None:
+        def managed(name: str, priority: int) -> wafv2.CfnWebACL.RuleProperty:
+            return wafv2.CfnWebACL.RuleProperty(
+                name=name,
+                priority=priority,
+                override_action=wafv2.CfnWebACL.OverrideActionProperty(none={}),
+                statement=wafv2.CfnWebACL.StatementProperty(
+                    managed_rule_group_statement=wafv2.CfnWebACL.ManagedRuleGroupStatementProperty(
+                        vendor_name="AWS",
+                        name=name,
+                        # Image/audio uploads exceed the body-size rule; bodies are bounded by
+                        # the API (10 MB) and the app's own limit instead.
+                        excluded_rules=(
+                            [wafv2.CfnWebACL.ExcludedRuleProperty(name="SizeRestrictions_BODY")]
+                            if name == "AWSManagedRulesCommonRuleSet"
+                            else None
+                        ),
+                    )
+                ),
+                visibility_config=self._visibility(name),
+            )
+
+        rate_rule = wafv2.CfnWebACL.RuleProperty(
+            name="RatePerIp",
+            priority=0,
+            action=wafv2.CfnWebACL.RuleActionProperty(block={}),
+            statement=wafv2.CfnWebACL.StatementProperty(
+                rate_based_statement=wafv2.CfnWebACL.RateBasedStatementProperty(
+                    limit=WAF_RATE_LIMIT_PER_5_MIN, aggregate_key_type="IP"
+                )
+            ),
+            visibility_config=self._visibility("RatePerIp"),
+        )
+        acl = wafv2.CfnWebACL(
+            self,
+            "WebAcl",
+            scope="REGIONAL",
+            default_action=wafv2.CfnWebACL.DefaultActionProperty(allow={}),
+            visibility_config=self._visibility(f"{self.settings.prefix}-waf"),
+            rules=[
+                rate_rule,
+                managed("AWSManagedRulesAmazonIpReputationList", 1),
+                managed("AWSManagedRulesCommonRuleSet", 2),
+                managed("AWSManagedRulesKnownBadInputsRuleSet", 3),
+            ],
+        )
+        wafv2.CfnWebACLAssociation(
+            self,
+            "WebAclAssociation",
+            resource_arn=self.api.deployment_stage.stage_arn,
+            web_acl_arn=acl.attr_arn,
+        )
+
+    @staticmethod
+    def _visibility(name: str) -> wafv2.CfnWebACL.VisibilityConfigProperty:
+        return wafv2.CfnWebACL.VisibilityConfigProperty(
+            cloud_watch_metrics_enabled=True, metric_name=name, sampled_requests_enabled=True
+        )
+
+    def _outputs(self) -> None:
+        cdk.CfnOutput(self, "RestApiId", value=self.api.rest_api_id)
+        cdk.CfnOutput(self, "StageName", value=self.api.deployment_stage.stage_name)
+        cdk.CfnOutput(self, "ApiUrl", value=self.api.url)
+        for name, plan in self.usage_plans.items():
+            cdk.CfnOutput(self, f"UsagePlanId{_output_id(name)}", value=plan.usage_plan_id)
+        cdk.CfnOutput(
+            self,
+            "UsagePlanIds",
+            description="JSON {plan name: usage plan id}",
+            value=self.to_json_string({n: p.usage_plan_id for n, p in self.usage_plans.items()}),
+        )
+
+
+__all__ = ["ApiStack", "Route"]

@@ -1,0 +1,375 @@
+"""The stateless compute: inference functions (one container image, memory per model group) and
+the REQUEST authorizer (a small zip function on the shared-code layer). AWS profile only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import aws_cdk as cdk
+from aws_cdk import aws_ecr_assets as ecr_assets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from infra.assets import stage_core_layer
+from infra.grants import grant_model_read, model_objects_finding
+from infra.nag import acknowledge
+from infra.settings import REPO_ROOT, InfraSettings
+from infra.stacks.gpu import GpuStack
+from infra.stacks.storage import StorageStack, model_bucket_name
+
+INFERENCE_DOCKERFILE = "functions/inference/Dockerfile"
+AUTHORIZER_DIR = REPO_ROOT / "functions" / "authorizer"
+METRICS_NAMESPACE = "aimaas"
+INFERENCE_SERVICE = "aimaas-inference"
+AUTHORIZER_SERVICE = "aimaas-authorizer"
+# Published by AWS in every commercial region; v3 built for python3.12 on arm64.
+POWERTOOLS_LAYER = (
+    "arn:${AWS::Partition}:lambda:${AWS::Region}:017000801446:layer:"
+    "AWSLambdaPowertoolsPythonV3-python312-arm64:${Version}"
+)
+
+_RETENTION = {
+    1: logs.RetentionDays.ONE_DAY,
+    3: logs.RetentionDays.THREE_DAYS,
+    5: logs.RetentionDays.FIVE_DAYS,
+    7: logs.RetentionDays.ONE_WEEK,
+    14: logs.RetentionDays.TWO_WEEKS,
+    30: logs.RetentionDays.ONE_MONTH,
+    60: logs.RetentionDays.TWO_MONTHS,
+    90: logs.RetentionDays.THREE_MONTHS,
+    180: logs.RetentionDays.SIX_MONTHS,
+    365: logs.RetentionDays.ONE_YEAR,
+    400: logs.RetentionDays.THIRTEEN_MONTHS,
+    731: logs.RetentionDays.TWO_YEARS,
+}
+
+
+def retention(days: int) -> logs.RetentionDays:
+    """The CloudWatch Logs retention for ``days`` (one of the values CloudWatch accepts)."""
+    try:
+        return _RETENTION[days]
+    except KeyError:
+        raise ValueError(f"log_retention_days={days} is not one of {sorted(_RETENTION)}") from None
+
+
+@dataclass(frozen=True)
+class ModelGroup:
+    """Functions built from the same image, sized for the models they mostly serve."""
+
+    name: str
+    memory_mb: int
+    tasks: tuple[str, ...]
+
+
+# Text models are small and tokenise fast; vision/audio decode media and need more memory (and
+# with it, proportionally more vCPU).
+MODEL_GROUPS: tuple[ModelGroup, ...] = (
+    ModelGroup("text", 2048, ("embeddings", "text-classification")),
+    ModelGroup(
+        "media",
+        3008,
+        ("image-classification", "audio-classification", "voice-activity-detection"),
+    ),
+)
+
+
+class ServingStack(cdk.Stack):
+    """Inference functions (published ``live`` aliases) and the authorizer.
+
+    Attributes
+    ----------
+    aliases
+        ``{model group name: alias}``: what API Gateway integrates with.
+    functions
+        ``{model group name: function}`` plus ``"authorizer"``.
+    authorizer
+        The REQUEST authorizer function.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: InfraSettings,
+        storage: StorageStack,
+        gpu: GpuStack | None = None,
+        **kwargs: object,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.settings = settings
+        self.storage = storage
+        self.bucket_name = model_bucket_name(settings, self)
+        dockerfile = REPO_ROOT / INFERENCE_DOCKERFILE
+        if not dockerfile.is_file():
+            raise FileNotFoundError(
+                f"{INFERENCE_DOCKERFILE} is missing: the serving image needs it"
+            )
+        if not (AUTHORIZER_DIR / "handler.py").is_file():
+            raise FileNotFoundError(f"{AUTHORIZER_DIR}/handler.py is missing")
+
+        tables = {env: spec.name(settings) for env, spec in storage.table_specs.items()}
+        common_env = {
+            "AIMAAS_STAGE": settings.stage,
+            "AIMAAS_KEY_STORE": "dynamodb",
+            "AIMAAS_LEDGER": "dynamodb",
+            **tables,
+            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+            "AIMAAS_KEY_PEPPER_PARAMETER": self.pepper_parameter,
+        }
+        # One image for every group: synth only copies the build context (filtered by the repo's
+        # .dockerignore), the image is built at deploy time.
+        image = lambda_.DockerImageCode.from_image_asset(
+            str(REPO_ROOT),
+            file=INFERENCE_DOCKERFILE,
+            platform=ecr_assets.Platform.LINUX_ARM64,
+            ignore_mode=cdk.IgnoreMode.DOCKER,
+        )
+
+        self.functions: dict[str, lambda_.Function] = {}
+        self.aliases: dict[str, lambda_.Alias] = {}
+        for group in MODEL_GROUPS:
+            env = {
+                **common_env,
+                "AIMAAS_MODEL_STORE": "folder",  # models are baked into the image
+                "AIMAAS_MODEL_BUCKET": self.bucket_name,
+                "AIMAAS_TRUST_AUTHORIZER": "true",
+                "AIMAAS_GPU_BACKEND": "sagemaker" if gpu else "none",
+                "AIMAAS_MODEL_GROUP": group.name,
+                "POWERTOOLS_SERVICE_NAME": INFERENCE_SERVICE,
+            }
+            if gpu:
+                env["AIMAAS_SAGEMAKER_ENDPOINT"] = gpu.endpoint_name
+            function = lambda_.DockerImageFunction(
+                self,
+                f"{group.name.title()}Function",
+                description=f"aimaas {settings.stage} inference ({', '.join(group.tasks)})",
+                code=image,
+                architecture=lambda_.Architecture.ARM_64,
+                memory_size=group.memory_mb,
+                # API Gateway gives up after 29 s; a longer run would only burn money.
+                timeout=cdk.Duration.seconds(29),
+                reserved_concurrent_executions=(
+                    settings.text_reserved_concurrency
+                    if group.name == "text"
+                    else settings.media_reserved_concurrency
+                ),
+                environment=env,
+                **self._role_and_logs(group.name.title()),
+                tracing=lambda_.Tracing.ACTIVE,
+            )
+            self._grant_tables(
+                function,
+                read=("AIMAAS_TENANTS_TABLE",),
+                write=("AIMAAS_USAGE_TABLE", "AIMAAS_AUDIT_TABLE"),
+            )
+            grant_model_read(function, settings, self, storage.key)
+            # The app builds the same authenticator at start-up (admin routes, local parity).
+            self._grant_pepper(function)
+            if gpu:
+                function.add_to_role_policy(
+                    iam.PolicyStatement(
+                        actions=["sagemaker:InvokeEndpoint"], resources=[gpu.endpoint_arn]
+                    )
+                )
+            self.functions[group.name] = function
+            self.aliases[group.name] = self._alias(group.name, function)
+
+        self.authorizer = self._authorizer(common_env)
+        self.functions["authorizer"] = self.authorizer
+        self._acknowledge_generated_policies()
+
+    # -- pieces ---------------------------------------------------------------------------------
+
+    def _role_and_logs(self, name: str) -> dict[str, iam.Role | logs.LogGroup]:
+        """A role of its own and an encrypted log group with the stage's retention.
+
+        No AWSLambdaBasicExecutionRole: the role may write to its own log group only.
+        """
+        role = iam.Role(
+            self,
+            f"{name}Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"aimaas {self.settings.stage} {name} function",
+        )
+        group = logs.LogGroup(
+            self,
+            f"{name}Logs",
+            retention=retention(self.settings.log_retention_days),
+            encryption_key=self.storage.key,
+            removal_policy=(
+                cdk.RemovalPolicy.RETAIN if self.settings.retain_data else cdk.RemovalPolicy.DESTROY
+            ),
+        )
+        group.grant_write(role)
+        return {"role": role, "log_group": group}
+
+    def _alias(self, name: str, function: lambda_.Function) -> lambda_.Alias:
+        provisioned = self.settings.provisioned_concurrency
+        alias = lambda_.Alias(
+            self,
+            f"{name.title()}Live",
+            alias_name="live",
+            version=function.current_version,
+            provisioned_concurrent_executions=provisioned or None,
+        )
+        return alias
+
+    def _table_arns(self, env_var: str) -> list[str]:
+        spec = self.storage.table_specs[env_var]
+        table = self.format_arn(
+            service="dynamodb", resource="table", resource_name=spec.name(self.settings)
+        )
+        return [table, *(f"{table}/index/{index}" for index in spec.gsis)]
+
+    def _grant_tables(
+        self,
+        function: lambda_.IFunction,
+        *,
+        read: tuple[str, ...] = (),
+        write: tuple[str, ...] = (),
+        update: tuple[str, ...] = (),
+    ) -> None:
+        """Item-level DynamoDB access on named tables and indexes; no wildcard actions."""
+        read_actions = [
+            "dynamodb:GetItem",
+            "dynamodb:BatchGetItem",
+            "dynamodb:Query",
+            "dynamodb:ConditionCheckItem",
+            "dynamodb:DescribeTable",
+        ]
+        write_actions = [
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:DeleteItem",
+            "dynamodb:BatchWriteItem",
+        ]
+        if read:
+            function.add_to_role_policy(
+                iam.PolicyStatement(
+                    actions=read_actions,
+                    resources=[arn for env in read for arn in self._table_arns(env)],
+                )
+            )
+        if write:
+            function.add_to_role_policy(
+                iam.PolicyStatement(
+                    actions=read_actions + write_actions,
+                    resources=[arn for env in write for arn in self._table_arns(env)],
+                )
+            )
+        if update:
+            function.add_to_role_policy(
+                iam.PolicyStatement(
+                    actions=["dynamodb:UpdateItem"],
+                    resources=[self._table_arns(env)[0] for env in update],
+                )
+            )
+        # Tables use the stage's customer-managed key: DynamoDB calls KMS as the caller.
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
+                resources=[self.storage.key.key_arn],
+            )
+        )
+
+    @property
+    def pepper_parameter(self) -> str:
+        """The SSM SecureString holding the key-hash pepper (created once by the operator)."""
+        return f"/aimaas/{self.settings.stage}/key-pepper"
+
+    def _grant_pepper(self, function: lambda_.IFunction) -> None:
+        # SecureString parameters cannot be created by CloudFormation; the default aws/ssm key
+        # lets any principal allowed to read the parameter decrypt it through SSM.
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["ssm:GetParameter"],
+                resources=[
+                    self.format_arn(
+                        service="ssm",
+                        resource="parameter",
+                        resource_name=self.pepper_parameter.lstrip("/"),
+                    )
+                ],
+            )
+        )
+
+    def _authorizer(self, common_env: Mapping[str, str]) -> lambda_.Function:
+        layer = lambda_.LayerVersion(
+            self,
+            "CoreLayer",
+            code=lambda_.Code.from_asset(str(stage_core_layer())),
+            compatible_runtimes=[lambda_.Runtime.PYTHON_3_12],
+            compatible_architectures=[lambda_.Architecture.ARM_64],
+            description="aimaas runtime core (python/aimaas) with config/*.toml",
+            removal_policy=cdk.RemovalPolicy.DESTROY,
+        )
+        powertools = lambda_.LayerVersion.from_layer_version_arn(
+            self,
+            "PowertoolsLayer",
+            cdk.Fn.sub(POWERTOOLS_LAYER, {"Version": str(self.settings.powertools_layer_version)}),
+        )
+        function = lambda_.Function(
+            self,
+            "AuthorizerFunction",
+            description=f"aimaas {self.settings.stage} API key authorizer",
+            runtime=lambda_.Runtime.PYTHON_3_12,
+            architecture=lambda_.Architecture.ARM_64,
+            handler="handler.handler",
+            code=lambda_.Code.from_asset(
+                str(AUTHORIZER_DIR), exclude=["__pycache__", "*.pyc", "tests"]
+            ),
+            layers=[layer, powertools],
+            memory_size=512,
+            timeout=cdk.Duration.seconds(10),
+            environment={**common_env, "POWERTOOLS_SERVICE_NAME": AUTHORIZER_SERVICE},
+            **self._role_and_logs("Authorizer"),
+            tracing=lambda_.Tracing.ACTIVE,
+        )
+        # Its contract (functions/authorizer/handler.py): read keys/tenants and stamp a key's
+        # last_used_at, read the usage counters for hard limits, read the key pepper, and look
+        # up an API Gateway key value when a key record lacks its usage identifier.
+        self._grant_tables(
+            function,
+            read=("AIMAAS_TENANTS_TABLE", "AIMAAS_USAGE_TABLE"),
+            update=("AIMAAS_TENANTS_TABLE",),
+        )
+        self._grant_pepper(function)
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["apigateway:GET"],
+                resources=[f"arn:{self.partition}:apigateway:{self.region}::/apikeys/*"],
+            )
+        )
+        acknowledge(
+            function,
+            {
+                "AwsSolutions-L1": "Pinned to python3.12 on purpose: the Powertools v3 layer "
+                "and the container image base are built for 3.12; upgrade them together."
+            },
+        )
+        return function
+
+    def _acknowledge_generated_policies(self) -> None:
+        reasons = {
+            "AwsSolutions-IAM5[Resource::*]": "X-Ray PutTraceSegments/PutTelemetryRecords "
+            "(added by active tracing) support no resource-level scoping.",
+            model_objects_finding(self.settings): "Read access to the "
+            "objects under the models/ prefix of this stage's model bucket only.",
+        }
+        for name in (*(g.name.title() for g in MODEL_GROUPS), "Authorizer"):
+            role = self.node.find_child(f"{name}Role")
+            extra = {}
+            if name == "Authorizer":
+                extra[
+                    "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:apigateway:<AWS::Region>::"
+                    "/apikeys/*]"
+                ] = (
+                    "Read-only GetApiKey for keys created at run time by the admin tooling; "
+                    "their ids are not known at deploy time."
+                )
+            acknowledge(role.node.find_child("DefaultPolicy"), {**reasons, **extra})

@@ -1,0 +1,274 @@
+"""The stateful stack: the KMS key, the model bucket (+ its access-log bucket), the DynamoDB tables,
+and the optional data-protection extras (AWS Backup plan, CloudTrail trail).
+
+Everything here outlives a code deploy, so it sits apart from the stateless stacks; in a stage
+whose ``removal_policy`` is ``retain`` nothing here is deleted with the stack.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aws_cdk as cdk
+from aws_cdk import aws_backup as backup
+from aws_cdk import aws_cloudtrail as cloudtrail
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from infra.nag import acknowledge
+from infra.settings import InfraSettings
+
+# Key schemas fixed with the auth/metering code (aimaas.auth.dynamodb, aimaas.metering.dynamodb).
+_S = dynamodb.AttributeType.STRING
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One table: logical id, name suffix, the env var naming it for the runtime, TTL, GSIs."""
+
+    logical_id: str
+    suffix: str
+    env_var: str
+    ttl_attribute: str | None = None
+    gsis: tuple[str, ...] = ()
+
+    def name(self, settings: InfraSettings) -> str:
+        """The physical table name, e.g. ``aimaas-dev-tenants``."""
+        return f"{settings.prefix}-{self.suffix}"
+
+
+TABLES: tuple[TableSpec, ...] = (
+    TableSpec("TenantsTable", "tenants", "AIMAAS_TENANTS_TABLE", gsis=("gsi1",)),
+    TableSpec("UsageTable", "usage", "AIMAAS_USAGE_TABLE", ttl_attribute="expires_at"),
+    TableSpec("AuditTable", "audit", "AIMAAS_AUDIT_TABLE"),
+)
+
+
+def model_bucket_name(settings: InfraSettings, stack: cdk.Stack) -> str:
+    """The model bucket's name, built from ``stack``'s own account and region.
+
+    Deterministic names let the stateless stacks address the bucket and tables without
+    cross-stack exports (which pin the storage stack) and give IAM statements readable ARNs.
+    """
+    return f"{settings.prefix}-models-{stack.account}-{stack.region}"
+
+
+class StorageStack(cdk.Stack):
+    """KMS key, model bucket, tables (AWS profile only), optional backup plan and trail.
+
+    Attributes
+    ----------
+    key
+        The customer-managed key encrypting the bucket, tables, logs and the alarm topic.
+    model_bucket
+        Versioned, KMS-encrypted bucket holding published models (``models/`` prefix).
+    tables
+        ``{env var name: table}``; empty in the LocalStack profile.
+    """
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, settings: InfraSettings, **kwargs: object
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        removal = cdk.RemovalPolicy.RETAIN if settings.retain_data else cdk.RemovalPolicy.DESTROY
+        self.settings = settings
+
+        self.key = kms.Key(
+            self,
+            "DataKey",
+            alias=f"alias/{settings.prefix}-data",
+            description=f"aimaas {settings.stage}: models, tables, logs, alarm topic",
+            enable_key_rotation=True,
+            removal_policy=removal,
+            pending_window=cdk.Duration.days(7 if not settings.retain_data else 30),
+        )
+        self._allow_service_principals()
+
+        access_logs = s3.Bucket(
+            self,
+            "AccessLogBucket",
+            # S3 server access logging can only deliver into an SSE-S3 bucket.
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            enforce_ssl=True,
+            versioned=False,
+            lifecycle_rules=[s3.LifecycleRule(expiration=cdk.Duration.days(90))],
+            removal_policy=removal,
+            auto_delete_objects=self._auto_delete(),
+        )
+
+        self.model_bucket = s3.Bucket(
+            self,
+            "ModelBucket",
+            bucket_name=model_bucket_name(settings, self),
+            encryption=s3.BucketEncryption.KMS,
+            encryption_key=self.key,
+            bucket_key_enabled=True,  # one KMS call per object per session, not per request
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            enforce_ssl=True,
+            versioned=True,
+            server_access_logs_bucket=access_logs,
+            server_access_logs_prefix="model-bucket/",
+            lifecycle_rules=[
+                # Old model versions stay recoverable for a while, then stop costing storage.
+                s3.LifecycleRule(noncurrent_version_expiration=cdk.Duration.days(90))
+            ],
+            removal_policy=removal,
+            auto_delete_objects=self._auto_delete(),
+        )
+
+        self.tables: dict[str, dynamodb.Table] = {}
+        self.table_specs: dict[str, TableSpec] = {}
+        if not settings.is_localstack:
+            # LocalStack community cannot run DynamoDB here; that profile's ledger is moto.
+            for spec in TABLES:
+                self.tables[spec.env_var] = self._table(spec, removal)
+                self.table_specs[spec.env_var] = spec
+            if settings.backup:
+                self._backup_plan(removal)
+            if settings.cloudtrail:
+                self._trail(access_logs, removal)
+
+        self._outputs()
+
+    # -- pieces ---------------------------------------------------------------------------------
+
+    def _auto_delete(self) -> bool:
+        # A disposable AWS stage empties its buckets on delete; that needs a Lambda-backed custom
+        # resource, which LocalStack community cannot run, and a retained stage must never do it.
+        return not self.settings.retain_data and not self.settings.is_localstack
+
+    def _allow_service_principals(self) -> None:
+        """Let CloudWatch Logs and CloudWatch alarms (via SNS) use the key, scoped by condition."""
+        logs_principal = iam.ServicePrincipal(f"logs.{self.region}.amazonaws.com")
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowCloudWatchLogsOfThisAccount",
+                principals=[logs_principal],
+                actions=[
+                    "kms:Encrypt",
+                    "kms:Decrypt",
+                    "kms:ReEncryptFrom",
+                    "kms:ReEncryptTo",
+                    "kms:GenerateDataKey",
+                    "kms:GenerateDataKeyWithoutPlaintext",
+                    "kms:DescribeKey",
+                ],
+                resources=["*"],  # in a key policy "*" means this key
+                conditions={
+                    "ArnLike": {
+                        "kms:EncryptionContext:aws:logs:arn": self.format_arn(
+                            service="logs",
+                            resource="log-group",
+                            resource_name="*",
+                            arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
+                        )
+                    }
+                },
+            )
+        )
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowCloudWatchAlarmsToPublishToTheEncryptedTopic",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                resources=["*"],
+                conditions={"StringEquals": {"aws:SourceAccount": self.account}},
+            )
+        )
+
+    def _table(self, spec: TableSpec, removal: cdk.RemovalPolicy) -> dynamodb.Table:
+        table = dynamodb.Table(
+            self,
+            spec.logical_id,
+            table_name=spec.name(self.settings),
+            partition_key=dynamodb.Attribute(name="pk", type=_S),
+            sort_key=dynamodb.Attribute(name="sk", type=_S),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
+            encryption_key=self.key,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            time_to_live_attribute=spec.ttl_attribute,
+            deletion_protection=self.settings.retain_data,
+            removal_policy=removal,
+        )
+        for index in spec.gsis:
+            table.add_global_secondary_index(
+                index_name=index,
+                partition_key=dynamodb.Attribute(name=f"{index}pk", type=_S),
+                sort_key=dynamodb.Attribute(name=f"{index}sk", type=_S),
+                projection_type=dynamodb.ProjectionType.ALL,
+            )
+        return table
+
+    def _backup_plan(self, removal: cdk.RemovalPolicy) -> None:
+        vault = backup.BackupVault(
+            self,
+            "BackupVault",
+            encryption_key=self.key,
+            removal_policy=removal,
+        )
+        plan = backup.BackupPlan(self, "BackupPlan", backup_vault=vault)
+        plan.add_rule(
+            backup.BackupPlanRule(
+                rule_name="Daily35Days",
+                schedule_expression=events.Schedule.cron(hour="3", minute="0"),
+                delete_after=cdk.Duration.days(35),
+            )
+        )
+        selection = plan.add_selection(
+            "Tables",
+            resources=[backup.BackupResource.from_dynamo_db_table(t) for t in self.tables.values()],
+        )
+        acknowledge(
+            selection.node.find_child("Role"),
+            {
+                "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+                "AWSBackupServiceRolePolicyForBackup]": "The AWS Backup service role policy "
+                "AWS documents for backup selections; it acts only on selected resources."
+            },
+        )
+
+    def _trail(self, access_logs: s3.IBucket, removal: cdk.RemovalPolicy) -> None:
+        trail_bucket = s3.Bucket(
+            self,
+            "TrailBucket",
+            # CloudTrail writes KMS-encrypted log files itself (the trail's key); SSE-S3 at rest
+            # keeps the bucket policy CloudTrail needs simple.
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            enforce_ssl=True,
+            versioned=True,
+            server_access_logs_bucket=access_logs,
+            server_access_logs_prefix="trail-bucket/",
+            removal_policy=removal,
+            auto_delete_objects=self._auto_delete(),
+        )
+        trail = cloudtrail.Trail(
+            self,
+            "Trail",
+            bucket=trail_bucket,
+            encryption_key=self.key,
+            enable_file_validation=True,
+            include_global_service_events=True,
+            is_multi_region_trail=False,
+        )
+        # Data events for the tables and the model bucket: who read or changed tenant data.
+        trail.add_s3_event_selector([cloudtrail.S3EventSelector(bucket=self.model_bucket)])
+
+    def _outputs(self) -> None:
+        cdk.CfnOutput(self, "ModelBucketName", value=self.model_bucket.bucket_name)
+        cdk.CfnOutput(self, "KmsKeyId", value=self.key.key_id)
+        cdk.CfnOutput(self, "KmsKeyArn", value=self.key.key_arn)
+        for env_var, table in self.tables.items():
+            name = env_var.removeprefix("AIMAAS_").title().replace("_", "")
+            cdk.CfnOutput(self, f"{name}Name", value=table.table_name)
