@@ -8,8 +8,10 @@ What it does, in order (each step prints how long it took):
    templates deploy with plain CloudFormation calls.
 2. Creates every stack of the assembly, in dependency order, with boto3 CloudFormation against
    LocalStack, and collects the outputs (REST API id, stage, bucket, KMS key, usage plans).
-3. Re-applies the bucket's SSE-KMS default encryption (LocalStack's CloudFormation ignores
-   ``BucketEncryption``), so published objects really are ``aws:kms``.
+3. Works around two LocalStack gaps, so the deployment behaves as on AWS: re-applies the
+   bucket's SSE-KMS default encryption (LocalStack's CloudFormation ignores
+   ``BucketEncryption``), and gives methods without request models a parameters-only validator
+   (LocalStack validates their binary bodies against the Empty model and fails with 500).
 4. Creates the DynamoDB tables the LocalStack profile leaves out (LocalStack community cannot
    run DynamoDB without Docker) in moto_server, with the key schemas of ``aimaas.auth`` and
    ``aimaas.metering``.
@@ -231,6 +233,46 @@ def enforce_bucket_kms(s3: Any, bucket: str, kms_key_id: str) -> None:
     )
 
 
+def skip_body_validation_without_models(apigw: Any, rest_api_id: str, stage: str) -> list[str]:
+    """Give methods without request models a validator that checks parameters only.
+
+    AWS validates a body only against a model for its content type and skips validation when
+    there is none. LocalStack 2026.3 validates such bodies against the ``Empty`` model instead:
+    ``json.loads`` on an image or WAV raises and the call fails with 500 (LocalStack discussion
+    #65). A methods-with-no-models validator changes nothing on AWS, so this brings LocalStack
+    to AWS's behaviour without touching the template. Returns the patched ``METHOD path``s.
+    """
+    validators = {v["id"]: v for v in apigw.get_request_validators(restApiId=rest_api_id)["items"]}
+    resources = apigw.get_resources(restApiId=rest_api_id, embed=["methods"], limit=500)["items"]
+    affected = [
+        (resource, http_method, validators[method["requestValidatorId"]])
+        for resource in resources
+        for http_method, method in (resource.get("resourceMethods") or {}).items()
+        if method.get("requestValidatorId") in validators
+        and validators[method["requestValidatorId"]].get("validateRequestBody")
+        and not method.get("requestModels")
+    ]
+    if not affected:
+        return []
+    params_only = apigw.create_request_validator(
+        restApiId=rest_api_id,
+        name="params-only-localstack",
+        validateRequestBody=False,
+        validateRequestParameters=True,
+    )["id"]
+    for resource, http_method, _ in affected:
+        apigw.update_method(
+            restApiId=rest_api_id,
+            resourceId=resource["id"],
+            httpMethod=http_method,
+            patchOperations=[
+                {"op": "replace", "path": "/requestValidatorId", "value": params_only}
+            ],
+        )
+    apigw.create_deployment(restApiId=rest_api_id, stageName=stage)
+    return [f"{http_method} {resource['path']}" for resource, http_method, _ in affected]
+
+
 # --- 4. DynamoDB tables in moto_server ---------------------------------------------------------
 
 _PK_SK = {
@@ -377,6 +419,12 @@ def main(argv: list[str] | None = None) -> int:
         enforce_bucket_kms(
             session.client("s3", config=_BOTO), deployment.bucket, deployment.kms_key_id
         )
+    with step("LocalStack body-validation gap"):
+        patched = skip_body_validation_without_models(
+            session.client("apigateway", config=_BOTO), deployment.rest_api_id, deployment.stage
+        )
+        if patched:
+            log(f"parameters-only validator on {patched} (no model: AWS skips body validation)")
     with step("DynamoDB tables in moto_server"):
         tables = create_tables(session.client("dynamodb", config=_BOTO), f"aimaas-{args.stage}")
     with step(f"publish {args.registry}"):
