@@ -1,0 +1,180 @@
+"""The inference Lambda handler with real API Gateway event shapes, in process, real models."""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import io
+import json
+import os
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[3]
+REGISTRY = Path(os.environ.get("AIMAAS_REGISTRY", ROOT / "build" / "registry"))
+HANDLER = ROOT / "functions" / "inference" / "handler.py"
+
+
+def _load(name: str, path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+events = _load("aimaas_test_lambda_events", Path(__file__).with_name("lambda_events.py"))
+
+
+@pytest.fixture(scope="module")
+def lambda_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    db = tmp_path_factory.mktemp("lambda") / "aimaas.db"
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in {
+            "AIMAAS_STAGE": "local",
+            "AIMAAS_REGISTRY": str(REGISTRY),
+            "AIMAAS_SQLITE_PATH": str(db),
+            "AIMAAS_TRUST_AUTHORIZER": "true",
+            "POWERTOOLS_SERVICE_NAME": "aimaas-inference",
+            "POWERTOOLS_METRICS_NAMESPACE": "aimaas",
+        }.items():
+            patch.setenv(key, value)
+        module = _load("aimaas_test_inference_handler", HANDLER)
+        yield {"handler": module.handler, "db": db, "module": module}
+        module.app.state.container.close()
+        sys.modules.pop("aimaas_test_inference_handler", None)
+
+
+def _call(env: dict[str, Any], event: dict[str, Any]) -> tuple[int, dict[str, str], Any]:
+    response = env["handler"](event, events.LambdaContext())
+    headers = {k.lower(): v for k, v in response.get("headers", {}).items()}
+    for key, values in (response.get("multiValueHeaders") or {}).items():
+        headers.setdefault(key.lower(), values[0])
+    body = response["body"]
+    if response.get("isBase64Encoded"):
+        body = base64.b64decode(body).decode()
+    return response["statusCode"], headers, json.loads(body) if body else None
+
+
+def _photo() -> bytes:
+    from skimage import data
+
+    buffer = io.BytesIO()
+    Image.fromarray(data.chelsea()).save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def test_text_classification_through_the_handler(lambda_env: dict, capfd: Any) -> None:
+    event = events.json_event(
+        "/v1/text-classification",
+        {"text": "这支球队昨晚赢得了冠军"},
+        headers={"Authorization": "Bearer amk_secretsecretsecret_should_never_be_logged"},
+        request_id="apigw-req-0001",
+    )
+    log_handler = lambda_env["module"].logger.registered_handler
+    buffer = io.StringIO()
+    previous = log_handler.setStream(buffer)  # the handler bound its stream at import
+    try:
+        status, headers, body = _call(lambda_env, event)
+    finally:
+        log_handler.setStream(previous)
+    assert status == 200, body
+    assert headers["x-request-id"] == "apigw-req-0001"
+    assert body["model"].startswith("minilm-topic-classifier@") and body["label"]
+    out = buffer.getvalue() + capfd.readouterr().out  # logs + EMF metrics (printed)
+    assert "amk_secret" not in out  # keys never reach the logs
+    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    served = [x for x in lines if x.get("message") == "request served"]
+    assert served and served[-1]["request_id"] == "apigw-req-0001"
+    assert served[-1]["model"] == body["model"]
+    core = [x for x in lines if x.get("message") == "prediction served"]
+    assert core and core[-1]["request_id"] == "apigw-req-0001"  # core logs are tagged too
+    emf = [x for x in lines if "_aws" in x]
+    assert emf, out
+    metric = emf[-1]
+    assert metric["model"] == body["model"] and metric["status_class"] == "2xx"
+    names = {m["Name"] for m in metric["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+    assert {"Latency", "Requests"} <= names
+
+
+def test_binary_image_body_base64_encoded_by_api_gateway(lambda_env: dict) -> None:
+    event = events.rest_event(
+        "POST",
+        "/v1/image-classification",
+        body=_photo(),
+        binary=True,
+        headers={"content-type": "image/jpeg"},
+        query={"top_k": "3"},
+    )
+    status, _, body = _call(lambda_env, event)
+    assert status == 200, body
+    assert len(body["predictions"]) == 3
+    assert "cat" in body["label"].lower() or "mau" in body["label"].lower()
+
+
+def test_usage_is_recorded_for_the_authorizer_tenant(lambda_env: dict) -> None:
+    from aimaas.metering.sqlite import SqliteLedger
+
+    event = events.json_event("/v1/embeddings", {"input": ["a", "b"]}, request_id="apigw-emb-1")
+    status, _, body = _call(lambda_env, event)
+    assert status == 200 and len(body["data"]) == 2
+    ledger = SqliteLedger(lambda_env["db"])
+    record = ledger.get(events.AUTHORIZER["tenant_id"], "apigw-emb-1")
+    ledger.close()
+    assert record is not None and record.key_id == events.AUTHORIZER["key_id"]
+    assert record.units == pytest.approx(body["usage"]["units"])
+
+
+def test_errors_through_the_handler(lambda_env: dict) -> None:
+    status, headers, body = _call(
+        lambda_env,
+        events.rest_event(
+            "POST",
+            "/v1/text-classification",
+            body="{broken",
+            headers={"content-type": "application/json"},
+        ),
+    )
+    assert status == 400 and body["error"]["request_id"] == headers["x-request-id"]
+    status, _, body = _call(lambda_env, events.rest_event("GET", "/v1/nothing-here"))
+    assert status == 404 and body["error"]["code"] == "not_found"
+    # No authorizer context and no key: the app's own check answers 401.
+    no_auth = events.json_event("/v1/embeddings", {"input": "x"}, authorizer=None)
+    status, _, body = _call(lambda_env, no_auth)
+    assert status == 401 and body["error"]["code"] == "unauthorized"
+
+
+def test_health_and_idempotency_key_via_handler(lambda_env: dict) -> None:
+    status, _, body = _call(lambda_env, events.rest_event("GET", "/health", authorizer=None))
+    assert status == 200 and body["status"] == "ok"
+    event = events.json_event(
+        "/v1/embeddings", {"input": "x"}, headers={"Idempotency-Key": "client-key-7"}
+    )
+    _, headers, _ = _call(lambda_env, event)
+    assert headers["x-request-id"] == "client-key-7"
+
+
+def test_ledger_sees_one_record_per_request(lambda_env: dict) -> None:
+    from aimaas.metering.sqlite import SqliteLedger
+
+    event = events.json_event("/v1/embeddings", {"input": "x"}, request_id="apigw-dup")
+    assert _call(lambda_env, event)[0] == 200
+    assert _call(lambda_env, event)[0] == 200  # an API Gateway retry of the same request
+    ledger = SqliteLedger(lambda_env["db"])
+    now = datetime.now(UTC)
+    ids = [
+        r.request_id
+        for r in ledger.records(
+            events.AUTHORIZER["tenant_id"], now - timedelta(1), now + timedelta(1)
+        )
+    ]
+    ledger.close()
+    assert ids.count("apigw-dup") == 1
