@@ -1,0 +1,130 @@
+"""Mirror keys into API Gateway (AWS only): one API key per tenant key, in its plan's usage plan.
+
+With the REST API's key source set to AUTHORIZER, API Gateway meters and throttles by the
+``usageIdentifierKey`` the authorizer returns. Each tenant key therefore gets an API Gateway
+API key whose *value is random and unrelated to the customer's key* (the customer never sees
+it), added to the usage plan named :func:`aimaas.plans.usage_plan_name` ``(stage, plan)``. Its
+id and value are kept on the key record (see :class:`aimaas.auth.KeyRecord`).
+
+- revoke: the API key is disabled and deleted (which also removes it from its usage plan);
+- plan change: the tenant's API keys move to the new plan's usage plan.
+"""
+
+from __future__ import annotations
+
+import secrets
+from abc import ABC, abstractmethod
+from typing import Any
+
+from aimaas.plans import usage_plan_name
+
+
+class KeyProvisioner(ABC):
+    """Port: what else must happen when a key is issued, revoked or changes plan."""
+
+    @abstractmethod
+    def key_created(self, tenant_id: str, key_id: str, plan: str) -> tuple[str | None, str | None]:
+        """Returns ``(apigw_key_id, usage_identifier)`` (``(None, None)`` when not needed)."""
+
+    @abstractmethod
+    def key_revoked(self, apigw_key_id: str | None) -> None:
+        """Remove the key's gateway counterpart."""
+
+    @abstractmethod
+    def plan_changed(self, apigw_key_ids: list[str], old_plan: str, new_plan: str) -> None:
+        """Move keys between usage plans."""
+
+
+class NoProvisioner(KeyProvisioner):
+    """Local mode: there is no gateway."""
+
+    def key_created(self, tenant_id: str, key_id: str, plan: str) -> tuple[str | None, str | None]:
+        return None, None
+
+    def key_revoked(self, apigw_key_id: str | None) -> None:
+        return None
+
+    def plan_changed(self, apigw_key_ids: list[str], old_plan: str, new_plan: str) -> None:
+        return None
+
+
+class ApiGatewayProvisioner(KeyProvisioner):
+    """API keys and usage-plan keys in API Gateway (REST).
+
+    Parameters
+    ----------
+    stage
+        The deployment stage; usage plans are found by name ``aimaas-<stage>-<plan>``.
+    client
+        An ``apigateway`` client (from the default session when omitted).
+    """
+
+    def __init__(self, stage: str, *, client: Any = None) -> None:
+        import boto3
+
+        self.stage = stage
+        self.client = client or boto3.client("apigateway")
+        self._plan_ids: dict[str, str] = {}
+
+    def usage_plan_id(self, plan: str) -> str:
+        """The id of the usage plan for ``plan`` (LookupError if the CDK app made none)."""
+        if plan not in self._plan_ids:
+            wanted = usage_plan_name(self.stage, plan)
+            for page in self.client.get_paginator("get_usage_plans").paginate():
+                for item in page.get("items", []):
+                    if item.get("name") == wanted:
+                        self._plan_ids[plan] = item["id"]
+            if plan not in self._plan_ids:
+                raise LookupError(f"no API Gateway usage plan named {wanted!r}")
+        return self._plan_ids[plan]
+
+    def key_created(self, tenant_id: str, key_id: str, plan: str) -> tuple[str | None, str | None]:
+        plan_id = self.usage_plan_id(plan)  # fail before creating anything
+        value = secrets.token_urlsafe(30)  # a metering label, not the customer's key
+        created = self.client.create_api_key(
+            name=f"aimaas-{self.stage}-{tenant_id}-{key_id}",
+            description=f"usage identifier of aimaas key {key_id} (tenant {tenant_id})",
+            enabled=True,
+            value=value,
+            tags={"aimaas:tenant": tenant_id, "aimaas:key_id": key_id},
+        )
+        try:
+            self.client.create_usage_plan_key(
+                usagePlanId=plan_id, keyId=created["id"], keyType="API_KEY"
+            )
+        except Exception:
+            self.client.delete_api_key(apiKey=created["id"])
+            raise
+        return created["id"], value
+
+    def key_revoked(self, apigw_key_id: str | None) -> None:
+        if not apigw_key_id:
+            return
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.update_api_key(
+                apiKey=apigw_key_id,
+                patchOperations=[{"op": "replace", "path": "/enabled", "value": "false"}],
+            )
+            self.client.delete_api_key(apiKey=apigw_key_id)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "NotFoundException":
+                raise
+
+    def plan_changed(self, apigw_key_ids: list[str], old_plan: str, new_plan: str) -> None:
+        if not apigw_key_ids or old_plan == new_plan:
+            return
+        from botocore.exceptions import ClientError
+
+        new_id = self.usage_plan_id(new_plan)
+        old_id = self.usage_plan_id(old_plan)
+        for apigw_key_id in apigw_key_ids:
+            self.client.create_usage_plan_key(
+                usagePlanId=new_id, keyId=apigw_key_id, keyType="API_KEY"
+            )
+            try:
+                self.client.delete_usage_plan_key(usagePlanId=old_id, keyId=apigw_key_id)
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") != "NotFoundException":
+                    raise

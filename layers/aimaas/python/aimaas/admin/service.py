@@ -1,0 +1,284 @@
+"""The admin operations, as a Python API (the CLI and local mode call these).
+
+Every method records one audit event (who, what, when, from where), whether it succeeds or
+fails; no event ever contains a key, only key ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from aimaas.admin.audit import (
+    AuditEvent,
+    AuditLog,
+    build_audit_log,
+    default_actor,
+    default_host,
+)
+from aimaas.admin.provisioner import ApiGatewayProvisioner, KeyProvisioner, NoProvisioner
+from aimaas.admin.reconcile import ReconcileReport, reconcile
+from aimaas.auth import KeyRecord, KeyStore, Tenant, build_key_store, issue_key, revoke_key
+from aimaas.auth.keys import new_tenant_id, now_utc, pepper_from
+from aimaas.config import Settings
+from aimaas.metering import UsageLedger, UsageSummary, build_ledger, summarize
+from aimaas.metering.invoice import Invoice, build_invoice, month_bounds
+from aimaas.plans import Catalog, load_catalog
+
+#: The gateway side of keys, chosen with the key store (local SQLite has no gateway).
+PROVISIONERS: dict[str, Callable[[Settings], KeyProvisioner]] = {
+    "sqlite": lambda settings: NoProvisioner(),
+    "dynamodb": lambda settings: ApiGatewayProvisioner(settings.stage),
+}
+
+
+class AdminService:
+    """Tenants, keys, plans, usage, invoices, audit and reconciliation.
+
+    Parameters
+    ----------
+    settings
+        Which adapters to use (``key_store``/``ledger``: ``sqlite`` or ``dynamodb``).
+    store, ledger, audit, provisioner
+        Override the adapters built from ``settings`` (tests).
+    actor
+        Who acts (default: the OS user); recorded in the audit log.
+    host
+        From where (default: this host name).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: KeyStore | None = None,
+        ledger: UsageLedger | None = None,
+        audit: AuditLog | None = None,
+        provisioner: KeyProvisioner | None = None,
+        actor: str | None = None,
+        host: str | None = None,
+        catalog: Catalog | None = None,
+        clock: Callable[[], datetime] = now_utc,
+    ) -> None:
+        self.settings = settings
+        self.store = store or build_key_store(settings)
+        self.ledger = ledger or build_ledger(settings)
+        self.audit = audit or build_audit_log(settings)
+        self.provisioner = provisioner or PROVISIONERS[settings.key_store](settings)
+        self.actor = actor or default_actor()
+        self.host = host or default_host()
+        self.catalog = catalog or load_catalog()
+        self.pepper = pepper_from(settings)
+        self.clock = clock
+
+    @contextmanager
+    def _audited(self, action: str, target: str, **details: Any) -> Iterator[dict[str, Any]]:
+        """Record the action once it is done (``ok``) or has failed (``error: <type>``)."""
+        extra: dict[str, Any] = {}
+        try:
+            yield extra
+        except Exception as error:
+            self._record(action, target, {**details, **extra}, f"error: {type(error).__name__}")
+            raise
+        self._record(action, target, {**details, **extra}, "ok")
+
+    def _record(self, action: str, target: str, details: dict[str, Any], outcome: str) -> None:
+        self.audit.append(
+            AuditEvent(
+                action=action,
+                target=target,
+                actor=self.actor,
+                host=self.host,
+                at=self.clock(),
+                details=details,
+                outcome=outcome,
+            )
+        )
+
+    def _tenant(self, tenant_id: str) -> Tenant:
+        tenant = self.store.get_tenant(tenant_id)
+        if tenant is None:
+            raise KeyError(f"unknown tenant {tenant_id!r}")
+        return tenant
+
+    # Tenants and plans -------------------------------------------------------------------
+
+    def create_tenant(self, name: str, plan: str = "free", tenant_id: str | None = None) -> Tenant:
+        """Create a tenant on ``plan`` (KeyError for an unknown plan)."""
+        tenant_id = tenant_id or new_tenant_id()
+        with self._audited("tenant.create", tenant_id, name=name, plan=plan):
+            self.catalog.plan(plan)
+            tenant = Tenant(tenant_id=tenant_id, name=name, plan=plan, created_at=self.clock())
+            self.store.create_tenant(tenant)
+        return tenant
+
+    def list_tenants(self) -> list[Tenant]:
+        """Every tenant."""
+        with self._audited("tenant.list", "*"):
+            return self.store.list_tenants()
+
+    def set_tenant_status(self, tenant_id: str, status: str) -> Tenant:
+        """Suspend (``suspended``) or reactivate (``active``) a tenant; its keys follow."""
+        if status not in ("active", "suspended"):
+            raise ValueError("status must be 'active' or 'suspended'")
+        with self._audited("tenant.status", tenant_id, status=status):
+            tenant = replace(self._tenant(tenant_id), status=status)  # type: ignore[arg-type]
+            self.store.save_tenant(tenant)
+        return tenant
+
+    def change_plan(self, tenant_id: str, plan: str) -> Tenant:
+        """Move a tenant (and its keys' usage-plan membership) to ``plan``."""
+        with self._audited("plan.change", tenant_id, plan=plan) as extra:
+            self.catalog.plan(plan)
+            tenant = self._tenant(tenant_id)
+            extra["old_plan"] = tenant.plan
+            gateway_keys = [
+                k.apigw_key_id
+                for k in self.store.list_keys(tenant_id)
+                if k.apigw_key_id and k.status == "active"
+            ]
+            self.provisioner.plan_changed(gateway_keys, tenant.plan, plan)
+            tenant = replace(tenant, plan=plan)
+            self.store.save_tenant(tenant)
+        return tenant
+
+    # Keys ---------------------------------------------------------------------------------
+
+    def create_key(self, tenant_id: str, label: str = "") -> tuple[str, str]:
+        """Issue a key for ``tenant_id``.
+
+        Returns
+        -------
+        tuple of str
+            ``(key_id, key)``. Show ``key`` once; only its hash is stored.
+        """
+        with self._audited("key.create", tenant_id, label=label) as extra:
+            tenant = self._tenant(tenant_id)
+            record, key = issue_key(
+                self.store, tenant_id, self.pepper, label=label, at=self.clock()
+            )
+            extra["key_id"] = record.key_id
+            try:
+                apigw_key_id, identifier = self.provisioner.key_created(
+                    tenant_id, record.key_id, tenant.plan
+                )
+            except Exception:
+                revoke_key(self.store, record.key_id, at=self.clock())
+                raise
+            if apigw_key_id:
+                self.store.save_key(
+                    replace(record, apigw_key_id=apigw_key_id, usage_identifier=identifier)
+                )
+                extra["apigw_key_id"] = apigw_key_id
+        return record.key_id, key
+
+    def list_keys(self, tenant_id: str) -> list[KeyRecord]:
+        """The tenant's key records (hashes, never keys)."""
+        with self._audited("key.list", tenant_id):
+            return self.store.list_keys(tenant_id)
+
+    def revoke_key(self, key_id: str) -> KeyRecord:
+        """Revoke a key now, and delete its API Gateway key."""
+        with self._audited("key.revoke", key_id):
+            record = revoke_key(self.store, key_id, at=self.clock())
+            self.provisioner.key_revoked(record.apigw_key_id)
+        return record
+
+    def rotate_key(self, key_id: str, grace_seconds: int = 0) -> tuple[str, str]:
+        """Issue a replacement key; the old one is revoked now or expires after the grace.
+
+        Returns
+        -------
+        tuple of str
+            ``(new_key_id, new_key)``.
+        """
+        with self._audited("key.rotate", key_id, grace_seconds=grace_seconds) as extra:
+            old = self.store.get_key(key_id)
+            if old is None:
+                raise KeyError(f"unknown key {key_id!r}")
+            if old.status != "active":
+                raise ValueError(f"key {key_id!r} is {old.status}; issue a new key instead")
+            new_key_id, key = self.create_key(old.tenant_id, label=old.label)
+            extra["new_key_id"] = new_key_id
+            if grace_seconds > 0:
+                expires = self.clock() + timedelta(seconds=grace_seconds)
+                self.store.save_key(replace(old, expires_at=expires))
+                extra["old_expires_at"] = expires.isoformat()
+            else:
+                self.revoke_key(key_id)
+        return new_key_id, key
+
+    # Usage, invoices, audit, reconciliation -----------------------------------------------
+
+    def usage(
+        self, tenant_id: str, start: datetime, end: datetime, group_by: Sequence[str] = ("day",)
+    ) -> UsageSummary:
+        """A tenant's priced usage in ``[start, end)``."""
+        with self._audited("usage.show", tenant_id, start=start.isoformat(), end=end.isoformat()):
+            tenant = self._tenant(tenant_id)
+            records = self.ledger.records(tenant_id, start, end)
+            return summarize(records, tenant.plan, group_by, self.catalog)
+
+    def invoice(self, tenant_id: str, month: str) -> Invoice:
+        """The invoice of ``month`` (``YYYY-MM``) at the tenant's current plan."""
+        with self._audited("invoice.build", tenant_id, month=month):
+            tenant = self._tenant(tenant_id)
+            start, end = month_bounds(month)
+            return build_invoice(
+                self.ledger.records(tenant_id, start, end),
+                tenant_id=tenant_id,
+                tenant_name=tenant.name,
+                plan=tenant.plan,
+                month=month,
+                catalog=self.catalog,
+                issued_at=self.clock(),
+            )
+
+    def audit_events(self, start: datetime, end: datetime) -> list[AuditEvent]:
+        """Audit events in ``[start, end)``; listing is itself audited."""
+        events = list(self.audit.list(start, end))
+        self._record(
+            "audit.list",
+            "*",
+            {"start": start.isoformat(), "end": end.isoformat(), "count": len(events)},
+            "ok",
+        )
+        return events
+
+    def reconcile(
+        self, key_id: str, start: date, end: date, *, apigateway: Any = None
+    ) -> ReconcileReport:
+        """Compare the ledger with API Gateway ``GetUsage`` for one key (inclusive days)."""
+        with self._audited("reconcile", key_id, start=start.isoformat(), end=end.isoformat()):
+            record = self.store.get_key(key_id)
+            if record is None:
+                raise KeyError(f"unknown key {key_id!r}")
+            if not record.apigw_key_id:
+                raise ValueError(f"key {key_id!r} has no API Gateway key (local store?)")
+            tenant = self._tenant(record.tenant_id)
+            provisioner = self.provisioner
+            if not isinstance(provisioner, ApiGatewayProvisioner):
+                raise ValueError("reconcile needs the AWS store (--store aws)")
+            return reconcile(
+                self.ledger,
+                apigateway or provisioner.client,
+                tenant_id=tenant.tenant_id,
+                key_id=key_id,
+                apigw_key_id=record.apigw_key_id,
+                usage_plan_id=provisioner.usage_plan_id(tenant.plan),
+                start=start,
+                end=end,
+            )
+
+    def close(self) -> None:
+        """Release connections."""
+        self.store.close()
+        self.ledger.close()
+
+
+def today() -> date:
+    """Today in UTC."""
+    return datetime.now(UTC).date()

@@ -1,0 +1,268 @@
+"""Invoices: a month of ledger records, priced per plan, as JSON, CSV or HTML with a chart.
+
+:func:`build_invoice` is standard library only. The renderers import jinja2 and matplotlib
+lazily: only the admin tooling renders invoices, never the Lambdas.
+
+Every amount is exact: ``quantity`` (the sum of the records' units in the billing unit) times
+``unit_price`` (list price times the plan's multiplier); the total is the sum of the lines.
+Amounts are shown with 6 decimals (per-call prices are fractions of a cent) and the amount due
+is the total rounded half-up to cents.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import Any
+
+from aimaas.metering.records import UsageRecord, day_bucket, next_month_start
+from aimaas.plans import Catalog, load_catalog, to_billing_units
+
+SHOWN = Decimal("0.000001")
+CENTS = Decimal("0.01")
+
+
+@dataclass(frozen=True)
+class InvoiceLine:
+    """One model/task of the month."""
+
+    model: str
+    task: str
+    unit: str  # the billing unit
+    calls: int
+    quantity: Decimal
+    unit_price: Decimal
+    amount: Decimal
+
+
+@dataclass(frozen=True)
+class InvoiceDay:
+    """One day of the month: calls and cost (the chart's data)."""
+
+    day: str
+    calls: int
+    cost: Decimal
+
+
+@dataclass(frozen=True)
+class Invoice:
+    """A tenant's invoice for one calendar month (UTC)."""
+
+    invoice_id: str
+    tenant_id: str
+    tenant_name: str
+    plan: str
+    currency: str
+    month: str
+    period_start: datetime
+    period_end: datetime
+    issued_at: datetime
+    lines: tuple[InvoiceLine, ...]
+    days: tuple[InvoiceDay, ...]
+    total_calls: int
+    total: Decimal
+
+    @property
+    def amount_due(self) -> Decimal:
+        """The total rounded half-up to cents."""
+        return self.total.quantize(CENTS, rounding=ROUND_HALF_UP)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form (decimals as strings, so nothing is rounded by a float)."""
+        return {
+            "invoice_id": self.invoice_id,
+            "tenant_id": self.tenant_id,
+            "tenant_name": self.tenant_name,
+            "plan": self.plan,
+            "currency": self.currency,
+            "month": self.month,
+            "period_start": self.period_start.isoformat(),
+            "period_end": self.period_end.isoformat(),
+            "issued_at": self.issued_at.isoformat(),
+            "lines": [
+                {
+                    "model": line.model,
+                    "task": line.task,
+                    "unit": line.unit,
+                    "calls": line.calls,
+                    "quantity": str(line.quantity),
+                    "unit_price": str(line.unit_price),
+                    "amount": str(line.amount),
+                }
+                for line in self.lines
+            ],
+            "days": [{"day": d.day, "calls": d.calls, "cost": str(d.cost)} for d in self.days],
+            "total_calls": self.total_calls,
+            "total": str(self.total),
+            "amount_due": str(self.amount_due),
+        }
+
+
+def month_bounds(month: str) -> tuple[datetime, datetime]:
+    """``[start, end)`` of ``YYYY-MM`` in UTC."""
+    start = datetime.strptime(month, "%Y-%m").replace(tzinfo=UTC)
+    return start, next_month_start(start)
+
+
+def build_invoice(
+    records: Iterable[UsageRecord],
+    *,
+    tenant_id: str,
+    tenant_name: str,
+    plan: str,
+    month: str,
+    catalog: Catalog | None = None,
+    issued_at: datetime | None = None,
+) -> Invoice:
+    """Price a month of ``records`` for a tenant on ``plan``.
+
+    Raises
+    ------
+    KeyError, ValueError
+        Unknown plan, no price for a task, or a unit that cannot be converted.
+    """
+    catalog = catalog or load_catalog()
+    multiplier = catalog.plan(plan).price_multiplier
+    start, end = month_bounds(month)
+    groups: dict[tuple[str, str, str], list[Any]] = {}
+    days: dict[str, list[Any]] = {}
+    day = start.date()
+    while day < end.date():
+        days[day.isoformat()] = [0, Decimal(0)]
+        day += timedelta(days=1)
+    for record in records:
+        if not start <= record.timestamp < end:
+            continue
+        price = catalog.list_price(record.task, record.model)
+        quantity = to_billing_units(record.units, record.unit, price.unit)
+        slot = groups.setdefault(
+            (record.model, record.task, price.unit), [0, Decimal(0), price.usd * multiplier]
+        )
+        slot[0] += 1
+        slot[1] += quantity
+        daily = days[day_bucket(record.timestamp)]
+        daily[0] += 1
+        daily[1] += quantity * price.usd * multiplier
+    lines = tuple(
+        InvoiceLine(
+            model=model,
+            task=task,
+            unit=unit,
+            calls=calls,
+            quantity=quantity,
+            unit_price=unit_price,
+            amount=quantity * unit_price,
+        )
+        for (model, task, unit), (calls, quantity, unit_price) in sorted(groups.items())
+    )
+    return Invoice(
+        invoice_id=f"INV-{tenant_id}-{month}",
+        tenant_id=tenant_id,
+        tenant_name=tenant_name,
+        plan=plan,
+        currency=catalog.currency,
+        month=month,
+        period_start=start,
+        period_end=end,
+        issued_at=issued_at or datetime.now(UTC),
+        lines=lines,
+        days=tuple(InvoiceDay(d, calls, cost) for d, (calls, cost) in days.items()),
+        total_calls=sum(line.calls for line in lines),
+        total=sum((line.amount for line in lines), Decimal(0)),
+    )
+
+
+def render_json(invoice: Invoice) -> str:
+    """The invoice as indented JSON."""
+    return json.dumps(invoice.as_dict(), indent=2) + "\n"
+
+
+def render_csv(invoice: Invoice) -> str:
+    """One row per line plus a total row."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(
+        [
+            "invoice_id",
+            "model",
+            "task",
+            "unit",
+            "calls",
+            "quantity",
+            "unit_price",
+            "amount",
+            "currency",
+        ]
+    )
+    for line in invoice.lines:
+        writer.writerow(
+            [
+                invoice.invoice_id,
+                line.model,
+                line.task,
+                line.unit,
+                line.calls,
+                line.quantity,
+                line.unit_price,
+                line.amount,
+                invoice.currency,
+            ]
+        )
+    writer.writerow(
+        [
+            invoice.invoice_id,
+            "TOTAL",
+            "",
+            "",
+            invoice.total_calls,
+            "",
+            "",
+            invoice.total,
+            invoice.currency,
+        ]
+    )
+    return out.getvalue()
+
+
+def daily_chart_png(invoice: Invoice) -> bytes:
+    """A PNG bar chart of calls per day with the day's cost as a line (matplotlib, no GUI)."""
+    from matplotlib.figure import Figure
+
+    labels = [date.fromisoformat(d.day).day for d in invoice.days]
+    figure = Figure(figsize=(8, 3), dpi=100)
+    calls_axis = figure.add_subplot()
+    calls_axis.bar(labels, [d.calls for d in invoice.days], color="#4c78a8", label="calls")
+    calls_axis.set_xlabel(f"day of {invoice.month}")
+    calls_axis.set_ylabel("calls")
+    cost_axis = calls_axis.twinx()
+    cost_axis.plot(labels, [float(d.cost) for d in invoice.days], color="#f58518", marker=".")
+    cost_axis.set_ylabel(f"cost ({invoice.currency})")
+    figure.suptitle("Daily usage and cost")
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def render_html(invoice: Invoice) -> str:
+    """A self-contained HTML invoice (jinja2 template, chart embedded as base64 PNG)."""
+    import jinja2
+
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+        autoescape=jinja2.select_autoescape(["html", "j2"]),
+        undefined=jinja2.StrictUndefined,
+    )
+    environment.filters["money"] = lambda value: f"{Decimal(value).quantize(SHOWN):f}"
+    chart = base64.b64encode(daily_chart_png(invoice)).decode("ascii")
+    return environment.get_template("invoice.html.j2").render(invoice=invoice, chart=chart)
+
+
+RENDERERS = {"json": render_json, "csv": render_csv, "html": render_html}
