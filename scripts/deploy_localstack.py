@@ -447,6 +447,8 @@ def main(argv: list[str] | None = None) -> int:
         "AIMAAS_E2E_BASE_URL": deployment.base_url(endpoint),
         "AIMAAS_E2E_ADMIN": "--store aws",
         "AIMAAS_E2E_REGISTRY": str(args.registry.resolve()),
+        # No Lambda authorizer here: the gateway compares x-api-key with its usage-plan keys.
+        "AIMAAS_E2E_HEADER_KEY_PLANS": json.dumps(deployment.usage_plans),
     }
     if args.demo_key:
         with step("demo tenant and key (admin CLI, --store aws)"):

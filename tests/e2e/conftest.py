@@ -16,6 +16,7 @@ import requests
 
 from tests.e2e.support import (
     AdminCli,
+    HeaderKeyMirror,
     SpokenWord,
     Target,
     Tenant,
@@ -58,21 +59,26 @@ def admin(target: Target) -> AdminCli:
 @pytest.fixture(scope="session")
 def new_tenant(admin: AdminCli, target: Target) -> Callable[[], Tenant]:
     """A factory of fresh tenants with one key each, on the target's plan."""
+    mirror = HeaderKeyMirror(target.header_key_plans) if target.header_key_plans else None
 
     def make() -> Tenant:
-        return admin.create_tenant(target.plan)
+        tenant = admin.create_tenant(target.plan)
+        if mirror is not None:
+            mirror.add(tenant)
+        return tenant
 
     return make
 
 
 @pytest.fixture(scope="session")
-def api_key(target: Target) -> str:
+def api_key(target: Target, request: pytest.FixtureRequest) -> str:
     """The key most tests call with: a fresh tenant's, or the one given in the environment."""
     if target.api_key:
         return target.api_key
     if target.admin_flags is None:
         pytest.skip("set AIMAAS_E2E_ADMIN (to create a key) or AIMAAS_E2E_API_KEY")
-    return AdminCli(target.admin_flags).create_tenant(target.plan).key
+    make: Callable[[], Tenant] = request.getfixturevalue("new_tenant")
+    return make().key
 
 
 @pytest.fixture(scope="session")

@@ -26,6 +26,11 @@ differs between targets is data, read here from the environment (see ``tests/e2e
     How long a revoked key may keep working: the authorizer's cache time plus slack.
 ``AIMAAS_E2E_PLAN``
     The plan of the tenants the suite creates (``pro`` by default, so the multiplier shows).
+``AIMAAS_E2E_HEADER_KEY_PLANS``
+    Only for a gateway that checks ``x-api-key`` itself (key source ``HEADER``: the LocalStack
+    profile, which has no Lambda authorizer): ``{plan: usage plan id}``. Each key the suite
+    creates is then also registered as a gateway API key with the same value in its plan's
+    usage plan (see :class:`HeaderKeyMirror`).
 ``AIMAAS_E2E_REGISTRY``
     The registry that was published to the target (default ``AIMAAS_REGISTRY``, then
     ``build/registry``); ``GET /v1/models`` must list every model in it.
@@ -81,6 +86,7 @@ class Target:
     revoke_within_s: float
     plan: str
     registry: Path
+    header_key_plans: dict[str, str] | None = None
     timeout_s: float = 60.0
 
     def url(self, path: str) -> str:
@@ -118,6 +124,7 @@ class Target:
             revoke_within_s=float(get("REVOKE_WITHIN_S", "revoke_within_s")),
             plan=os.environ.get("AIMAAS_E2E_PLAN", "").strip() or "pro",
             registry=Path(registry),
+            header_key_plans=json.loads(os.environ.get("AIMAAS_E2E_HEADER_KEY_PLANS") or "null"),
         )
 
 
@@ -127,6 +134,32 @@ class Tenant:
     key_id: str
     key: str
     plan: str
+
+
+class HeaderKeyMirror:
+    """Registers customer keys as API Gateway API keys, for a gateway with key source HEADER.
+
+    On AWS the REQUEST authorizer resolves the customer's key and hands API Gateway a separate
+    usage identifier (key source AUTHORIZER), which is what the admin CLI provisions. The
+    LocalStack profile has no authorizer (LocalStack runs no Lambda here): its gateway compares
+    ``x-api-key`` with the API keys of its usage plans. So the customer's key must also be a
+    gateway key there; this test harness adds it. Revocation is still the platform's: the
+    admin CLI marks the key revoked and the app behind the gateway refuses it.
+    """
+
+    def __init__(self, plan_ids: dict[str, str]) -> None:
+        import boto3
+
+        self.plan_ids = plan_ids
+        self.client = boto3.client("apigateway")  # endpoint from AWS_ENDPOINT_URL
+
+    def add(self, tenant: Tenant) -> None:
+        created = self.client.create_api_key(
+            name=f"e2e-header-{tenant.key_id}", enabled=True, value=tenant.key
+        )
+        self.client.create_usage_plan_key(
+            usagePlanId=self.plan_ids[tenant.plan], keyId=created["id"], keyType="API_KEY"
+        )
 
 
 class AdminCli:
