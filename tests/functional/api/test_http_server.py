@@ -1,0 +1,259 @@
+"""Local mode over real HTTP: `python -m aimaas.local serve` on a free loopback port.
+
+Real keys (issued through ``aimaas.auth``), the real SQLite ledger, real models, and the two
+client programs customers actually run: ``requests`` with ``data=json.dumps(...)`` (no
+Content-Type) and the official ``openai`` client.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[3]
+REGISTRY = Path(os.environ.get("AIMAAS_REGISTRY", ROOT / "build" / "registry"))
+
+
+@dataclasses.dataclass(frozen=True)
+class Server:
+    url: str
+    demo_key: str
+    db: Path
+    banner: str
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    folder = tmp_path_factory.mktemp("local-mode")
+    port = _free_port()
+    log = (folder / "server.log").open("w+")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "aimaas.local",
+            "serve",
+            "--registry",
+            str(REGISTRY),
+            "--port",
+            str(port),
+            "--db",
+            str(folder / "aimaas.db"),
+            "--log-level",
+            "warning",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        env={**os.environ, "AIMAAS_ONNX_THREADS": "1"},
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if requests.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                log.seek(0)
+                pytest.fail(f"local server did not start:\n{log.read()}")
+            time.sleep(0.2)
+        log.seek(0)
+        banner = log.read()
+        match = re.search(r"demo API key:\s+(amk_\S+)", banner)
+        assert match, banner
+        yield Server(url=url, demo_key=match.group(1), db=folder / "aimaas.db", banner=banner)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def api_key(server: Server) -> str:
+    """A key issued through the auth package for a tenant of its own (not the demo one)."""
+    from aimaas.auth import Tenant, build_key_store, issue_key
+    from aimaas.auth.keys import new_tenant_id, pepper_from
+    from aimaas.config import Settings
+
+    settings = Settings(sqlite_path=server.db)
+    store = build_key_store(settings)
+    tenant_id = new_tenant_id()
+    store.create_tenant(Tenant(tenant_id=tenant_id, name="functional tests", plan="pro"))
+    _, key = issue_key(store, tenant_id, pepper_from(settings), label="tests")
+    store.close()
+    return key
+
+
+def test_banner_prints_key_and_curl_examples(server: Server) -> None:
+    assert "curl" in server.banner and "/v1/text-classification" in server.banner
+    assert server.demo_key.startswith("amk_")
+
+
+@pytest.mark.parametrize(
+    "text", ["The striker scored twice in the cup final.", "这家公司的股价今天大涨"]
+)
+def test_customer_program(server: Server, api_key: str, text: str) -> None:
+    # Exactly what the customer's program does: no Content-Type, data=json.dumps(...).
+    response = requests.post(
+        f"{server.url}/v1/text-classification",
+        headers={"Authorization": f"Bearer {api_key}"},
+        data=json.dumps({"text": text}),
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    assert "content-type" not in {k.lower() for k in response.request.headers}
+    label = response.json()["label"]
+    catalogue = requests.get(
+        f"{server.url}/v1/models/minilm-topic-classifier",
+        headers={"x-api-key": api_key},
+        timeout=30,
+    ).json()
+    assert label in catalogue["labels"]
+
+
+def test_demo_key_works(server: Server) -> None:
+    response = requests.get(
+        f"{server.url}/v1/models",
+        headers={"Authorization": f"Bearer {server.demo_key}"},
+        timeout=30,
+    )
+    assert response.status_code == 200 and response.json()["data"]
+
+
+def test_openai_client_embeddings(server: Server, api_key: str) -> None:
+    from openai import OpenAI
+
+    client = OpenAI(api_key=api_key, base_url=f"{server.url}/v1", max_retries=0)
+    default = client.embeddings.create(
+        model="all-minilm-l6-v2", input=["a cat on a mat", "一只猫坐在垫子上", "stock prices fell"]
+    )  # the client asks for base64 by default and decodes it itself
+    floats = client.embeddings.create(
+        model="all-minilm-l6-v2", input="a cat on a mat", encoding_format="float"
+    )
+    vectors = np.asarray([d.embedding for d in default.data])
+    assert vectors.shape == (3, 384)
+    assert np.allclose(vectors[0], floats.data[0].embedding, atol=1e-6)
+    assert default.usage.prompt_tokens > 0 and default.model.startswith("all-minilm-l6-v2@")
+    # Same meaning across languages is closer than a different meaning.
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] - 0.2
+    from openai import AuthenticationError, NotFoundError
+
+    with pytest.raises(NotFoundError):
+        client.embeddings.create(model="text-embedding-3-small", input="x")
+    with pytest.raises(AuthenticationError):
+        OpenAI(api_key="amk_wrong", base_url=f"{server.url}/v1", max_retries=0).embeddings.create(
+            model="all-minilm-l6-v2", input="x"
+        )
+
+
+def test_concurrent_requests_are_each_billed_once(server: Server, api_key: str) -> None:
+    headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
+
+    def call(i: int) -> int:
+        body = json.dumps({"input": f"sentence number {i}"})
+        return requests.post(
+            f"{server.url}/v1/embeddings",
+            headers={**headers, "Idempotency-Key": f"conc-{i % 8}"},
+            data=body,
+            timeout=60,
+        ).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(call, range(16)))
+    assert codes == [200] * 16
+    from aimaas.auth import build_key_store, parse_key
+    from aimaas.config import Settings
+    from aimaas.metering.sqlite import SqliteLedger
+
+    store = build_key_store(Settings(sqlite_path=server.db))
+    tenant = store.get_key(parse_key(api_key) or "").tenant_id
+    store.close()
+    ledger = SqliteLedger(server.db)
+    try:
+        records = [ledger.get(tenant, f"conc-{i}") for i in range(8)]
+        assert ledger.get(tenant, "conc-8") is None
+    finally:
+        ledger.close()
+    assert all(
+        r is not None and r.status == 200 and r.model == "all-minilm-l6-v2-int8" for r in records
+    )
+
+
+def test_image_and_errors_over_http(server: Server, api_key: str) -> None:
+    import io
+
+    from PIL import Image
+    from skimage import data
+
+    buffer = io.BytesIO()
+    Image.fromarray(data.coffee()).save(buffer, "JPEG")
+    auth = {"Authorization": f"Bearer {api_key}"}
+    response = requests.post(
+        f"{server.url}/v1/image-classification",
+        headers=auth,
+        files={"file": ("coffee.jpg", buffer.getvalue(), "image/jpeg")},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    assert "espresso" in response.json()["label"].lower() or "cup" in response.json()["label"]
+    too_big = requests.post(
+        f"{server.url}/v1/image-classification",
+        headers={**auth, "Content-Type": "image/jpeg"},
+        data=b"\0" * (6 * 1024 * 1024 + 1),
+        timeout=30,
+    )
+    assert too_big.status_code == 413
+    assert too_big.json()["error"]["request_id"] == too_big.headers["X-Request-Id"]
+    as_json = requests.post(
+        f"{server.url}/v1/image-classification",
+        headers=auth,
+        json={"image": base64.b64encode(b"definitely not a picture").decode()},
+        timeout=30,
+    )
+    assert as_json.status_code == 422
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng (apt) synthesises speech")
+def test_spoken_keyword_with_vad(server: Server, api_key: str, tmp_path: Path) -> None:
+    wav = tmp_path / "yes.wav"
+    subprocess.run(["espeak-ng", "-w", str(wav), "yes"], check=True, timeout=30)
+    raw = wav.read_bytes()  # espeak-ng writes 22.05 kHz mono: the server resamples
+    response = requests.post(
+        f"{server.url}/v1/audio-classification",
+        params={"vad": "true"},
+        headers={"Authorization": f"Bearer {api_key}", "Content-Type": "audio/wav"},
+        data=raw,
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["label"] == "yes", body["scores"]
+    assert body["segments"], "speech expected"
+    assert 0 <= body["segments"][0]["start"] < body["segments"][0]["end"] <= body["duration_s"]
