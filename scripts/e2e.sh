@@ -124,7 +124,7 @@ target_localstack() {
 main() {
 	rm -rf "$WORK"
 	mkdir -p "$WORK" "$LOGS"
-	rm -f "$LOGS"/server-*.log
+	rm -f "$LOGS"/server-*.log "$LOGS"/localstack.log "$LOGS"/moto_server.log
 	compgen -G "$REGISTRY/*/*/manifest.json" >/dev/null || { log "no models in $REGISTRY (make models)"; exit 1; }
 	local target
 	for target in "${TARGETS[@]}"; do

@@ -168,9 +168,9 @@ class AdminCli:
     def __init__(self, flags: tuple[str, ...]) -> None:
         self.flags = flags
 
-    def run(self, *args: str) -> Any:
-        """Run one admin command with ``--json`` output and return the parsed document."""
-        command = [sys.executable, "-m", "aimaas.admin", *self.flags, *args, "--json"]
+    def run(self, *args: str) -> str:
+        """Run one admin command; return its standard output (fail with both streams)."""
+        command = [sys.executable, "-m", "aimaas.admin", *self.flags, *args]
         done = subprocess.run(
             command, capture_output=True, text=True, timeout=120, cwd=REPO, check=False
         )
@@ -179,20 +179,31 @@ class AdminCli:
                 f"admin command failed ({done.returncode}): {shlex.join(command[3:])}\n"
                 f"stdout: {done.stdout[-2000:]}\nstderr: {done.stderr[-2000:]}"
             )
-        return json.loads(done.stdout)
+        return done.stdout
 
     def create_tenant(self, plan: str) -> Tenant:
+        """A new tenant on ``plan`` with one new key."""
         name = f"e2e-{uuid.uuid4().hex[:10]}"
-        tenant = self.run("tenant", "create", name, "--plan", plan)
-        tenant_id = tenant["tenant_id"]
-        key = self.run("key", "create", tenant_id)
-        return Tenant(tenant_id=tenant_id, key_id=key["key_id"], key=key["key"], plan=plan)
+        tenant_id = json.loads(self.run("tenant", "create", name, "--plan", plan))["tenant_id"]
+        # `key create` prints "key_id: ..." and "key: ..." (the key is shown once).
+        printed = dict(
+            line.split(":", 1)
+            for line in self.run("key", "create", tenant_id).splitlines()
+            if ":" in line
+        )
+        return Tenant(
+            tenant_id=tenant_id,
+            key_id=printed["key_id"].strip(),
+            key=printed["key"].strip(),
+            plan=plan,
+        )
 
     def revoke(self, key_id: str) -> None:
         self.run("key", "revoke", key_id)
 
-    def usage(self, tenant_id: str) -> Any:
-        return self.run("usage", "show", tenant_id)
+    def usage(self, tenant_id: str, group_by: str = "task") -> Any:
+        """``usage show`` as parsed JSON: ``calls``, ``cost`` (a decimal string), ``lines``."""
+        return json.loads(self.run("usage", "show", tenant_id, "--group-by", group_by))
 
 
 def wait_until(predicate: Callable[[], bool], within_s: float, every_s: float = 0.5) -> float:

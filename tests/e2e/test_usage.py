@@ -102,7 +102,15 @@ def test_usage_api_counts_exactly_the_successful_calls(
 
 def test_admin_usage_matches(metered: tuple[Tenant, list[dict[str, Any]]], admin: AdminCli) -> None:
     tenant, made = metered
-    report = admin.usage(tenant.tenant_id)
-    assert report["total_calls"] == len(CALLS), report
-    total = sum(row["cost"] for row in _expected(made, tenant.plan).values())
-    assert float(report["total_cost"]) == pytest.approx(total, rel=1e-6, abs=1e-12)
+    report = admin.usage(tenant.tenant_id, group_by="task")
+    assert report["calls"] == len(CALLS), report
+    assert report["plan"] == tenant.plan
+    expected = _expected(made, tenant.plan)
+    lines = {line["task"]: line for line in report["lines"]}
+    assert set(lines) == set(expected)
+    for task, want in expected.items():
+        assert lines[task]["calls"] == want["calls"], lines[task]
+        assert float(lines[task]["units"]) == pytest.approx(want["units"], rel=1e-9)
+        assert float(lines[task]["cost"]) == pytest.approx(want["cost"], rel=1e-6, abs=1e-12)
+    total = sum(row["cost"] for row in expected.values())
+    assert float(report["cost"]) == pytest.approx(total, rel=1e-6, abs=1e-12)
