@@ -330,3 +330,35 @@ def test_options_from_env_override_the_policy() -> None:
     assert BatchingOptions.from_env({}, max_batch_size=16).max_batch_size == 16
     with pytest.raises(ValueError):
         BatchingOptions(max_batch_size=0)
+
+
+def test_fullest_bucket_runs_first_but_a_passed_over_bucket_does_not_starve() -> None:
+    gate = threading.Event()
+    seen: list[list[str]] = []
+
+    def record(items: Sequence[str]) -> list[str]:
+        gate.wait(5)
+        seen.append(list(items))
+        return list(items)
+
+    async def main() -> None:
+        batcher = DynamicBatcher(
+            record, BatchingOptions(max_batch_size=16, max_wait_ms=0), bucket_of=lambda s: s[0]
+        )
+        try:
+            blocker = asyncio.ensure_future(batcher.submit("z"))
+            await asyncio.sleep(0.05)  # the worker is now busy with "z"
+            items = ["a"] + ["b"] * 5 + ["c"] * 4 + ["d"] * 3 + ["e"] * 2
+            waiting = [asyncio.ensure_future(batcher.submit(i)) for i in items]
+            await asyncio.sleep(0.02)
+            gate.set()
+            await blocker
+            assert await asyncio.gather(*waiting) == items
+        finally:
+            gate.set()
+            await batcher.aclose()
+
+    run(main())
+    # b, c, d are fullest; "a" (oldest) was passed over three times, so it goes before "e".
+    assert [b[0] for b in seen] == ["z", "b", "c", "d", "a", "e"]
+    assert [len(b) for b in seen] == [1, 5, 4, 3, 1, 2]

@@ -8,8 +8,10 @@ bucket when either
 - it holds ``max_batch_size`` rows (an item may carry several rows: a request with 8 texts), or
 - its oldest item has waited ``max_wait_ms``.
 
-While a batch runs, new items keep queueing, so a busy model gets fuller batches for free. The
-batch function runs in a thread pool so the event loop keeps accepting requests meanwhile.
+While a batch runs, new items keep queueing, so a busy model gets fuller batches for free. When
+several buckets are ready the fullest runs first, but a bucket passed over a few times runs
+next, so no length starves. The batch function runs in a thread pool so the event loop keeps
+accepting requests meanwhile.
 
 Errors reach only the callers they belong to: the batch function may return an exception in an
 item's slot, and when it raises for a whole batch the items are run again one by one, so one bad
@@ -55,6 +57,9 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 logger = logging.getLogger(__name__)
+
+# A ready bucket passed over this many times in favour of fuller ones runs next.
+_MAX_SKIPS = 3
 
 # Padded lengths for text: powers of two up to the longest sequence the text models accept.
 DEFAULT_LENGTH_EDGES: tuple[int, ...] = (8, 16, 32, 64, 128, 256, 512)
@@ -267,6 +272,7 @@ class DynamicBatcher(Generic[T, R]):
         )
         self._buckets: dict[Hashable, deque[_Pending[T, R]]] = {}
         self._bucket_rows: dict[Hashable, int] = {}
+        self._skips: dict[Hashable, int] = {}
         self._queued_rows = 0
         self._wakeup = asyncio.Event()
         self._slots = asyncio.Semaphore(self.options.max_concurrent_batches)
@@ -361,23 +367,31 @@ class DynamicBatcher(Generic[T, R]):
         while True:
             self._wakeup.clear()
             now = loop.time()
-            chosen: Hashable | None = None
-            chosen_since = float("inf")
+            ready: list[Hashable] = []
             next_deadline = float("inf")
             for key, queue in self._buckets.items():
-                head = queue[0].enqueued
-                full = self._bucket_rows[key] >= self.options.max_batch_size
-                due = head + max_wait <= now
-                # Oldest ready bucket first, so no bucket starves behind a busy one.
-                if (full or due) and head < chosen_since:
-                    chosen, chosen_since = key, head
-                next_deadline = min(next_deadline, head + max_wait)
-            if chosen_since != float("inf"):
-                return self._take(chosen)
+                head_deadline = queue[0].enqueued + max_wait
+                if head_deadline <= now or self._bucket_rows[key] >= self.options.max_batch_size:
+                    ready.append(key)
+                next_deadline = min(next_deadline, head_deadline)
+            if ready:
+                return self._take(self._choose(ready))
             timeout = None if next_deadline == float("inf") else max(0.0, next_deadline - now)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
                     await self._wakeup.wait()
+
+    def _choose(self, ready: list[Hashable]) -> Hashable:
+        """Fullest ready bucket first (big batches are what a busy device needs), but a
+        bucket passed over ``_MAX_SKIPS`` times goes next, so a rare length never starves."""
+        starving = [k for k in ready if self._skips.get(k, 0) >= _MAX_SKIPS]
+        if starving:
+            chosen = min(starving, key=lambda k: self._buckets[k][0].enqueued)
+        else:
+            chosen = max(ready, key=lambda k: (self._bucket_rows[k], -self._buckets[k][0].enqueued))
+        for key in ready:
+            self._skips[key] = 0 if key == chosen else self._skips.get(key, 0) + 1
+        return chosen
 
     def _take(self, key: Hashable) -> list[_Pending[T, R]]:
         queue = self._buckets[key]
@@ -393,6 +407,7 @@ class DynamicBatcher(Generic[T, R]):
             rows += pending.rows
         if not queue:
             del self._buckets[key], self._bucket_rows[key]
+            self._skips.pop(key, None)
         return batch
 
     async def _execute(self, batch: list[_Pending[T, R]]) -> None:

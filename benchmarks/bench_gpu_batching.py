@@ -1,0 +1,258 @@
+"""Dynamic batching of the GPU server: throughput and latency with and without it.
+
+Starts the GPU server (``functions/gpu_server/serve``) as a child process once per maximum
+batch size (1 = batching off), drives it with 1, 8 and 32 concurrent closed-loop clients
+(asyncio + httpx), each sending one text per request to the embeddings model, and prints a
+table; the JSON goes to ``benchmarks/results/gpu_batching.json``. Request counts are bounded,
+so it stops by itself. On this repository's CPU-only machines it runs with the CPU provider;
+``scripts/gpu_check.sh`` runs the same code with ``--target cuda`` on a GPU.
+
+Run: ``.venv/bin/python benchmarks/bench_gpu_batching.py [--target cpu] [--clients 1 8 32]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from functions.gpu_server.gpuserve.launcher import running_server  # noqa: E402
+
+MODEL = "all-minilm-l6-v2"  # the fp32 model config/stages.toml sends to the GPU
+HEADER = "X-Amzn-SageMaker-Target-Model"
+
+# Sentences of everyday lengths (5 to ~60 tokens), the traffic an embeddings API sees.
+TEXTS = [
+    "hello world",
+    "How do I reset my password?",
+    "The central bank left interest rates unchanged on Thursday, citing slowing inflation.",
+    "Best hiking trails near the lake for a family with small children",
+    "我喜欢在周末去公园散步。",
+    "Quarterly revenue grew twelve percent, driven by strong demand for cloud services and "
+    "a recovery in advertising, while operating costs stayed flat compared with last year.",
+    "cheap flights to lisbon in may",
+    "The match ended in a draw after a late equaliser from the visiting side.",
+    "Symptoms of vitamin D deficiency include fatigue, bone pain and muscle weakness.",
+    "Can you recommend a good book about the history of mathematics?",
+    "New battery chemistry promises faster charging for electric cars.",
+    "ok thanks",
+]
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
+
+
+async def drive(base_url: str, clients: int, requests: int, model: str) -> dict[str, Any]:
+    """``clients`` concurrent closed loops sending ``requests`` requests in all."""
+    latencies: list[float] = []
+    failures = 0
+    counter = iter(range(requests))
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=120) as client:
+
+        async def loop() -> None:
+            nonlocal failures
+            for i in counter:
+                body = {"task": "embeddings", "texts": [TEXTS[i % len(TEXTS)]]}
+                started = time.perf_counter()
+                response = await client.post("/invocations", json=body, headers={HEADER: model})
+                latencies.append((time.perf_counter() - started) * 1000.0)
+                failures += response.status_code != 200
+
+        started = time.perf_counter()
+        await asyncio.gather(*(loop() for _ in range(clients)))
+        elapsed = time.perf_counter() - started
+    return {"latencies": latencies, "failures": failures, "seconds": elapsed}
+
+
+def summarise(clients: int, rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Pool the rounds of one level: total requests over total time, pooled percentiles."""
+    latencies = [x for r in rounds for x in r["latencies"]]
+    seconds = sum(r["seconds"] for r in rounds)
+    return {
+        "clients": clients,
+        "requests": len(latencies),
+        "rounds": len(rounds),
+        "failures": sum(r["failures"] for r in rounds),
+        "seconds": round(seconds, 3),
+        "throughput_rps": round(len(latencies) / seconds, 2),
+        "p50_ms": round(percentile(latencies, 50), 2),
+        "p99_ms": round(percentile(latencies, 99), 2),
+    }
+
+
+async def warm(base_url: str, model: str) -> None:
+    async with httpx.AsyncClient(base_url=base_url, timeout=120) as client:
+        for text in TEXTS:
+            await client.post(
+                "/invocations",
+                json={"task": "embeddings", "texts": [text]},
+                headers={HEADER: model},
+            )
+
+
+def server_env(max_batch: int, args: argparse.Namespace) -> dict[str, str]:
+    env = {
+        "AIMAAS_REGISTRY": str(args.registry),
+        "AIMAAS_GPU_PRELOAD": args.model,
+        "AIMAAS_BATCH_MAX_SIZE": str(max_batch),
+        "AIMAAS_BATCH_MAX_WAIT_MS": str(args.max_wait_ms),
+        "AIMAAS_GPU_METRICS_S": "0",
+        "AIMAAS_GPU_FP16": args.fp16,
+    }
+    if args.threads:
+        env["AIMAAS_ONNX_THREADS"] = str(args.threads)
+    return env
+
+
+def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """One server per max batch size, all up at once; rounds alternate between them so a
+    change in background load hits every configuration alike."""
+    with contextlib.ExitStack() as stack:
+        urls = {
+            b: stack.enter_context(
+                running_server(server_env(b, args), target=args.target, timeout_s=300)
+            )
+            for b in args.batch_sizes
+        }
+        for url in urls.values():
+            asyncio.run(warm(url, args.model))
+        raw: dict[int, dict[int, list[dict[str, Any]]]] = {b: {} for b in urls}
+        for clients in args.clients:
+            requests = max(args.min_requests, clients * args.per_client)
+            for _ in range(args.rounds):
+                for b, url in urls.items():
+                    result = asyncio.run(drive(url, clients, requests, args.model))
+                    raw[b].setdefault(clients, []).append(result)
+        runs = []
+        for b, url in urls.items():
+            model = next(iter(httpx.get(f"{url}/metrics").json()["models"].values()))
+            runs.append(
+                {
+                    "max_batch_size": b,
+                    "providers": model["providers"],
+                    "precision": model["precision"],
+                    "io_binding": model["io_binding"],
+                    "notes": model["notes"],
+                    "mean_batch_rows": model["batches"]["mean_batch_rows"],
+                    "levels": [summarise(c, rounds) for c, rounds in raw[b].items()],
+                }
+            )
+    return runs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--target", default="cpu", choices=["cpu", "cuda", "tensorrt", "auto"])
+    parser.add_argument(
+        "--registry",
+        type=Path,
+        default=Path(os.environ.get("AIMAAS_REGISTRY", REPO / "build/registry")),
+    )
+    parser.add_argument("--model", default=MODEL)
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument(
+        "--batch-sizes",
+        type=int,
+        nargs="+",
+        default=[1, 32],
+        help="server max batch sizes to compare; 1 = batching off",
+    )
+    parser.add_argument("--per-client", type=int, default=12, help="requests per client")
+    parser.add_argument("--min-requests", type=int, default=60)
+    parser.add_argument("--max-wait-ms", type=float, default=5.0)
+    parser.add_argument("--threads", type=int, help="ORT threads (default: 1 on cpu, else auto)")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds per level")
+    parser.add_argument("--fp16", default="auto", choices=["auto", "off", "force"])
+    parser.add_argument("--json", type=Path, default=REPO / "benchmarks/results/gpu_batching.json")
+    args = parser.parse_args(argv)
+
+    if args.threads is None:
+        # On a small CPU machine the load generator shares the cores: leave it one.
+        args.threads = 1 if args.target == "cpu" else 0
+    runs = run_all(args)
+
+    print(
+        f"\nGPU server dynamic batching - model {args.model}, target {args.target}, "
+        f"max wait {args.max_wait_ms} ms, ORT threads {args.threads or 'auto'}, "
+        f"{os.cpu_count()} CPUs, {args.rounds} alternating rounds per level"
+    )
+    print(
+        f"{'max batch':>9} {'clients':>7} {'requests':>8} {'req/s':>9} {'p50 ms':>8} "
+        f"{'p99 ms':>8} {'fail':>4}"
+    )
+    for run in runs:
+        for level in run["levels"]:
+            print(
+                f"{run['max_batch_size']:>9} {level['clients']:>7} {level['requests']:>8} "
+                f"{level['throughput_rps']:>9.1f} {level['p50_ms']:>8.1f} "
+                f"{level['p99_ms']:>8.1f} {level['failures']:>4}"
+            )
+        print(
+            f"{'':>9} providers {run['providers']}, {run['precision']}, "
+            f"mean batch rows {run['mean_batch_rows']}"
+        )
+
+    verdict: dict[str, Any] = {}
+    off = next((r for r in runs if r["max_batch_size"] == 1), None)
+    on = max(
+        (r for r in runs if r["max_batch_size"] > 1),
+        key=lambda r: r["max_batch_size"],
+        default=None,
+    )
+    top = max(args.clients)
+    if off and on:
+        a = next(lv for lv in off["levels"] if lv["clients"] == top)
+        b = next(lv for lv in on["levels"] if lv["clients"] == top)
+        speedup = b["throughput_rps"] / a["throughput_rps"]
+        p99_ratio = b["p99_ms"] / a["p99_ms"]
+        verdict = {
+            "clients": top,
+            "throughput_speedup": round(speedup, 2),
+            "p99_ratio": round(p99_ratio, 2),
+            "target_met": bool(speedup >= 2.0 and p99_ratio <= 2.0),
+        }
+        print(
+            f"\nAt {top} clients: batching gives {speedup:.2f}x throughput "
+            f"(target >= 2x), p99 {p99_ratio:.2f}x of unbatched (target <= 2x): "
+            f"{'MET' if verdict['target_met'] else 'NOT MET'}"
+        )
+
+    failures = sum(lv["failures"] for r in runs for lv in r["levels"])
+    report = {
+        "benchmark": "gpu_batching",
+        "model": args.model,
+        "target": args.target,
+        "max_wait_ms": args.max_wait_ms,
+        "onnx_threads": args.threads,
+        "host": {
+            "cpus": os.cpu_count(),
+            "machine": platform.machine(),
+            "python": platform.python_version(),
+        },
+        "runs": runs,
+        "verdict": verdict,
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"JSON: {args.json}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
