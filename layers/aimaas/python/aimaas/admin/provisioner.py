@@ -27,8 +27,8 @@ class KeyProvisioner(ABC):
         """Returns ``(apigw_key_id, usage_identifier)`` (``(None, None)`` when not needed)."""
 
     @abstractmethod
-    def key_revoked(self, apigw_key_id: str | None) -> None:
-        """Remove the key's gateway counterpart."""
+    def key_revoked(self, apigw_key_id: str | None, plan: str) -> None:
+        """Remove the key's gateway counterpart (a member of ``plan``'s usage plan)."""
 
     @abstractmethod
     def plan_changed(self, apigw_key_ids: list[str], old_plan: str, new_plan: str) -> None:
@@ -41,7 +41,7 @@ class NoProvisioner(KeyProvisioner):
     def key_created(self, tenant_id: str, key_id: str, plan: str) -> tuple[str | None, str | None]:
         return None, None
 
-    def key_revoked(self, apigw_key_id: str | None) -> None:
+    def key_revoked(self, apigw_key_id: str | None, plan: str) -> None:
         return None
 
     def plan_changed(self, apigw_key_ids: list[str], old_plan: str, new_plan: str) -> None:
@@ -97,11 +97,20 @@ class ApiGatewayProvisioner(KeyProvisioner):
             raise
         return created["id"], value
 
-    def key_revoked(self, apigw_key_id: str | None) -> None:
+    def key_revoked(self, apigw_key_id: str | None, plan: str) -> None:
         if not apigw_key_id:
             return
         from botocore.exceptions import ClientError
 
+        try:
+            # Deleting the key removes it from usage plans in AWS; say so explicitly anyway,
+            # so a failed delete still leaves the key out of the plan (and disabled).
+            self.client.delete_usage_plan_key(
+                usagePlanId=self.usage_plan_id(plan), keyId=apigw_key_id
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "NotFoundException":
+                raise
         try:
             self.client.update_api_key(
                 apiKey=apigw_key_id,

@@ -184,7 +184,8 @@ class AdminService:
         """Revoke a key now, and delete its API Gateway key."""
         with self._audited("key.revoke", key_id):
             record = revoke_key(self.store, key_id, at=self.clock())
-            self.provisioner.key_revoked(record.apigw_key_id)
+            tenant = self.store.get_tenant(record.tenant_id)
+            self.provisioner.key_revoked(record.apigw_key_id, tenant.plan if tenant else "free")
         return record
 
     def rotate_key(self, key_id: str, grace_seconds: int = 0) -> tuple[str, str]:

@@ -1,0 +1,66 @@
+"""plans.toml as data: plans, prices, unit conversion."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from aimaas.config import load_toml
+from aimaas.plans import load_catalog, parse_catalog, price, to_billing_units, usage_plan_name
+
+
+def test_every_plan_has_the_shape_the_cdk_app_reads() -> None:
+    raw = load_toml("plans.toml")
+    catalog = load_catalog()
+    assert set(catalog.plans) == set(raw["plans"]) >= {"free", "pro", "enterprise"}
+    for name, plan in catalog.plans.items():
+        body = raw["plans"][name]
+        assert plan.throttle.rate_limit == body["throttle"]["rate_limit"]
+        assert plan.throttle.burst_limit == body["throttle"]["burst_limit"]
+        assert plan.quota.limit == body["quota"]["limit"]
+        assert plan.quota.period in {"DAY", "WEEK", "MONTH"}
+        assert plan.monthly_requests == body["hard_limits"]["monthly_requests"]
+        assert plan.throttle.burst_limit >= plan.throttle.rate_limit
+    # Cheaper per unit as plans grow.
+    multipliers = [catalog.plan(p).price_multiplier for p in ("free", "pro", "enterprise")]
+    assert multipliers == sorted(multipliers, reverse=True)
+
+
+def test_price_uses_model_override_then_task_and_plan_multiplier() -> None:
+    catalog = load_catalog()
+    model_price = catalog.model_prices["all-minilm-l6-v2"].usd
+    task_price = catalog.task_prices["embeddings"].usd
+    assert model_price != task_price
+    pro = catalog.plan("pro").price_multiplier
+    assert price("embeddings", "all-minilm-l6-v2", 3, "pro") == 3 * model_price * pro
+    assert price("embeddings", "all-minilm-l6-v2-int8", 3, "pro") == 3 * task_price * pro
+    # 2,500 tokens are 2.5 billing units of 1k tokens.
+    assert price("embeddings", "x", 2500, "free", "tokens") == Decimal("2.5") * task_price
+
+
+def test_unknown_things_are_errors_not_guesses() -> None:
+    with pytest.raises(KeyError, match="unknown plan"):
+        price("embeddings", None, 1, "platinum")
+    with pytest.raises(KeyError, match="no price"):
+        price("translation", None, 1, "free")
+    with pytest.raises(ValueError, match="cannot convert"):
+        to_billing_units(1, "image", "1k_tokens")
+    assert to_billing_units(1500, "audio_ms", "audio_second") == Decimal("1.5")
+
+
+def test_parse_catalog_and_usage_plan_names() -> None:
+    catalog = parse_catalog(
+        {
+            "plans": {
+                "x": {
+                    "throttle": {"rate_limit": 1, "burst_limit": 2},
+                    "quota": {"limit": 3, "period": "DAY"},
+                    "hard_limits": {"monthly_requests": 4},
+                }
+            },
+            "prices": {"tasks": {"t": {"unit": "call", "usd": 0.1}}},
+        }
+    )
+    assert catalog.plan("x").price_multiplier == 1
+    assert catalog.price("t", None, 3, "x") == Decimal("0.3")  # exact, not 0.30000000000000004
+    assert usage_plan_name("dev", "pro") == "aimaas-dev-pro"
