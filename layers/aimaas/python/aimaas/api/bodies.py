@@ -72,7 +72,7 @@ def parse_json(body: bytes, model: type[ModelT]) -> ModelT:
     """Parse ``body`` into ``model``: 400 for bad JSON or UTF-8, 422 for a wrong shape."""
     try:
         data = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # deep nesting: not a server fault
         raise errors.MalformedRequest("The body is not valid UTF-8 JSON.") from None
     try:
         return model.model_validate(data)
