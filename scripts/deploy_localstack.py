@@ -359,15 +359,39 @@ def publish(registry: Path, deployment: Deployment, endpoint: str, prefix: str) 
     )
 
 
-def admin(*args: str, env: Mapping[str, str]) -> Any:
-    """Run ``python -m aimaas.admin --store aws ... --json`` and parse its output."""
-    command = [PYTHON, "-m", "aimaas.admin", "--store", "aws", *args, "--json"]
+def admin(*args: str, env: Mapping[str, str]) -> str:
+    """Run ``python -m aimaas.admin --store aws ...`` and return what it printed."""
+    command = [PYTHON, "-m", "aimaas.admin", "--store", "aws", *args]
     done = subprocess.run(
         command, cwd=REPO, env=dict(env), capture_output=True, text=True, check=False
     )
     if done.returncode != 0:
         raise RuntimeError(f"{shlex.join(command[3:])} failed: {done.stderr[-2000:]}")
-    return json.loads(done.stdout)
+    return done.stdout
+
+
+def demo_key(apigw: Any, deployment: Deployment, env: Mapping[str, str], plan: str) -> str:
+    """A demo tenant and key made with the admin CLI, usable through the LocalStack gateway.
+
+    The admin CLI stores the key (hashed) in DynamoDB and provisions its API Gateway usage
+    identifier, as on AWS. The LocalStack profile has no authorizer to map one to the other, so
+    its gateway must also know the customer's key itself: it is added as an API key with the
+    same value to the plan's usage plan (the e2e suite does the same for its keys).
+    """
+    tenant = json.loads(admin("tenant", "create", "demo", "--plan", plan, env=env))
+    printed = dict(
+        line.split(":", 1)
+        for line in admin("key", "create", tenant["tenant_id"], env=env).splitlines()
+        if ":" in line
+    )
+    key = printed["key"].strip()
+    created = apigw.create_api_key(
+        name=f"demo-header-{printed['key_id'].strip()}", enabled=True, value=key
+    )
+    apigw.create_usage_plan_key(
+        usagePlanId=deployment.usage_plans[plan], keyId=created["id"], keyType="API_KEY"
+    )
+    return key
 
 
 # --- 7. env file --------------------------------------------------------------------------------
@@ -452,10 +476,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.demo_key:
         with step("demo tenant and key (admin CLI, --store aws)"):
-            env = {**os.environ, **server}
-            tenant = admin("tenant", "create", "demo", "--plan", "free", env=env)
-            key = admin("key", "create", tenant["tenant_id"], env=env)
-            log(f"demo key (shown once): {key['key']}")
+            apigw = session.client("apigateway", config=_BOTO)
+            key = demo_key(apigw, deployment, {**os.environ, **server}, "free")
+            log(f"demo key (shown once): {key}")
+            log(f"try: curl -s {deployment.base_url(endpoint)}/v1/models -H 'x-api-key: {key}'")
     if args.env_out:
         args.env_out.parent.mkdir(parents=True, exist_ok=True)
         args.env_out.write_text(env_lines({**server, **e2e}))
