@@ -1,0 +1,206 @@
+"""The Lambda image's file tree, built without Docker, serving real events in a clean interpreter.
+
+The tree is what ``functions/inference/Dockerfile`` puts in ``/var/task``:
+``pip install --target`` of ``functions/inference/requirements.txt``, the ``aimaas`` package,
+``config/``, ``handler.py`` and the served models. Differences from the real image, on purpose:
+wheels are this machine's (x86_64, not arm64), and the interpreter is CPython 3.12 from pyenv
+when present (the Lambda runtime's version), else the running one.
+
+The pip result is cached in ``build/image-tree/<requirements hash>-<python tag>/`` so reruns
+take seconds. The handler then runs under ``python -I -S`` (no site-packages, no .pth files,
+no PYTHON* variables) with only the tree on ``sys.path``: anything the requirements forgot
+fails here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+REGISTRY = Path(os.environ.get("AIMAAS_REGISTRY", ROOT / "build" / "registry"))
+REQUIREMENTS = ROOT / "functions" / "inference" / "requirements.txt"
+EVENTS = ROOT / "tests" / "functional" / "inference" / "lambda_events.py"
+SERVED = ("all-minilm-l6-v2-int8", "minilm-topic-classifier", "mobilenet-v2")
+SIZE_TARGET_MB = 400
+
+pytestmark = pytest.mark.slow
+
+
+def _python() -> str:
+    """CPython 3.12 (Lambda's runtime) from pyenv if installed, else this interpreter."""
+    root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    for candidate in sorted(root.glob("3.12*/bin/python3.12"), reverse=True):
+        check = subprocess.run([candidate, "-m", "pip", "--version"], capture_output=True)
+        if check.returncode == 0:
+            return str(candidate)
+    return sys.executable
+
+
+def _site_packages(python: str) -> Path:
+    tag = subprocess.run(
+        [python, "-c", "import sys; print(f'cp{sys.version_info[0]}{sys.version_info[1]}')"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    digest = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()[:16]
+    target = ROOT / "build" / "image-tree" / f"{digest}-{tag}-pyc"
+    if (target / ".complete").is_file():
+        return target
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    subprocess.run(
+        [
+            python,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--only-binary=:all:",
+            "--target",
+            str(target),
+            "-r",
+            str(REQUIREMENTS),
+        ],
+        check=True,
+        timeout=900,
+    )
+    (target / ".complete").write_text("ok")
+    return target
+
+
+def _dir_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    python = _python()
+    site = _site_packages(python)
+    root = tmp_path_factory.mktemp("var-task")
+    # Hard links: the cached pip tree is not copied byte by byte, and never modified.
+    shutil.copytree(site, root, dirs_exist_ok=True, copy_function=os.link)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(ROOT / "layers/aimaas/python/aimaas", root / "aimaas", ignore=ignore)
+    shutil.copytree(ROOT / "config", root / "config")
+    shutil.copy2(ROOT / "functions/inference/handler.py", root / "handler.py")
+    for name in SERVED:
+        shutil.copytree(REGISTRY / name, root / "registry" / name)
+    return root, python
+
+
+RUNNER = r"""
+import base64, importlib.util, io, json, os, sys, time
+started = time.perf_counter()
+tree = sys.argv[1]
+sys.path.insert(0, tree)
+spec = importlib.util.spec_from_file_location("lambda_events", sys.argv[2])
+events = importlib.util.module_from_spec(spec)
+sys.modules['lambda_events'] = events
+spec.loader.exec_module(events)
+import handler
+imported = time.perf_counter()
+photo = base64.b64decode(sys.argv[3])
+calls = {
+    "text": events.json_event(
+        "/v1/text-classification", {"text": "这支球队昨晚赢得了冠军"}, request_id="tree-text"
+    ),
+    "embeddings": events.json_event("/v1/embeddings", {"input": ["hello", "world"]}),
+    "image": events.rest_event(
+        "POST", "/v1/image-classification", body=photo, binary=True,
+        headers={"content-type": "image/jpeg"}, query={"top_k": "3"},
+    ),
+    "models": events.rest_event("GET", "/v1/models"),
+    "unauthenticated": events.json_event("/v1/embeddings", {"input": "x"}, authorizer=None),
+}
+results = {}
+for name, event in calls.items():
+    t0 = time.perf_counter()
+    response = handler.handler(event, events.LambdaContext())
+    results[name] = {
+        "status": response["statusCode"],
+        "body": json.loads(response["body"]),
+        "ms": (time.perf_counter() - t0) * 1000,
+    }
+    if name == "text":
+        results["first_prediction_s"] = time.perf_counter() - started
+results["import_s"] = imported - started
+results["torch"] = any(m == "torch" or m.startswith("torch.") for m in sys.modules)
+print("RESULT " + json.dumps(results))
+"""
+
+
+def test_handler_serves_real_events_from_the_image_tree(
+    tree: tuple[Path, str], tmp_path: Path
+) -> None:
+    import base64
+    import io
+
+    from PIL import Image
+    from skimage import data
+
+    root, python = tree
+    buffer = io.BytesIO()
+    Image.fromarray(data.chelsea()).save(buffer, "JPEG", quality=90)
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "AIMAAS_STAGE": "local",
+        "AIMAAS_MODEL_STORE": "folder",
+        "AIMAAS_REGISTRY": str(root / "registry"),
+        "AIMAAS_CONFIG_DIR": str(root / "config"),
+        "AIMAAS_SQLITE_PATH": str(tmp_path / "aimaas.db"),
+        "AIMAAS_TRUST_AUTHORIZER": "true",
+        "POWERTOOLS_SERVICE_NAME": "aimaas-inference",
+        "POWERTOOLS_METRICS_NAMESPACE": "aimaas",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    out = subprocess.run(
+        [
+            python,
+            "-I",
+            "-S",
+            "-c",
+            RUNNER,
+            str(root),
+            str(EVENTS),
+            base64.b64encode(buffer.getvalue()).decode(),
+        ],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-4000:] + out.stdout[-4000:]
+    line = next(x for x in out.stdout.splitlines() if x.startswith("RESULT "))
+    results = json.loads(line.removeprefix("RESULT "))
+    assert results["text"]["status"] == 200, results["text"]
+    assert results["text"]["body"]["model"].startswith("minilm-topic-classifier@")
+    assert results["embeddings"]["status"] == 200
+    assert len(results["embeddings"]["body"]["data"][0]["embedding"]) == 384
+    image = results["image"]["body"]
+    assert results["image"]["status"] == 200, image
+    assert "cat" in image["label"].lower() or "mau" in image["label"].lower()
+    listed = {m["name"] for m in results["models"]["body"]["data"]}
+    assert listed == set(SERVED)
+    assert results["unauthenticated"]["status"] == 401
+    assert results["torch"] is False
+    size_mb = _dir_size(root) / 1e6
+    models_mb = _dir_size(root / "registry") / 1e6
+    print(
+        f"\nimage tree ({python}): {size_mb:.0f} MB total, {models_mb:.0f} MB models; "
+        f"handler import {results['import_s']:.2f} s, first prediction "
+        f"{results['first_prediction_s']:.2f} s after interpreter start"
+    )
+    assert not (root / "torch").exists()
+    assert size_mb < SIZE_TARGET_MB, f"image tree is {size_mb:.0f} MB"
