@@ -26,6 +26,8 @@ FEATURE_FLAGS: Mapping[str, Any] = {
     "@aws-cdk/aws-apigateway:disableCloudWatchRole": False,
     "@aws-cdk/aws-kms:aliasNameRef": True,
     "@aws-cdk/core:checkSecretUsage": True,
+    # Exports keep protecting their producer (the storage stack) until a consumer drops them.
+    "@aws-cdk/core:defaultCrossStackReferences": "strong",
 }
 
 

@@ -1,0 +1,162 @@
+"""The REST API: keys on every prediction route, plans from plans.toml, logs, binary types."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+PLANS = tomllib.loads((Path(__file__).resolve().parents[3] / "config" / "plans.toml").read_text())[
+    "plans"
+]
+PERIODS = {"DAY": "DAY", "WEEK": "WEEK", "MONTH": "MONTH"}
+
+
+@pytest.fixture(scope="module")
+def aws(synth: Any) -> Any:
+    return synth(stage="dev")
+
+
+@pytest.fixture(scope="module")
+def localstack(synth: Any) -> Any:
+    return synth(profile="localstack", upstream_url="http://127.0.0.1:8000")
+
+
+def _paths(template: dict[str, Any]) -> dict[str, str]:
+    """``{resource logical id: full path}`` rebuilt from the Resource tree."""
+    resources = {
+        k: v["Properties"]
+        for k, v in template["Resources"].items()
+        if v["Type"] == "AWS::ApiGateway::Resource"
+    }
+
+    def path(logical_id: str) -> str:
+        props = resources[logical_id]
+        parent = props["ParentId"]
+        prefix = path(parent["Ref"]) if isinstance(parent, dict) and "Ref" in parent else ""
+        return f"{prefix}/{props['PathPart']}"
+
+    return {k: path(k) for k in resources}
+
+
+def _methods(template: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    paths = _paths(template)
+    methods = {}
+    for value in template["Resources"].values():
+        if value["Type"] != "AWS::ApiGateway::Method":
+            continue
+        props = value["Properties"]
+        resource = props["ResourceId"]
+        path = paths[resource["Ref"]] if "Ref" in resource else "/"
+        methods[(path, props["HttpMethod"])] = props
+    return methods
+
+
+@pytest.mark.parametrize("profile", ["aws", "localstack"])
+def test_every_prediction_route_requires_a_key_and_health_does_not(
+    profile: str, request: pytest.FixtureRequest
+) -> None:
+    methods = _methods(request.getfixturevalue(profile).json("api"))
+    health = methods.pop(("/health", "GET"))
+    assert health.get("ApiKeyRequired", False) is False
+    assert health["AuthorizationType"] == "NONE"
+    assert ("/v1/{proxy+}", "ANY") in methods
+    for (path, verb), props in methods.items():
+        assert path.startswith("/v1/"), path
+        assert props["ApiKeyRequired"] is True, (path, verb)
+        if profile == "aws":
+            assert props["AuthorizationType"] == "CUSTOM", (path, verb)
+            assert "AuthorizerId" in props
+
+
+def test_aws_profile_uses_the_request_authorizer_as_key_source(aws: Any) -> None:
+    template = aws.json("api")
+    api = aws.resources("api", "AWS::ApiGateway::RestApi")
+    (props,) = (v["Properties"] for v in api.values())
+    assert props["ApiKeySourceType"] == "AUTHORIZER"
+    (authorizer,) = aws.resources("api", "AWS::ApiGateway::Authorizer").values()
+    auth = authorizer["Properties"]
+    assert auth["Type"] == "REQUEST"
+    # No identity source: x-api-key or Bearer may come alone (see the authorizer handler).
+    assert "IdentitySource" not in auth
+    assert auth["AuthorizerResultTtlInSeconds"] == 0
+    methods = _methods(template)
+    assert methods[("/v1/image-classification", "POST")]["Integration"]["Type"] == "AWS_PROXY"
+
+
+def test_binary_media_types_and_regional_endpoint(aws: Any) -> None:
+    (api,) = aws.resources("api", "AWS::ApiGateway::RestApi").values()
+    assert set(api["Properties"]["BinaryMediaTypes"]) == {
+        "image/*",
+        "audio/*",
+        "application/octet-stream",
+        "multipart/form-data",
+    }
+    assert api["Properties"]["EndpointConfiguration"] == {"Types": ["REGIONAL"]}
+
+
+@pytest.mark.parametrize("profile", ["aws", "localstack"])
+def test_one_usage_plan_per_plan_with_its_throttle_and_quota(
+    profile: str, request: pytest.FixtureRequest
+) -> None:
+    synth = request.getfixturevalue(profile)
+    plans = {
+        p["Properties"]["UsagePlanName"]: p["Properties"]
+        for p in synth.resources("api", "AWS::ApiGateway::UsagePlan").values()
+    }
+    assert set(plans) == {f"aimaas-dev-{name}" for name in PLANS}
+    for name, plan in PLANS.items():
+        props = plans[f"aimaas-dev-{name}"]
+        assert props["Throttle"] == {
+            "RateLimit": plan["throttle"]["rate_limit"],
+            "BurstLimit": plan["throttle"]["burst_limit"],
+        }
+        assert props["Quota"] == {
+            "Limit": plan["quota"]["limit"],
+            "Period": plan["quota"]["period"],
+        }
+        assert len(props["ApiStages"]) == 1
+    outputs = synth.json("api")["Outputs"]
+    for name in PLANS:
+        assert f"UsagePlanId{name.title()}" in outputs
+
+
+def test_stage_logs_json_access_logs_metrics_and_default_throttle(aws: Any) -> None:
+    (stage,) = aws.resources("api", "AWS::ApiGateway::Stage").values()
+    props = stage["Properties"]
+    assert props["StageName"] == "dev"
+    assert props["AccessLogSetting"]["Format"].startswith("{")
+    assert props["TracingEnabled"] is True
+    (settings,) = props["MethodSettings"]
+    assert settings["MetricsEnabled"] is True
+    assert settings["DataTraceEnabled"] is False  # bodies and keys never reach logs
+    assert settings["ThrottlingRateLimit"] > 0 and settings["ThrottlingBurstLimit"] > 0
+    (log_group,) = aws.resources("api", "AWS::Logs::LogGroup").values()
+    assert "KmsKeyId" in log_group["Properties"]
+    assert log_group["Properties"]["RetentionInDays"] == 14
+
+
+def test_json_body_validation_is_lenient_and_only_on_json_routes(aws: Any) -> None:
+    methods = _methods(aws.json("api"))
+    (model,) = aws.resources("api", "AWS::ApiGateway::Model").values()
+    # Any JSON object passes: a customer's JSON without Content-Type must never be rejected
+    # for the model's sake.
+    assert model["Properties"]["Schema"] == {
+        "$schema": "http://json-schema.org/draft-04/schema#",
+        "type": "object",
+    }
+    assert "RequestModels" in methods[("/v1/embeddings", "POST")]
+    for binary in ("/v1/image-classification", "/v1/audio-classification"):
+        assert "RequestModels" not in methods[(binary, "POST")]
+
+
+def test_waf_only_when_asked(synth: Any, aws: Any) -> None:
+    assert aws.resources("api", "AWS::WAFv2::WebACL") == {}
+    with_waf = synth(stage="dev", waf="true")
+    (acl,) = with_waf.resources("api", "AWS::WAFv2::WebACL").values()
+    rules = {r["Name"]: r for r in acl["Properties"]["Rules"]}
+    assert "RateBasedStatement" in rules["RatePerIp"]["Statement"]
+    assert "AWSManagedRulesCommonRuleSet" in rules
+    assert len(with_waf.resources("api", "AWS::WAFv2::WebACLAssociation")) == 1

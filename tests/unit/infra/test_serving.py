@@ -1,0 +1,90 @@
+"""Functions: arm64, sizing, env contract, layers, and IAM without wildcard data actions."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+FORBIDDEN_ACTION = re.compile(r"^(\*|[a-z0-9-]+:\*)$")
+
+
+@pytest.fixture(scope="module")
+def dev(synth: Any) -> Any:
+    return synth(stage="dev")
+
+
+def _functions(dev: Any) -> dict[str, dict[str, Any]]:
+    return {
+        k: v["Properties"] for k, v in dev.resources("serving", "AWS::Lambda::Function").items()
+    }
+
+
+def test_inference_functions_are_arm64_images_with_the_env_contract(dev: Any) -> None:
+    images = {k: p for k, p in _functions(dev).items() if p.get("PackageType") == "Image"}
+    assert len(images) == 2
+    memories = set()
+    for props in images.values():
+        assert props["Architectures"] == ["arm64"]
+        assert props["Timeout"] <= 29
+        assert props["ReservedConcurrentExecutions"] > 0
+        env = props["Environment"]["Variables"]
+        assert env["AIMAAS_STAGE"] == "dev"
+        assert env["AIMAAS_MODEL_STORE"] == "folder"
+        assert env["AIMAAS_KEY_STORE"] == env["AIMAAS_LEDGER"] == "dynamodb"
+        assert env["AIMAAS_TRUST_AUTHORIZER"] == "true"
+        assert env["AIMAAS_GPU_BACKEND"] == "none"
+        assert "AIMAAS_SAGEMAKER_ENDPOINT" not in env
+        assert env["AIMAAS_TENANTS_TABLE"] == "aimaas-dev-tenants"
+        assert env["AIMAAS_USAGE_TABLE"] == "aimaas-dev-usage"
+        assert env["AIMAAS_AUDIT_TABLE"] == "aimaas-dev-audit"
+        assert env["POWERTOOLS_SERVICE_NAME"] and env["POWERTOOLS_METRICS_NAMESPACE"]
+        memories.add(props["MemorySize"])
+    assert len(memories) == 2  # sized per model group
+
+
+def test_authorizer_is_a_python312_arm64_zip_on_two_layers(dev: Any) -> None:
+    (auth,) = (p for p in _functions(dev).values() if p.get("Handler") == "handler.handler")
+    assert auth["Runtime"] == "python3.12"
+    assert auth["Architectures"] == ["arm64"]
+    assert len(auth["Layers"]) == 2
+    powertools = [layer for layer in auth["Layers"] if "Fn::Sub" in layer]
+    (sub,) = powertools
+    assert "AWSLambdaPowertoolsPythonV3-python312-arm64" in sub["Fn::Sub"][0]
+    assert "${AWS::Region}" in sub["Fn::Sub"][0]
+
+
+def test_aliases_and_encrypted_log_groups_with_retention(dev: Any, synth: Any) -> None:
+    aliases = dev.resources("serving", "AWS::Lambda::Alias")
+    assert len(aliases) == 2
+    assert all("ProvisionedConcurrencyConfig" not in a["Properties"] for a in aliases.values())
+    for group in dev.resources("serving", "AWS::Logs::LogGroup").values():
+        assert group["Properties"]["RetentionInDays"] == 14
+        assert "KmsKeyId" in group["Properties"]
+    warm = synth(stage="dev", provisioned_concurrency="2")
+    for alias in warm.resources("serving", "AWS::Lambda::Alias").values():
+        assert alias["Properties"]["ProvisionedConcurrencyConfig"] == {
+            "ProvisionedConcurrentExecutions": 2
+        }
+
+
+def test_no_wildcard_actions_and_no_managed_policies_anywhere(dev: Any) -> None:
+    for type_name in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+        for name, policy in dev.all_resources(type_name).items():
+            for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+                actions = statement["Action"]
+                for action in [actions] if isinstance(actions, str) else actions:
+                    assert not FORBIDDEN_ACTION.match(action), (name, action)
+                    assert not action.startswith(("s3:*", "dynamodb:*", "kms:*")), (name, action)
+    for name, role in dev.resources("serving", "AWS::IAM::Role").items():
+        assert "ManagedPolicyArns" not in role["Properties"], name
+
+
+def test_data_access_is_scoped_to_the_stage_tables(dev: Any) -> None:
+    import json
+
+    policies = json.dumps(dev.resources("serving", "AWS::IAM::Policy"))
+    assert ":table/aimaas-dev-tenants/index/gsi1" in policies
+    assert "/index/*" not in policies
+    assert ":table/*" not in policies

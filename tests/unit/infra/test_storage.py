@@ -1,0 +1,160 @@
+"""The stateful stack: encryption, public access, tables, backups, removal policies per stage."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from aws_cdk.assertions import Match
+
+PLANS_AND_STAGES = ("plans.toml", "stages.toml")
+
+
+@pytest.fixture(scope="module")
+def dev(synth: Any) -> Any:
+    return synth(stage="dev")
+
+
+@pytest.fixture(scope="module")
+def prod(synth: Any) -> Any:
+    return synth(stage="prod", gpu_enabled="false")
+
+
+def test_key_rotates_and_buckets_are_private_encrypted_and_tls_only(dev: Any) -> None:
+    storage = dev.template("storage")
+    storage.has_resource_properties("AWS::KMS::Key", {"EnableKeyRotation": True})
+    buckets = dev.resources("storage", "AWS::S3::Bucket")
+    assert len(buckets) == 2  # models + access logs
+    for logical_id, bucket in buckets.items():
+        props = bucket["Properties"]
+        assert props["PublicAccessBlockConfiguration"] == {
+            "BlockPublicAcls": True,
+            "BlockPublicPolicy": True,
+            "IgnorePublicAcls": True,
+            "RestrictPublicBuckets": True,
+        }, logical_id
+        assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"], logical_id
+    policies = dev.resources("storage", "AWS::S3::BucketPolicy")
+    tls_denies = [
+        s
+        for p in policies.values()
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+        if s["Effect"] == "Deny"
+        and s.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}}
+    ]
+    assert len(tls_denies) == 2
+
+
+def test_model_bucket_is_versioned_kms_and_logged(dev: Any) -> None:
+    dev.template("storage").has_resource_properties(
+        "AWS::S3::Bucket",
+        {
+            "VersioningConfiguration": {"Status": "Enabled"},
+            "BucketEncryption": {
+                "ServerSideEncryptionConfiguration": [
+                    Match.object_like(
+                        {
+                            "ServerSideEncryptionByDefault": {
+                                "SSEAlgorithm": "aws:kms",
+                                "KMSMasterKeyID": Match.any_value(),
+                            }
+                        }
+                    )
+                ]
+            },
+            "LoggingConfiguration": Match.object_like({"DestinationBucketName": Match.any_value()}),
+        },
+    )
+
+
+@pytest.mark.parametrize(
+    ("suffix", "gsi", "ttl"),
+    [("tenants", "gsi1", None), ("usage", None, "expires_at"), ("audit", None, None)],
+)
+def test_tables_match_the_runtime_key_schemas(
+    dev: Any, suffix: str, gsi: str | None, ttl: str | None
+) -> None:
+    tables = {
+        t["Properties"]["TableName"]: t["Properties"]
+        for t in dev.resources("storage", "AWS::DynamoDB::Table").values()
+    }
+    props = tables[f"aimaas-dev-{suffix}"]
+    assert props["KeySchema"] == [
+        {"AttributeName": "pk", "KeyType": "HASH"},
+        {"AttributeName": "sk", "KeyType": "RANGE"},
+    ]
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert props["SSESpecification"]["SSEEnabled"] is True
+    assert props["SSESpecification"]["SSEType"] == "KMS"
+    assert "KMSMasterKeyId" in props["SSESpecification"]
+    if ttl:
+        assert props["TimeToLiveSpecification"] == {"AttributeName": ttl, "Enabled": True}
+    else:
+        assert "TimeToLiveSpecification" not in props
+    indexes = props.get("GlobalSecondaryIndexes", [])
+    if gsi:
+        assert indexes == [
+            {
+                "IndexName": gsi,
+                "KeySchema": [
+                    {"AttributeName": "gsi1pk", "KeyType": "HASH"},
+                    {"AttributeName": "gsi1sk", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ]
+    else:
+        assert indexes == []
+
+
+def test_table_schemas_equal_the_runtime_constants(dev: Any) -> None:
+    """The adapters document their schema as constants; the tables must be exactly that."""
+    from aimaas.auth.dynamodb import KEY_SCHEMA as TENANTS
+    from aimaas.metering.dynamodb import KEY_SCHEMA as USAGE
+
+    tables = {
+        t["Properties"]["TableName"]: t["Properties"]
+        for t in dev.resources("storage", "AWS::DynamoDB::Table").values()
+    }
+    for name, expected in (("aimaas-dev-tenants", TENANTS), ("aimaas-dev-usage", USAGE)):
+        props = tables[name]
+        assert props["KeySchema"] == list(expected["KeySchema"])
+        assert sorted(props["AttributeDefinitions"], key=str) == sorted(
+            expected["AttributeDefinitions"], key=str
+        )
+
+
+def test_dev_destroys_and_prod_retains_data(dev: Any, prod: Any) -> None:
+    for stage, policy in ((dev, "Delete"), (prod, "Retain")):
+        template = stage.json("storage")["Resources"]
+        for type_name in ("AWS::DynamoDB::Table", "AWS::S3::Bucket", "AWS::KMS::Key"):
+            found = [r for r in template.values() if r["Type"] == type_name]
+            assert found
+            assert {r["DeletionPolicy"] for r in found} == {policy}, type_name
+    prod_tables = prod.resources("storage", "AWS::DynamoDB::Table").values()
+    assert all(t["Properties"]["DeletionProtectionEnabled"] for t in prod_tables)
+
+
+def test_backup_plan_and_trail_only_where_the_stage_wants_them(dev: Any, prod: Any) -> None:
+    for type_name in ("AWS::Backup::BackupPlan", "AWS::CloudTrail::Trail"):
+        assert dev.resources("storage", type_name) == {}
+        assert len(prod.resources("storage", type_name)) == 1
+    prod.template("storage").has_resource_properties(
+        "AWS::CloudTrail::Trail",
+        {"EnableLogFileValidation": True, "KMSKeyId": Match.any_value()},
+    )
+    prod.template("storage").has_resource_properties(
+        "AWS::Backup::BackupVault", {"EncryptionKeyArn": Match.any_value()}
+    )
+
+
+def test_core_layer_ships_the_config_files(dev: Any) -> None:
+    from infra.assets import ASSETS_DIR
+
+    package = ASSETS_DIR / "aimaas-layer" / "python" / "aimaas"
+    assert (package / "__init__.py").is_file()
+    assert (package / "config.py").is_file()
+    for name in PLANS_AND_STAGES:
+        assert (package / "config" / name).is_file()
+    assert not list(package.rglob("__pycache__"))
