@@ -143,7 +143,7 @@ def test_over_the_hard_limit_is_flagged_for_a_429(aws) -> None:
 
 
 def test_usage_identifier_fetched_once_when_not_stored(aws) -> None:
-    module, admin, gateway = aws
+    module, admin, _gateway = aws
     tenant = admin.create_tenant("Delta", plan="free")
     key_id, key = admin.create_key(tenant.tenant_id)
     record = admin.store.get_key(key_id)
