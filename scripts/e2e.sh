@@ -19,6 +19,8 @@ LOGS="$ROOT/build/logs"
 read -r -a TARGETS <<<"${*:-${E2E_TARGETS:-local localstack}}"
 read -r -a PYTEST_ARGS <<<"${E2E_PYTEST_ARGS:-}"
 SERVER_PID=""
+# The suite's own emulators, apart from any started by hand with `make localstack-start`.
+export EMULATORS_STATE="$WORK/emulators"
 
 log() { printf '[e2e] %s\n' "$*" >&2; }
 
@@ -105,9 +107,10 @@ target_local() {
 
 target_localstack() {
 	local port
-	scripts/localstack.sh start all
+	# A free port unless one is asked for: a LocalStack started by hand may hold 4566.
+	LOCALSTACK_PORT="${LOCALSTACK_PORT:-$(free_port)}" scripts/localstack.sh start all
 	# shellcheck source=/dev/null
-	source "$ROOT/build/emulators/env"
+	source "$EMULATORS_STATE/env"
 	port="$(free_port)"
 	"$BIN/python" scripts/deploy_localstack.py --upstream-url "http://127.0.0.1:$port" \
 		--registry "$REGISTRY" --env-out "$WORK/localstack.env"
@@ -122,20 +125,38 @@ target_localstack() {
 }
 
 main() {
+	# Whatever a previous run killed hard left behind goes first (stop is by recorded PID).
+	scripts/localstack.sh stop all >/dev/null 2>&1 || true
 	rm -rf "$WORK"
 	mkdir -p "$WORK" "$LOGS"
 	rm -f "$LOGS"/server-*.log "$LOGS"/localstack.log "$LOGS"/moto_server.log
 	compgen -G "$REGISTRY/*/*/manifest.json" >/dev/null || { log "no models in $REGISTRY (make models)"; exit 1; }
-	local target
+	local target rc
+	local -a failed=()
 	for target in "${TARGETS[@]}"; do
-		case "$target" in
-		# A subshell each, so one target's environment never leaks into the next; each stops
-		# its own server, and the EXIT trap above stops the emulators.
-		local) (trap stop_server EXIT; target_local) ;;
-		localstack) (trap stop_server EXIT; target_localstack) ;;
-		*) log "unknown target '$target' (local, localstack)"; exit 2 ;;
+		case "$target" in local | localstack) ;; *)
+			log "unknown target '$target' (local, localstack)"
+			exit 2
+			;;
 		esac
+		# A subshell per target, so one target's environment never leaks into the next; it
+		# stops its own server, and the EXIT trap above stops the emulators. Every target runs
+		# even when an earlier one failed, so CI shows all failures at once.
+		set +e
+		(
+			set -e
+			trap stop_server EXIT
+			"target_$target"
+		)
+		rc=$?
+		set -e
+		((rc == 0)) || failed+=("$target")
 	done
+	if ((${#failed[@]})); then
+		log "e2e failed on: ${failed[*]}"
+		exit 1
+	fi
+	log "e2e passed on: ${TARGETS[*]}"
 }
 
 main

@@ -10,14 +10,15 @@
 #   stop     stop the service(s) by PID (TERM, then KILL after a grace period); always exits 0
 #   status   say what is running
 #   logs     print the end of the logs (CI calls this when a test fails)
-#   env      print the export lines for AWS_ENDPOINT_URL* (also written to build/emulators/env)
+#   env      print the export lines for AWS_ENDPOINT_URL* (also written to $EMULATORS_STATE/env)
 #
 # Settings (environment): LOCALSTACK_PORT (4566), MOTO_PORT (a free port), LOCALSTACK_PYTHON
-# (an interpreter >= 3.12), LOCALSTACK_START_TIMEOUT (90 s).
+# (an interpreter >= 3.12), LOCALSTACK_START_TIMEOUT (90 s), EMULATORS_STATE (the folder for
+# PID files and the env file; build/emulators).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-STATE="$ROOT/build/emulators"
+STATE="${EMULATORS_STATE:-$ROOT/build/emulators}"
 LOGS="$ROOT/build/logs"
 LS_VENV="$ROOT/.venv-localstack"
 LS_REQ="$ROOT/requirements-localstack.txt"
@@ -92,8 +93,9 @@ stop_pid() {
 write_env() {
 	# boto3 reads service-specific endpoints (AWS_ENDPOINT_URL_<SERVICE>) before the general one:
 	# DynamoDB goes to moto_server, everything else to LocalStack.
-	local moto_port
+	local moto_port ls_port
 	moto_port="$(cat "$STATE/moto.port" 2>/dev/null || true)"
+	ls_port="$(cat "$STATE/localstack.port" 2>/dev/null || echo "$LOCALSTACK_PORT")"
 	{
 		echo "export AWS_ACCESS_KEY_ID=test"
 		echo "export AWS_SECRET_ACCESS_KEY=test"
@@ -101,9 +103,9 @@ write_env() {
 		echo "export AWS_REGION=us-east-1"
 		echo "export AWS_EC2_METADATA_DISABLED=true"
 		if pid_alive "$(read_pid localstack)"; then
-			echo "export LOCALSTACK_URL=http://127.0.0.1:$LOCALSTACK_PORT"
-			echo "export AWS_ENDPOINT_URL=http://127.0.0.1:$LOCALSTACK_PORT"
-			echo "export AWS_ENDPOINT_URL_S3=http://127.0.0.1:$LOCALSTACK_PORT"
+			echo "export LOCALSTACK_URL=http://127.0.0.1:$ls_port"
+			echo "export AWS_ENDPOINT_URL=http://127.0.0.1:$ls_port"
+			echo "export AWS_ENDPOINT_URL_S3=http://127.0.0.1:$ls_port"
 			echo "export AWS_S3_FORCE_PATH_STYLE=1"
 		fi
 		if [[ -n "$moto_port" ]] && pid_alive "$(read_pid moto)"; then
@@ -140,6 +142,7 @@ start_localstack() {
 	# teardown (a CloudFormation update that changes routes would otherwise drop the stage).
 	fsroot="$(mktemp -d "${TMPDIR:-/tmp}/aimaas-localstack.XXXXXX")"
 	echo "$fsroot" >"$STATE/localstack.fsroot"
+	echo "$LOCALSTACK_PORT" >"$STATE/localstack.port"
 	t0="$(now)"
 	# GATEWAY_SERVER=hypercorn: the default server ignores the host part and binds 0.0.0.0.
 	# Credentials must be set: without them CreateRestApi fails with a 500.
@@ -185,6 +188,7 @@ stop_localstack() {
 		rm -rf "$(cat "$STATE/localstack.fsroot")"
 		rm -f "$STATE/localstack.fsroot"
 	fi
+	rm -f "$STATE/localstack.port"
 }
 
 start_moto() {
