@@ -64,8 +64,9 @@ _DEFAULTS: dict[str, dict[str, str]] = {
     # LocalStack's API Gateway checks the key itself (HEADER source) and forgets a deleted or
     # disabled key at once; its 403 comes before the platform sees the request.
     "localstack": {"bearer_ok": "0", "missing_key_status": "403", "revoke_within_s": "10"},
-    # AWS: the REQUEST authorizer accepts Bearer; its result is cached (300 s by default).
-    "aws": {"bearer_ok": "1", "missing_key_status": "401", "revoke_within_s": "330"},
+    # AWS: the REQUEST authorizer reads both headers and its results are not cached (TTL 0, no
+    # identity sources), so a revoked key fails on its next call; 30 s is slack, not a cache.
+    "aws": {"bearer_ok": "1", "missing_key_status": "401", "revoke_within_s": "30"},
 }
 
 
