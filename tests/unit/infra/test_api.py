@@ -160,3 +160,19 @@ def test_waf_only_when_asked(synth: Any, aws: Any) -> None:
     assert "RateBasedStatement" in rules["RatePerIp"]["Statement"]
     assert "AWSManagedRulesCommonRuleSet" in rules
     assert len(with_waf.resources("api", "AWS::WAFv2::WebACLAssociation")) == 1
+
+
+@pytest.mark.parametrize("profile", ["aws", "localstack"])
+def test_bodies_are_validated_only_where_a_model_exists(
+    profile: str, request: pytest.FixtureRequest
+) -> None:
+    synth = request.getfixturevalue(profile)
+    validators = {
+        k: v["Properties"]
+        for k, v in synth.resources("api", "AWS::ApiGateway::RequestValidator").items()
+    }
+    for props in _methods(synth.json("api")).values():
+        if "RequestValidatorId" not in props:
+            continue
+        validator = validators[props["RequestValidatorId"]["Ref"]]
+        assert validator["ValidateRequestBody"] is ("RequestModels" in props)
