@@ -45,6 +45,7 @@ def lambda_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, A
             "AIMAAS_TRUST_AUTHORIZER": "true",
             "POWERTOOLS_SERVICE_NAME": "aimaas-inference",
             "POWERTOOLS_METRICS_NAMESPACE": "aimaas",
+            "POWERTOOLS_LOG_LEVEL": "DEBUG",  # the core's per-prediction line is DEBUG
         }.items():
             patch.setenv(key, value)
         module = _load("aimaas_test_inference_handler", HANDLER)

@@ -50,13 +50,18 @@ def is_json_type(media: str | None) -> bool:
     return media is not None and (media in JSON_TYPES or media.endswith("+json"))
 
 
-def require_json(request: Request) -> None:
-    """Dependency of JSON-only routes: refuse a non-JSON content type with 415."""
+def check_json(request: Request) -> None:
+    """Refuse a non-JSON content type with 415 (no Content-Type at all is accepted)."""
     media = media_type(request)
     if media is not None and not is_json_type(media):
         raise errors.UnsupportedMediaType(
             f"Content-Type {media!r} is not accepted here; send application/json."
         )
+
+
+async def require_json(request: Request) -> None:
+    """Dependency of JSON-only routes (async: no thread-pool hop for a header check)."""
+    check_json(request)
 
 
 def validation_message(exc: ValidationError) -> str:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request
-from starlette.concurrency import run_in_threadpool
+from fastapi import APIRouter, Depends, Path, Query, Request, Security
+from fastapi.responses import Response
+from fastapi.security import HTTPAuthorizationCredentials
+from pydantic import BaseModel
 
 from aimaas import __version__
 from aimaas.api import bodies, tasks
 from aimaas.api import schemas as api
-from aimaas.api.security import require_principal
-from aimaas.api.service import container_of
+from aimaas.api.security import api_key_scheme, bearer_scheme, require_principal
+from aimaas.api.service import container_of, run_blocking
 from aimaas.manifest import ModelManifest
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -29,7 +31,25 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     }.items()
 }
 
-Caller = Annotated[Any, Depends(require_principal)]
+
+async def caller(
+    request: Request,
+    _api_key: Annotated[str | None, Security(api_key_scheme)] = None,
+    _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)] = None,
+) -> Any:
+    """``require_principal`` run inline under Lambda and in the thread pool under uvicorn.
+
+    A key lookup may block on I/O; where only one request is in flight (see
+    :func:`aimaas.api.service.run_blocking`) a thread hop would only add latency.
+    """
+    # Honour overrides of require_principal (tests replace it), as FastAPI would.
+    check = request.app.dependency_overrides.get(require_principal, require_principal)
+    if check is require_principal:
+        return await run_blocking(request, require_principal, request)
+    return await run_blocking(request, check)
+
+
+Caller = Annotated[Any, Depends(caller)]
 ModelName = Annotated[str | None, Query(description="Model name (default: the stage's).")]
 Version = Annotated[str | None, Query(description="Model version (default: newest).")]
 TopK = Annotated[int, Query(ge=1, le=20, description="How many labels to return.")]
@@ -38,16 +58,26 @@ Vad = Annotated[bool, Query(description="Also return speech segments from the si
 router = APIRouter(prefix="/v1", responses=ERRORS)
 
 
+def respond(model: BaseModel) -> Response:
+    """Serialise a response model once, straight to JSON.
+
+    The models are built by this code from validated data; FastAPI's default path would dump,
+    re-validate and re-serialise them (three passes over every embedding). ``response_model``
+    on the routes still documents the shape in OpenAPI.
+    """
+    return Response(model.model_dump_json(), media_type="application/json")
+
+
 @router.post(
     "/text-classification",
     response_model=api.TextClassificationOut,
     dependencies=[Depends(bodies.require_json)],
     summary="Classify text (topic model, or zero-shot over candidate labels)",
 )
-def classify_text(
+async def classify_text(
     body: api.TextClassificationIn, request: Request, principal: Caller
-) -> api.TextClassificationOut:
-    return tasks.text_classification(request, principal, body)
+) -> Response:
+    return respond(await run_blocking(request, tasks.text_classification, request, principal, body))
 
 
 @router.post(
@@ -56,10 +86,10 @@ def classify_text(
     dependencies=[Depends(bodies.require_json)],
     summary="Sentence embeddings (OpenAI-compatible)",
 )
-def create_embeddings(
+async def create_embeddings(
     body: api.EmbeddingsIn, request: Request, principal: Caller
-) -> api.EmbeddingsOut:
-    return tasks.embeddings(request, principal, body)
+) -> Response:
+    return respond(await run_blocking(request, tasks.embeddings, request, principal, body))
 
 
 async def _images(request: Request) -> tuple[list[bytes], int | None]:
@@ -89,12 +119,19 @@ async def classify_image(
     top_k: TopK = 5,
     model: ModelName = None,
     version: Version = None,
-) -> api.ImageClassificationOut:
+) -> Response:
     images, json_top_k = await _images(request)
     manifest = tasks.resolve(request, "image-classification", model, version)
-    return await run_in_threadpool(
-        tasks.image_classification, request, principal, images, json_top_k or top_k, manifest
+    result = await run_blocking(
+        request,
+        tasks.image_classification,
+        request,
+        principal,
+        images,
+        json_top_k or top_k,
+        manifest,
     )
+    return respond(result)
 
 
 @router.post(
@@ -109,12 +146,13 @@ async def classify_audio(
     vad: Vad = False,
     model: ModelName = None,
     version: Version = None,
-) -> api.AudioClassificationOut:
+) -> Response:
     clips = await _clips(request)
     manifest = tasks.resolve(request, "audio-classification", model, version)
-    return await run_in_threadpool(
-        tasks.audio_classification, request, principal, clips, vad, manifest
+    result = await run_blocking(
+        request, tasks.audio_classification, request, principal, clips, vad, manifest
     )
+    return respond(result)
 
 
 # ---- catalogue and generic predict ------------------------------------------------------------
@@ -179,26 +217,32 @@ async def _predict(
 ) -> Any:
     task = manifest.task
     if task in ("text-classification", "embeddings"):
-        bodies.require_json(request)
+        bodies.check_json(request)
         raw = await request.body()
         if task == "text-classification":
             text_in = bodies.parse_json(raw, api.TextClassificationIn)
-            return await run_in_threadpool(
-                tasks.text_classification, request, principal, text_in, manifest
+            return await run_blocking(
+                request, tasks.text_classification, request, principal, text_in, manifest
             )
         emb_in = bodies.parse_json(raw, api.EmbeddingsIn)
-        return await run_in_threadpool(tasks.embeddings, request, principal, emb_in, manifest)
+        return await run_blocking(request, tasks.embeddings, request, principal, emb_in, manifest)
     if task == "image-classification":
         images, json_top_k = await _images(request)
-        return await run_in_threadpool(
-            tasks.image_classification, request, principal, images, json_top_k or top_k, manifest
+        return await run_blocking(
+            request,
+            tasks.image_classification,
+            request,
+            principal,
+            images,
+            json_top_k or top_k,
+            manifest,
         )
     clips = await _clips(request)
     if task == "audio-classification":
-        return await run_in_threadpool(
-            tasks.audio_classification, request, principal, clips, vad, manifest
+        return await run_blocking(
+            request, tasks.audio_classification, request, principal, clips, vad, manifest
         )
-    return await run_in_threadpool(tasks.voice_activity, request, principal, clips, manifest)
+    return await run_blocking(request, tasks.voice_activity, request, principal, clips, manifest)
 
 
 @router.post(
@@ -217,9 +261,9 @@ async def predict(
     version: Version = None,
     top_k: TopK = 5,
     vad: Vad = False,
-) -> Any:
+) -> Response:
     manifest = container_of(request).registry.resolve(model, version)
-    return await _predict(request, principal, manifest, top_k, vad)
+    return respond(await _predict(request, principal, manifest, top_k, vad))
 
 
 health_router = APIRouter()

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import Request
+from starlette.concurrency import run_in_threadpool
 
 from aimaas import errors
 from aimaas.api.container import Container
@@ -24,6 +26,20 @@ from aimaas.inference.schemas import batch_size
 from aimaas.manifest import ModelManifest
 
 logger = logging.getLogger("aimaas.api")
+T = TypeVar("T")
+
+
+async def run_blocking(request: Request, fn: Callable[..., T], *args: Any) -> T:
+    """Run CPU-bound or blocking ``fn(*args)`` for a route.
+
+    Under Lambda (Mangum puts the event in ``scope["aws.event"]``) a process serves exactly one
+    request at a time, so ``fn`` runs inline: a thread-pool hop would only add latency (and
+    Mangum's per-invocation root task makes AnyIO start a fresh worker thread every time).
+    Under uvicorn ``fn`` goes to the thread pool so the event loop keeps serving others.
+    """
+    if "aws.event" in request.scope:
+        return fn(*args)
+    return await run_in_threadpool(fn, *args)
 
 
 def container_of(request: Request) -> Container:
@@ -115,7 +131,7 @@ def meter(
         timestamp=datetime.now(UTC),
     )
     new = container_of(request).meter.record(record)
-    logger.info(
+    logger.debug(  # the handler / access log already says it at INFO; this adds billing detail
         "prediction served",
         extra={
             "model": manifest.model_id,

@@ -133,7 +133,10 @@ def embeddings(
         value: list[float] | str = vector
         if body.encoding_format == "base64":
             value = base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
-        data.append(api.EmbeddingItem(index=index, embedding=value))
+        # model_construct: the vectors come from the model, not the client (no re-validation).
+        data.append(
+            api.EmbeddingItem.model_construct(object="embedding", index=index, embedding=value)
+        )
     tokens = sum(result.token_counts)
     return api.EmbeddingsOut(
         data=data,

@@ -114,8 +114,9 @@ class EmbeddingsRunner(_TextRunner):
 
     def run(self, request: schemas.EmbeddingsRequest) -> schemas.EmbeddingsResult:
         vectors, counts = self._forward(request.texts)
-        return schemas.EmbeddingsResult(
-            embeddings=vectors.astype(np.float32).tolist(), token_counts=counts
+        # Built here from arrays the graph returned: skip re-validating every float.
+        return schemas.EmbeddingsResult.model_construct(
+            task="embeddings", embeddings=vectors.astype(np.float32).tolist(), token_counts=counts
         )
 
     def embed(self, texts: list[str]) -> tuple[np.ndarray, list[int]]:
