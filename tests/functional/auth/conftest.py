@@ -39,7 +39,7 @@ class World:
         else:
             self.ledger.client.update_item(  # type: ignore[attr-defined]
                 TableName=self.ledger.table,  # type: ignore[attr-defined]
-                Key={"pk": {"S": f"CTR#{tenant_id}"}, "sk": {"S": f"MONTH#{month}"}},
+                Key={"pk": {"S": f"CTR#{tenant_id}"}, "sk": {"S": f"MONTH#{month}#00"}},
                 UpdateExpression="ADD calls :n",
                 ExpressionAttributeValues={":n": {"N": str(calls)}},
             )

@@ -133,7 +133,7 @@ def test_over_the_hard_limit_is_flagged_for_a_429(aws) -> None:
     month = record.timestamp.strftime("%Y-%m")
     ledger.client.update_item(
         TableName=ledger.table,
-        Key={"pk": {"S": f"CTR#{tenant.tenant_id}"}, "sk": {"S": f"MONTH#{month}"}},
+        Key={"pk": {"S": f"CTR#{tenant.tenant_id}"}, "sk": {"S": f"MONTH#{month}#00"}},
         UpdateExpression="ADD calls :n",
         ExpressionAttributeValues={":n": {"N": str(load_catalog().plan("free").monthly_requests)}},
     )

@@ -77,3 +77,31 @@ def test_build_key_store_by_name(tmp_path) -> None:
         build_key_store(Settings(key_store="ldap"))
     with pytest.raises(ValueError, match="AIMAAS_TENANTS_TABLE"):
         build_key_store(Settings(key_store="dynamodb"))
+
+
+def test_pepper_from_ssm_parameter_and_lazy_in_the_authenticator() -> None:
+    import boto3
+    from aimaas.auth import build_authenticator
+    from aimaas.auth.keys import _ssm_secret, pepper_from
+    from aimaas.metering.testing import moto_tables
+
+    with moto_tables() as env:
+        boto3.client("ssm").put_parameter(
+            Name="/aimaas/test/key-pepper", Value="from-ssm", Type="SecureString"
+        )
+        _ssm_secret.cache_clear()
+        settings = Settings.from_env(
+            {
+                **env,
+                "AIMAAS_KEY_PEPPER_PARAMETER": "/aimaas/test/key-pepper",
+                "AIMAAS_KEY_PEPPER": "ignored",
+            }
+        )
+        assert pepper_from(settings) == "from-ssm"
+        _ssm_secret.cache_clear()
+        from aimaas.metering import build_ledger
+
+        authenticator = build_authenticator(settings, build_ledger(settings))
+        assert callable(authenticator._pepper)  # nothing read at construction
+        assert authenticator.pepper == "from-ssm"
+        _ssm_secret.cache_clear()

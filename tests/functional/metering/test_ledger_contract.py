@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -66,7 +67,11 @@ def test_dynamodb_layout_and_ttl_on_raw_records_only() -> None:
         assert int(by_pk["REQ#t-test#x"]["expires_at"]["N"]) == expected_ttl
         assert int(by_pk["REC#t-test#2026-01"]["expires_at"]["N"]) == expected_ttl
         counters = [item for item in items if item["pk"]["S"] == "CTR#t-test"]
-        assert {c["sk"]["S"] for c in counters} == {"DAY#2026-01-31", "MONTH#2026-01"}
+        shard = f"{zlib.crc32(b'x') % 8:02d}"
+        assert {c["sk"]["S"] for c in counters} == {
+            f"DAY#2026-01-31#{shard}",
+            f"MONTH#2026-01#{shard}",
+        }
         assert all("expires_at" not in c for c in counters)
         ttl = client.describe_time_to_live(TableName=MOTO_TABLES["usage"])
         assert ttl["TimeToLiveDescription"]["AttributeName"] == "expires_at"
@@ -75,11 +80,16 @@ def test_dynamodb_layout_and_ttl_on_raw_records_only() -> None:
 def test_dynamodb_failed_transaction_leaves_nothing() -> None:
     """The record and its counters are one transaction: a failing counter update (here the
     daily counter holds a string, so ADD fails) cancels the record too."""
+    shard = f"{zlib.crc32(b'y') % 8:02d}"
     with moto_tables():
         client = boto3.client("dynamodb")
         client.put_item(
             TableName=MOTO_TABLES["usage"],
-            Item={"pk": {"S": "CTR#t-test"}, "sk": {"S": "DAY#2026-01-31"}, "calls": {"S": "x"}},
+            Item={
+                "pk": {"S": "CTR#t-test"},
+                "sk": {"S": f"DAY#2026-01-31#{shard}"},
+                "calls": {"S": "x"},
+            },
         )
         ledger = DynamoDbLedger(MOTO_TABLES["usage"])
         with pytest.raises(ClientError):

@@ -112,7 +112,9 @@ class Authenticator:
     ledger
         The usage ledger (its month counter enforces the hard limit).
     pepper
-        The HMAC pepper the key hashes were made with.
+        The HMAC pepper the key hashes were made with, or a function that returns it (called
+        once, on first use: behind a trusted authorizer the app never needs it, so it never
+        pays for the SSM read at cold start).
     catalog
         Plans (``plans.toml`` by default).
     clock
@@ -126,17 +128,24 @@ class Authenticator:
         store: KeyStore,
         ledger: UsageLedger,
         *,
-        pepper: str,
+        pepper: str | Callable[[], str],
         catalog: Catalog | None = None,
         clock: Callable[[], datetime] = now_utc,
         touch: bool = True,
     ) -> None:
         self.store = store
         self.ledger = ledger
-        self.pepper = pepper
+        self._pepper = pepper
         self.catalog = catalog or load_catalog()
         self.clock = clock
         self.touch = touch
+
+    @property
+    def pepper(self) -> str:
+        """The pepper, resolved on first use."""
+        if callable(self._pepper):
+            self._pepper = self._pepper()
+        return self._pepper
 
     def authenticate(self, headers: Mapping[str, str]) -> Principal:
         """Resolve the caller of a request and enforce its tenant's hard monthly limit.
@@ -215,4 +224,4 @@ class Authenticator:
 
 def build_authenticator(settings: Settings, ledger: UsageLedger) -> Authenticator:
     """The authenticator for ``settings``: key store adapter and pepper from configuration."""
-    return Authenticator(build_key_store(settings), ledger, pepper=pepper_from(settings))
+    return Authenticator(build_key_store(settings), ledger, pepper=lambda: pepper_from(settings))

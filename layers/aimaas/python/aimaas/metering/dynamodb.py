@@ -7,27 +7,36 @@ Table (``AIMAAS_USAGE_TABLE``, created by the CDK app with exactly this key sche
     TTL attribute  expires_at  N (epoch seconds; set on raw records only, never on counters)
     no GSI; on-demand billing
 
-Items:
+Items (``pk`` / ``sk``: what):
 
-==========================  =====================  ==============================================
-pk                          sk                     what
-==========================  =====================  ==============================================
-``REQ#<tenant>#<request>``  ``REQ``                the record by request id: the idempotency
-                                                   guard (``attribute_not_exists(pk)``); TTL
-``REC#<tenant>#<YYYY-MM>``  ``<iso ts>#<request>`` the same record, ordered by time for range
-                                                   queries (one partition per tenant-month); TTL
-``CTR#<tenant>``            ``DAY#<YYYY-MM-DD>``   daily counter: ``calls`` (N) and
-                                                   ``units#<unit>`` (N), grown with ``ADD``
-``CTR#<tenant>``            ``MONTH#<YYYY-MM>``    monthly counter, same attributes
-==========================  =====================  ==============================================
+- ``REQ#<tenant>#<request id>`` / ``REQ``: the record by request id, the idempotency guard
+  (put with ``attribute_not_exists(pk)``); has ``expires_at`` (TTL).
+- ``REC#<tenant>#<YYYY-MM>`` / ``<iso timestamp>#<request id>``: the same record, ordered by
+  time for range queries (one partition per tenant-month); has ``expires_at`` (TTL).
+- ``CTR#<tenant>`` / ``DAY#<YYYY-MM-DD>#<shard>``: a shard (``00``, ``01``, ...) of the daily
+  counter: ``calls`` (N) and ``units#<unit>`` (N), grown with ``UpdateItem ADD``; no TTL.
+- ``CTR#<tenant>`` / ``MONTH#<YYYY-MM>#<shard>``: a shard of the monthly counter, same
+  attributes; no TTL.
+
+Record attributes: ``tenant_id, request_id, key_id, model, model_version, task, units (N),
+unit, latency_ms (N), status (N), ts`` (ISO 8601 UTC) and ``expires_at`` (N).
 
 A ``put`` is ONE ``TransactWriteItems`` of those four writes, so the record and the counters
 cannot diverge: either all four happen or none. A duplicate request id fails the condition on
 the ``REQ`` item, the whole transaction is cancelled, and ``put`` returns False.
+
+Counters are sharded (``counter_shards``, 8 by default; the shard is a hash of the request id)
+because DynamoDB cancels a transaction that overlaps another one on the same item
+(``TransactionConflict``): with one counter item per tenant-day, a busy tenant's concurrent calls
+would conflict constantly. A total is one strongly consistent ``Query`` on
+``pk = CTR#<tenant>`` and ``begins_with(sk, "MONTH#<YYYY-MM>#")`` that sums the shards. A
+conflict that still happens surfaces as an error and the :class:`~aimaas.metering.Meter`
+retries it with back-off.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from decimal import Decimal
@@ -101,9 +110,19 @@ class DynamoDbLedger(UsageLedger):
         A DynamoDB client (made from the default session when omitted).
     """
 
-    def __init__(self, table_name: str, *, retention_days: int = 400, client: Any = None) -> None:
+    def __init__(
+        self,
+        table_name: str,
+        *,
+        retention_days: int = 400,
+        counter_shards: int = 8,
+        client: Any = None,
+    ) -> None:
+        if not 1 <= counter_shards <= 100:
+            raise ValueError("counter_shards must be between 1 and 100")
         self.table = table_name
         self.retention_s = retention_days * 86400
+        self.counter_shards = counter_shards
         self.client = client or boto3.client("dynamodb", config=_CLIENT_CONFIG)
 
     def _attributes(self, record: UsageRecord) -> dict[str, Any]:
@@ -132,6 +151,7 @@ class DynamoDbLedger(UsageLedger):
             "ExpressionAttributeValues": _item({":one": 1, ":units": units}),
         }
         tenant = record.tenant_id
+        shard = f"{zlib.crc32(record.request_id.encode()) % self.counter_shards:02d}"
         items = [
             {
                 "Put": {
@@ -158,7 +178,7 @@ class DynamoDbLedger(UsageLedger):
                 "Update": {
                     **counter_update,
                     "Key": _item(
-                        {"pk": f"CTR#{tenant}", "sk": f"DAY#{day_bucket(record.timestamp)}"}
+                        {"pk": f"CTR#{tenant}", "sk": f"DAY#{day_bucket(record.timestamp)}#{shard}"}
                     ),
                 }
             },
@@ -166,7 +186,10 @@ class DynamoDbLedger(UsageLedger):
                 "Update": {
                     **counter_update,
                     "Key": _item(
-                        {"pk": f"CTR#{tenant}", "sk": f"MONTH#{month_bucket(record.timestamp)}"}
+                        {
+                            "pk": f"CTR#{tenant}",
+                            "sk": f"MONTH#{month_bucket(record.timestamp)}#{shard}",
+                        }
                     ),
                 }
             },
@@ -211,14 +234,25 @@ class DynamoDbLedger(UsageLedger):
 
     def totals(self, tenant_id: str, period: Period, bucket: str) -> UsageTotals:
         prefix = "DAY" if period == "day" else "MONTH"
-        response = self.client.get_item(
+        calls = 0
+        units: dict[str, Decimal] = {}
+        paginator = self.client.get_paginator("query")
+        for page in paginator.paginate(
             TableName=self.table,
-            Key=_item({"pk": f"CTR#{tenant_id}", "sk": f"{prefix}#{bucket}"}),
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+            ExpressionAttributeValues=_item(
+                {":pk": f"CTR#{tenant_id}", ":prefix": f"{prefix}#{bucket}#"}
+            ),
             ConsistentRead=True,
-        )
-        item = _plain(response.get("Item") or {})
-        units = {k.split("#", 1)[1]: Decimal(v) for k, v in item.items() if k.startswith("units#")}
-        return UsageTotals(calls=int(item.get("calls", 0)), units=MappingProxyType(units))
+        ):
+            for raw in page.get("Items", []):
+                item = _plain(raw)
+                calls += int(item.get("calls", 0))
+                for name, value in item.items():
+                    if name.startswith("units#"):
+                        unit = name.split("#", 1)[1]
+                        units[unit] = units.get(unit, Decimal(0)) + Decimal(value)
+        return UsageTotals(calls=calls, units=MappingProxyType(units))
 
 
 def _is_duplicate(error: ClientError) -> bool:

@@ -69,7 +69,8 @@ def _dynamodb(settings: Settings) -> UsageLedger:
     if not settings.usage_table:
         raise ValueError("AIMAAS_USAGE_TABLE is required for the dynamodb ledger")
     retention = int(settings.extra.get("AIMAAS_USAGE_RETENTION_DAYS", "400"))
-    return DynamoDbLedger(settings.usage_table, retention_days=retention)
+    shards = int(settings.extra.get("AIMAAS_USAGE_COUNTER_SHARDS", "8"))
+    return DynamoDbLedger(settings.usage_table, retention_days=retention, counter_shards=shards)
 
 
 #: Ledger adapters by the name ``AIMAAS_LEDGER`` selects.
