@@ -7,7 +7,9 @@ Observability (AWS Lambda Powertools):
   are never logged, so API keys never reach the logs.
 - Metrics (CloudWatch EMF, namespace ``aimaas``): ``Latency`` (ms), ``Requests`` and ``Errors``
   by ``model`` and ``status_class``, plus Powertools' ``ColdStart``.
-- Tracer: X-Ray segment per invocation (a no-op outside Lambda).
+- Tracer: an X-Ray segment per invocation, inside Lambda unless ``POWERTOOLS_TRACE_DISABLED``
+  is true. Outside Lambda no Tracer is built at all: constructing one imports the X-Ray SDK
+  and botocore even when disabled (about a second of cold start on a loaded 2-core machine).
 
 Configuration comes from ``AIMAAS_*`` environment variables (see ``aimaas.config.Settings``);
 behind API Gateway set ``AIMAAS_TRUST_AUTHORIZER=true`` so the key checked by the Lambda
@@ -20,11 +22,12 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 from aimaas.api import create_app
 from aimaas.api.context import MODEL_HEADER, REQUEST_ID_HEADER, RequestContextFilter
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from mangum import Mangum
 
@@ -32,7 +35,22 @@ SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "aimaas-inference")
 
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "aimaas"))
-tracer = Tracer(service=SERVICE)
+
+
+def _build_tracer() -> Any:
+    disabled = os.environ.get("POWERTOOLS_TRACE_DISABLED", "").strip().lower() in {"1", "true"}
+    if disabled or not os.environ.get("LAMBDA_TASK_ROOT"):
+        return None
+    from aws_lambda_powertools import Tracer
+
+    return Tracer(service=SERVICE)
+
+
+tracer = _build_tracer()
+
+
+def _traced(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return tracer.capture_lambda_handler(fn, capture_response=False) if tracer else fn
 
 
 def _route_core_logs_through_powertools() -> None:
@@ -61,7 +79,7 @@ def _headers(response: dict[str, Any]) -> dict[str, str]:
 
 
 @logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler(capture_response=False)
+@_traced
 @metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Serve one API Gateway proxy event.

@@ -134,6 +134,7 @@ for name, event in calls.items():
     if name == "text":
         results["first_prediction_s"] = time.perf_counter() - started
 results["import_s"] = imported - started
+results["traced"] = handler.tracer is not None
 results["torch"] = any(m == "torch" or m.startswith("torch.") for m in sys.modules)
 print("RESULT " + json.dumps(results))
 """
@@ -163,6 +164,14 @@ def test_handler_serves_real_events_from_the_image_tree(
         "POWERTOOLS_SERVICE_NAME": "aimaas-inference",
         "POWERTOOLS_METRICS_NAMESPACE": "aimaas",
         "AWS_DEFAULT_REGION": "us-east-1",
+        # As Lambda sets them: the handler builds its X-Ray Tracer (segments go over UDP to
+        # a daemon address on loopback where nothing listens, as UDP allows).
+        "LAMBDA_TASK_ROOT": str(root),
+        "AWS_LAMBDA_FUNCTION_NAME": "aimaas-inference",
+        "_X_AMZN_TRACE_ID": (
+            "Root=1-67891233-abcdef012345678912345678;Parent=53995c3f42cd8ad8;Sampled=1"
+        ),
+        "AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:2000",
     }
     out = subprocess.run(
         [
@@ -195,6 +204,7 @@ def test_handler_serves_real_events_from_the_image_tree(
     assert listed == set(SERVED)
     assert results["unauthenticated"]["status"] == 401
     assert results["torch"] is False
+    assert results["traced"] is True
     size_mb = _dir_size(root) / 1e6
     models_mb = _dir_size(root / "registry") / 1e6
     print(
