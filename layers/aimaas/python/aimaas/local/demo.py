@@ -1,7 +1,8 @@
 """The demo tenant and key of local mode, created once and reused across restarts.
 
-Keys are stored only as hashes, so the demo key itself is kept in a file beside the SQLite
-database (mode 0600, in the ignored ``.aimaas/`` folder) to be printed again next time.
+The tenant and key are made through :class:`aimaas.admin.AdminService`, so the audit log
+records them. Keys are stored only as hashes, so the demo key itself is kept in a file beside
+the SQLite database (mode 0600, in the ignored ``.aimaas/`` folder) to be printed again.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from aimaas.auth import KeyStore, Tenant, build_key_store, issue_key, parse_key
-from aimaas.auth.keys import new_tenant_id, now_utc, pepper_from
+from aimaas.auth import KeyStore, parse_key
+from aimaas.auth.keys import now_utc
 from aimaas.config import Settings
 
 DEMO_FILE = "demo-key.json"
@@ -54,22 +55,21 @@ def ensure_demo_key(settings: Settings, plan: str = "pro") -> DemoCredentials:
     DemoCredentials
         The tenant id and the full API key.
     """
+    from aimaas.admin import AdminService  # audited tenant and key creation
+
     path = Path(settings.sqlite_path).parent / DEMO_FILE
-    store = build_key_store(settings)
+    admin = AdminService(settings, actor="local-serve")
     try:
         if path.is_file():
             saved = json.loads(path.read_text())
-            if _usable(store, saved["tenant_id"], saved["key"]):
+            if _usable(admin.store, saved["tenant_id"], saved["key"]):
                 return DemoCredentials(saved["tenant_id"], saved["key"])
-        tenant_id = new_tenant_id()
-        store.create_tenant(
-            Tenant(tenant_id=tenant_id, name="Local demo", plan=plan, created_at=now_utc())
-        )
-        _, key = issue_key(store, tenant_id, pepper_from(settings), label="local demo")
+        tenant = admin.create_tenant("Local demo", plan=plan)
+        _, key = admin.create_key(tenant.tenant_id, label="local demo")
     finally:
-        store.close()
+        admin.close()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
-        json.dump({"tenant_id": tenant_id, "key": key}, handle)
-    return DemoCredentials(tenant_id, key)
+        json.dump({"tenant_id": tenant.tenant_id, "key": key}, handle)
+    return DemoCredentials(tenant.tenant_id, key)
