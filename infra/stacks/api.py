@@ -134,9 +134,14 @@ class ApiStack(cdk.Stack):
                 )
             return validators[body]
 
-        json_model = self.api.add_model(
-            "JsonObject", content_type="application/json", schema=_JSON_OBJECT_SCHEMA
-        )
+        models: dict[str, apigw.Model] = {}
+
+        def json_model() -> dict[str, apigw.IModel]:
+            if "json" not in models:
+                models["json"] = self.api.add_model(
+                    "JsonObject", content_type="application/json", schema=_JSON_OBJECT_SCHEMA
+                )
+            return {"application/json": models["json"]}
 
         health = self.api.root.add_resource("health")
         health_method = health.add_method(
@@ -169,7 +174,7 @@ class ApiStack(cdk.Stack):
                         else apigw.AuthorizationType.NONE
                     ),
                     request_validator=validator(route.json_body),
-                    request_models={"application/json": json_model} if route.json_body else None,
+                    request_models=json_model() if route.json_body else None,
                     request_parameters=(
                         {"method.request.path.proxy": True} if "{proxy+}" in route.path else None
                     ),

@@ -73,6 +73,9 @@ class GpuStack(cdk.Stack):
             file=GPU_DOCKERFILE,
             platform=ecr_assets.Platform.LINUX_AMD64,  # CUDA images for the ml.g* hosts
             ignore_mode=cdk.IgnoreMode.DOCKER,
+            # Models come from S3 at endpoint start, not from the image: keep the exported
+            # registry out of this context (the repo .dockerignore lets it in for the CPU image).
+            exclude=["build", "functions/inference"],
         )
         role = iam.Role(
             self,
