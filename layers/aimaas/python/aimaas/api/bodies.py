@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 
 from aimaas import errors
+from aimaas.api.handlers import summarize_validation
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -64,15 +65,6 @@ async def require_json(request: Request) -> None:
     check_json(request)
 
 
-def validation_message(exc: ValidationError) -> str:
-    """A short, client-facing summary of a Pydantic validation error."""
-    parts = []
-    for detail in exc.errors()[:5]:
-        location = ".".join(str(p) for p in detail.get("loc", ()))
-        parts.append(f"{location}: {detail['msg']}" if location else detail["msg"])
-    return "Invalid request: " + "; ".join(parts)
-
-
 def parse_json(body: bytes, model: type[ModelT]) -> ModelT:
     """Parse ``body`` into ``model``: 400 for bad JSON or UTF-8, 422 for a wrong shape."""
     try:
@@ -82,7 +74,7 @@ def parse_json(body: bytes, model: type[ModelT]) -> ModelT:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise errors.InvalidInput(validation_message(exc)) from None
+        raise errors.InvalidInput(summarize_validation(exc.errors())) from None
 
 
 def decode_base64(value: str, what: str) -> bytes:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -38,10 +40,30 @@ def error_response(request: Request, error: errors.ApiError) -> JSONResponse:
     return JSONResponse(errors.error_body(error, request_id), error.status, headers=headers)
 
 
-def _describe(detail: dict[str, Any]) -> str:
-    location = ".".join(str(part) for part in detail.get("loc", ()) if part != "body")
-    message = str(detail.get("msg", "invalid"))
-    return f"{location}: {message}" if location else message
+_FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def summarize_validation(details: Sequence[Mapping[str, Any]], limit: int = 5) -> str:
+    """A short, client-facing summary of Pydantic/FastAPI validation errors.
+
+    Locations keep only field names and list indexes (Pydantic adds union branch labels such
+    as ``list[constrained-str]``), ``body`` is dropped, and repeated lines are merged.
+    """
+    lines: list[str] = []
+    for detail in details:
+        parts = [
+            str(p)
+            for p in detail.get("loc", ())
+            if p != "body" and (isinstance(p, int) or _FIELD.match(str(p)))
+        ]
+        message = str(detail.get("msg", "invalid"))
+        line = f"{'.'.join(parts)}: {message}" if parts else message
+        if line not in lines:
+            lines.append(line)
+    summary = "; ".join(lines[:limit])
+    if len(lines) > limit:
+        summary += f"; and {len(lines) - limit} more"
+    return f"Invalid request: {summary}"
 
 
 async def _api_error(request: Request, exc: Exception) -> JSONResponse:
@@ -54,10 +76,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     details = list(exc.errors())
     if any(d.get("type") == "json_invalid" for d in details):
         return error_response(request, errors.MalformedRequest("The body is not valid JSON."))
-    summary = "; ".join(_describe(d) for d in details[:5])
-    if len(details) > 5:
-        summary += f"; and {len(details) - 5} more"
-    return error_response(request, errors.InvalidInput(f"Invalid request: {summary}"))
+    return error_response(request, errors.InvalidInput(summarize_validation(details)))
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:

@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from aimaas.api.security import require_principal
 from aimaas.auth import Principal
 from aimaas.errors import Forbidden, InvalidInput
-from aimaas.metering import summarize
+from aimaas.metering import usage_summary
 from aimaas.metering.summary import GROUP_KEYS
 from aimaas.plans import load_catalog
 
@@ -97,7 +97,9 @@ async def get_usage(
             "date-time; default: start of this month (UTC)."
         ),
     ] = None,
-    end: Annotated[str | None, Query(description="To (exclusive); default: now.")] = None,
+    end: Annotated[
+        str | None, Query(description="To (exclusive); default: the end of today (UTC).")
+    ] = None,
     group_by: Annotated[
         list[str],
         Query(description="day, model and/or task (repeat or comma-separate); default: day."),
@@ -106,13 +108,17 @@ async def get_usage(
         str | None, Query(description="Must be your own tenant id if given.")
     ] = None,
 ) -> UsageReport:
-    """The caller's own usage, grouped by day, model and/or task, with calls, units and cost."""
+    """The caller's own usage, grouped by day, model and/or task, with calls, units and cost.
+
+    Whole-day ranges are answered from the daily counters; a range with a time of day reads
+    the raw records.
+    """
     if tenant_id is not None and tenant_id != principal.tenant_id:
         raise Forbidden("You can only read your own usage.")
     now = datetime.now(UTC)
     month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     start_at = _moment(start, month_start)
-    end_at = _moment(end, now + timedelta(microseconds=1))
+    end_at = _moment(end, month_start.replace(day=now.day) + timedelta(days=1))
     if end_at <= start_at:
         raise InvalidInput("end must be after start.")
     if end_at - start_at > timedelta(days=MAX_RANGE_DAYS):
@@ -122,8 +128,9 @@ async def get_usage(
     catalog = load_catalog()
 
     def build() -> UsageReport:
-        records = list(ledger.records(principal.tenant_id, start_at, end_at))
-        summary = summarize(records, principal.plan, groups, catalog)
+        summary = usage_summary(
+            ledger, principal.tenant_id, principal.plan, start_at, end_at, groups, catalog
+        )
         return UsageReport(
             tenant_id=principal.tenant_id,
             plan=principal.plan,
