@@ -1,7 +1,8 @@
 """A dashboard and the alarms that page someone, on a KMS-encrypted SNS topic. AWS profile only.
 
 Application metrics come from the functions' Powertools EMF output in namespace ``aimaas``
-(``Latency`` with a ``model`` dimension, ``ColdStart``, ``LedgerWriteFailures``); SEARCH
+(``Latency`` and ``Requests`` with dimensions ``service``, ``model``, ``status_class`` from
+functions/inference/handler.py; ``ColdStart``; ``LedgerWriteFailures`` with ``service``); SEARCH
 expressions pick up whatever dimension values exist, so a new model needs no dashboard change.
 """
 
@@ -192,7 +193,9 @@ class ObservabilityStack(cdk.Stack):
         dashboard.add_widgets(
             cw.GraphWidget(
                 title="Latency by model p90 (EMF)",
-                left=[search(f'{{{ns},model,service}} MetricName="Latency"', "", "p90")],
+                left=[
+                    search(f'{{{ns},model,service,status_class}} MetricName="Latency"', "", "p90")
+                ],
                 width=8,
             ),
             cw.GraphWidget(
@@ -200,9 +203,13 @@ class ObservabilityStack(cdk.Stack):
                 left=[search(f'{{{ns},function_name,service}} MetricName="ColdStart"', "", "Sum")],
                 width=8,
             ),
+            # API Gateway publishes no per-key or per-plan metric; per-tenant and per-plan usage
+            # lives in the usage ledger (GET /v1/usage, the admin CLI), not in CloudWatch.
             cw.GraphWidget(
-                title="Requests by plan (EMF; API Gateway has no per-plan metric)",
-                left=[search(f'{{{ns},plan,service}} MetricName="Requests"', "", "Sum")],
+                title="Requests by model and status class (EMF)",
+                left=[
+                    search(f'{{{ns},model,service,status_class}} MetricName="Requests"', "", "Sum")
+                ],
                 width=8,
             ),
         )
