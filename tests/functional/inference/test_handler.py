@@ -179,3 +179,20 @@ def test_ledger_sees_one_record_per_request(lambda_env: dict) -> None:
     ]
     ledger.close()
     assert ids.count("apigw-dup") == 1
+
+
+def test_docs_behind_the_stage_url_point_at_the_stage(lambda_env: dict) -> None:
+    event = events.rest_event("GET", "/docs", authorizer=None)
+    event["requestContext"]["path"] = "/prod/docs"
+    response = lambda_env["handler"](event, events.LambdaContext())
+    assert response["statusCode"] == 200
+    assert "/prod/openapi.json" in response["body"]
+    assert "/prod/docs-static/swagger-ui-bundle.js" in response["body"]
+    spec = events.rest_event("GET", "/openapi.json", authorizer=None)
+    spec["requestContext"]["path"] = "/prod/openapi.json"
+    status, _, body = _call(lambda_env, spec)
+    assert status == 200 and body["servers"] == [{"url": "/prod"}]
+    # A custom domain (no stage in the URL) keeps plain paths.
+    plain = events.rest_event("GET", "/docs", authorizer=None)
+    plain["requestContext"]["path"] = "/docs"
+    assert "url: '/openapi.json'" in lambda_env["handler"](plain, events.LambdaContext())["body"]

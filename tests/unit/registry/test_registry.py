@@ -52,6 +52,7 @@ def test_versions_are_sorted_numerically_and_newest_is_default(store: FolderStor
     assert registry.versions("demo-model") == ["1.2.0", "1.9.3", "1.10.0"]
     assert registry.resolve("demo-model").version == "1.10.0"
     assert registry.resolve("demo-model", "1.2.0").version == "1.2.0"
+    assert registry.resolve("demo-model@1.9.3").version == "1.9.3"  # as responses name models
 
 
 @pytest.mark.parametrize(

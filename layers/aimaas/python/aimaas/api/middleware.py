@@ -44,6 +44,19 @@ async def send_error(send: Send, error: errors.ApiError, request_id: str | None)
     await send({"type": "http.response.body", "body": body})
 
 
+def _stage_prefix(scope: Scope) -> str | None:
+    """``/<stage>`` when API Gateway was called through a URL that starts with the stage."""
+    event = scope.get("aws.event")
+    if not isinstance(event, dict):
+        return None
+    context = event.get("requestContext") or {}
+    stage, full_path = context.get("stage"), context.get("path")
+    if not stage or not isinstance(full_path, str) or stage == "$default":
+        return None
+    prefix = f"/{stage}"
+    return prefix if full_path.startswith(prefix + "/") else None
+
+
 class RequestContextMiddleware:
     """See the module docstring.
 
@@ -70,6 +83,12 @@ class RequestContextMiddleware:
             await send_error(send, exc, None)
             return
         scope.setdefault("state", {})["request_id"] = request_id
+        stage_prefix = _stage_prefix(scope)
+        if stage_prefix and not scope.get("root_path"):
+            # Behind an execute-api URL the browser sees /<stage>/docs: /docs and the OpenAPI
+            # "servers" must point at /<stage>/openapi.json. Routing is unaffected (the path
+            # Mangum passes has no stage prefix).
+            scope["root_path"] = stage_prefix
         request_token = request_id_var.set(request_id)
         model_token = model_var.set(None)
         try:

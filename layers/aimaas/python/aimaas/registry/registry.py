@@ -50,6 +50,8 @@ class ModelRegistry:
         aimaas.errors.NotFound
             Unknown model or version.
         """
+        if version is None and "@" in name:  # "name@version", as responses report models
+            name, version = name.split("@", 1)
         if version is None:
             version = self._latest.get(name)
             if version is None:
