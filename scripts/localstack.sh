@@ -72,17 +72,18 @@ now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
 stop_pid() {
-	# TERM the process group the service leads (started with setsid), then KILL what is left.
+	# TERM the process group the service leads (started with setsid), then KILL what is left
+	# after a short grace: neither emulator keeps state worth a clean shutdown.
 	local name="$1" pid
 	pid="$(read_pid "$name")"
 	if pid_alive "$pid"; then
 		kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-		for _ in $(seq 1 50); do
+		for _ in $(seq 1 25); do
 			pid_alive "$pid" || break
 			sleep 0.2
 		done
 		if pid_alive "$pid"; then
-			log "$name ($pid) ignored TERM for 10 s; killing it"
+			log "$name ($pid) still running 5 s after TERM; killing it"
 			kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
 		fi
 		log "$name stopped (pid $pid)"
