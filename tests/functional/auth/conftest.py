@@ -32,8 +32,9 @@ class World:
         if self.name == "sqlite":
             with self.ledger.db.transaction() as conn:  # type: ignore[attr-defined]
                 conn.execute(
-                    "UPDATE usage_counters SET calls = calls + ? WHERE tenant_id = ? AND "
-                    "period = 'month' AND bucket = ?",
+                    "UPDATE usage_counter_cells SET calls = calls + ? WHERE rowid = (SELECT rowid"
+                    " FROM usage_counter_cells WHERE tenant_id = ? AND period = 'month' AND "
+                    "bucket = ? LIMIT 1)",
                     (calls, tenant_id, month),
                 )
         else:

@@ -85,6 +85,13 @@ def test_usage_is_the_callers_own_and_priced(seeded) -> None:
     first = rows[DAY1.date().isoformat(), "all-minilm-l6-v2"]
     assert first["calls"] == 1 and first["units"] == 1.5 and first["task"] is None
     assert body["month_to_date_calls"] == world.ledger.month_calls(a.tenant_id)
+    # A range with a time of day reads the raw records: the same numbers.
+    precise = client.get(
+        "/v1/usage",
+        params={**params, "start": (DAY1 - timedelta(hours=1)).isoformat()},
+        headers={"x-api-key": key_a},
+    ).json()
+    assert precise["rows"] == body["rows"] and precise["total_calls"] == 3
     # Another tenant's usage: 403, whatever the parameters.
     denied = client.get(
         "/v1/usage", params={**params, "tenant_id": b.tenant_id}, headers={"x-api-key": key_a}

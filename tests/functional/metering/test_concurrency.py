@@ -50,6 +50,14 @@ def check_ledger_matches(ledger: UsageLedger, result, threads: int, per_thread: 
         assert totals.units["1k_tokens"] == day_units[tenant, day]
     for (tenant, month), calls in month_calls.items():
         assert ledger.totals(tenant, "month", month).calls == calls
+    for tenant in ("t-a", "t-b"):
+        cells = {c.day: c for c in ledger.daily_cells(tenant, "2026-01-01", "2026-12-31")}
+        assert {day: c.calls for day, c in cells.items()} == {
+            day: n for (t, day), n in day_calls.items() if t == tenant
+        }
+        assert {day: c.units for day, c in cells.items()} == {
+            day: u for (t, day), u in day_units.items() if t == tenant
+        }
     assert len(month_calls) >= 2  # the run crosses a month boundary
 
 

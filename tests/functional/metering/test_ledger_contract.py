@@ -9,7 +9,7 @@ from decimal import Decimal
 import boto3
 import pytest
 from aimaas.config import Settings
-from aimaas.metering import UsageLedger, build_ledger
+from aimaas.metering import UsageLedger, build_ledger, summarize, usage_summary
 from aimaas.metering.dynamodb import DynamoDbLedger
 from aimaas.metering.testing import MOTO_TABLES, moto_tables, sample_record
 from botocore.exceptions import ClientError
@@ -106,3 +106,40 @@ def test_build_ledger_by_name(tmp_path) -> None:
         build_ledger(Settings(ledger="postgres"))
     with pytest.raises(ValueError, match="AIMAAS_USAGE_TABLE"):
         build_ledger(Settings(ledger="dynamodb"))
+
+
+def test_daily_cells_and_both_summary_paths_agree(ledger: UsageLedger) -> None:
+    specs = [
+        ("a", T0, 1.25, "1k_tokens", "embeddings", "all-minilm-l6-v2"),
+        ("b", T0 + timedelta(minutes=2), 0.5, "1k_tokens", "embeddings", "all-minilm-l6-v2"),
+        ("c", T0, 0.75, "1k_tokens", "embeddings", "all-minilm-l6-v2-int8"),
+        ("d", T0, 3, "image", "image-classification", "mobilenet-v2"),
+        ("e", T0 - timedelta(days=3), 2, "image", "image-classification", "mobilenet-v2"),
+    ]
+    for request_id, stamp, units, unit, task, model in specs:
+        ledger.put(
+            sample_record(
+                request_id, timestamp=stamp, units=units, unit=unit, task=task, model=model
+            )
+        )
+    ledger.put(sample_record("a", timestamp=T0, units=99))  # a duplicate changes nothing
+    cells = list(ledger.daily_cells("t-test", "2026-01-28", "2026-01-31"))
+    assert [(c.day, c.model, c.calls, c.units) for c in cells] == [
+        ("2026-01-28", "mobilenet-v2", 1, Decimal("2")),
+        ("2026-01-31", "all-minilm-l6-v2", 1, Decimal("1.25")),
+        ("2026-01-31", "all-minilm-l6-v2-int8", 1, Decimal("0.75")),
+        ("2026-01-31", "mobilenet-v2", 1, Decimal("3")),
+    ]
+    assert [c.day for c in ledger.daily_cells("t-test", "2026-02-01", "2026-02-01")] == [
+        "2026-02-01"
+    ]
+    start, end = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 3, 1, tzinfo=UTC)
+    for group_by in (["day"], ["model"], ["task", "day"], ["day", "model", "task"]):
+        from_cells = usage_summary(ledger, "t-test", "pro", start, end, group_by)
+        from_records = summarize(ledger.records("t-test", start, end), "pro", group_by)
+        assert from_cells == from_records
+    # A time of day, or a finer grouping, reads the records.
+    partial = usage_summary(ledger, "t-test", "pro", T0 + timedelta(minutes=1), end, ["day"])
+    assert partial.calls == 1
+    by_key = usage_summary(ledger, "t-test", "pro", start, end, ["key"])
+    assert by_key.calls == 5

@@ -24,8 +24,8 @@ from aimaas.admin.reconcile import ReconcileReport, reconcile
 from aimaas.auth import KeyRecord, KeyStore, Tenant, build_key_store, issue_key, revoke_key
 from aimaas.auth.keys import new_tenant_id, now_utc, pepper_from
 from aimaas.config import Settings
-from aimaas.metering import UsageLedger, UsageSummary, build_ledger, summarize
-from aimaas.metering.invoice import Invoice, build_invoice, month_bounds
+from aimaas.metering import UsageLedger, UsageSummary, build_ledger, usage_summary
+from aimaas.metering.invoice import Invoice, build_invoice_from_cells, month_bounds
 from aimaas.plans import Catalog, load_catalog
 
 #: The gateway side of keys, chosen with the key store (local SQLite has no gateway).
@@ -220,16 +220,18 @@ class AdminService:
         """A tenant's priced usage in ``[start, end)``."""
         with self._audited("usage.show", tenant_id, start=start.isoformat(), end=end.isoformat()):
             tenant = self._tenant(tenant_id)
-            records = self.ledger.records(tenant_id, start, end)
-            return summarize(records, tenant.plan, group_by, self.catalog)
+            return usage_summary(
+                self.ledger, tenant_id, tenant.plan, start, end, group_by, self.catalog
+            )
 
     def invoice(self, tenant_id: str, month: str) -> Invoice:
         """The invoice of ``month`` (``YYYY-MM``) at the tenant's current plan."""
         with self._audited("invoice.build", tenant_id, month=month):
             tenant = self._tenant(tenant_id)
             start, end = month_bounds(month)
-            return build_invoice(
-                self.ledger.records(tenant_id, start, end),
+            last_day = (end - timedelta(days=1)).date().isoformat()
+            return build_invoice_from_cells(
+                self.ledger.daily_cells(tenant_id, start.date().isoformat(), last_day),
                 tenant_id=tenant_id,
                 tenant_name=tenant.name,
                 plan=tenant.plan,

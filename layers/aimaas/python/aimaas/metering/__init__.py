@@ -13,7 +13,8 @@ Public face::
   :class:`aimaas.errors.BackendUnavailable` when the record cannot be made durable. POLICY: a
   call whose usage cannot be recorded is not served (503) and not billed; see
   :mod:`aimaas.metering.meter`.
-- :func:`summarize`: group and price records (usage API, admin CLI, invoices).
+- :func:`summarize` / :func:`summarize_cells`: group and price records or daily counter cells
+  (usage API, admin CLI).
 
 Everything here except :mod:`aimaas.metering.invoice` uses only the standard library, boto3 and
 the core (tenacity is imported lazily by :class:`Meter`).
@@ -21,12 +22,19 @@ the core (tenacity is imported lazily by :class:`Meter`).
 
 from aimaas.metering.ledger import LEDGERS, UsageLedger, build_ledger
 from aimaas.metering.meter import Meter
-from aimaas.metering.records import UsageRecord, UsageTotals, day_bucket, month_bucket
-from aimaas.metering.summary import UsageLine, UsageSummary, summarize
+from aimaas.metering.records import UsageCell, UsageRecord, UsageTotals, day_bucket, month_bucket
+from aimaas.metering.summary import (
+    UsageLine,
+    UsageSummary,
+    summarize,
+    summarize_cells,
+    usage_summary,
+)
 
 __all__ = [
     "LEDGERS",
     "Meter",
+    "UsageCell",
     "UsageLedger",
     "UsageLine",
     "UsageRecord",
@@ -36,4 +44,6 @@ __all__ = [
     "day_bucket",
     "month_bucket",
     "summarize",
+    "summarize_cells",
+    "usage_summary",
 ]

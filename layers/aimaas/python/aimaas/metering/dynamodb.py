@@ -14,7 +14,9 @@ Items (``pk`` / ``sk``: what):
 - ``REC#<tenant>#<YYYY-MM>`` / ``<iso timestamp>#<request id>``: the same record, ordered by
   time for range queries (one partition per tenant-month); has ``expires_at`` (TTL).
 - ``CTR#<tenant>`` / ``DAY#<YYYY-MM-DD>#<shard>``: a shard (``00``, ``01``, ...) of the daily
-  counter: ``calls`` (N) and ``units#<unit>`` (N), grown with ``UpdateItem ADD``; no TTL.
+  counter: ``calls`` (N), ``units#<unit>`` (N) and, per task, model and unit, the cell
+  attributes ``cell#<task>#<model>#<unit>#calls`` and ``cell#<task>#<model>#<unit>#units`` (N),
+  all grown with ``UpdateItem ADD``; no TTL.
 - ``CTR#<tenant>`` / ``MONTH#<YYYY-MM>#<shard>``: a shard of the monthly counter, same
   attributes; no TTL.
 
@@ -51,6 +53,7 @@ from botocore.exceptions import ClientError
 from aimaas.metering.ledger import UsageLedger
 from aimaas.metering.records import (
     Period,
+    UsageCell,
     UsageRecord,
     UsageTotals,
     day_bucket,
@@ -144,10 +147,17 @@ class DynamoDbLedger(UsageLedger):
     def put(self, record: UsageRecord) -> bool:
         attrs = self._attributes(record)
         units = attrs["units"]
+        cell = f"cell#{record.task}#{record.model}#{record.unit}"
         counter_update = {
             "TableName": self.table,
-            "UpdateExpression": "ADD calls :one, #units :units",
-            "ExpressionAttributeNames": {"#units": f"units#{record.unit}"},
+            "UpdateExpression": (
+                "ADD calls :one, #units :units, #cell_calls :one, #cell_units :units"
+            ),
+            "ExpressionAttributeNames": {
+                "#units": f"units#{record.unit}",
+                "#cell_calls": f"{cell}#calls",
+                "#cell_units": f"{cell}#units",
+            },
             "ExpressionAttributeValues": _item({":one": 1, ":units": units}),
         }
         tenant = record.tenant_id
@@ -253,6 +263,37 @@ class DynamoDbLedger(UsageLedger):
                         unit = name.split("#", 1)[1]
                         units[unit] = units.get(unit, Decimal(0)) + Decimal(value)
         return UsageTotals(calls=calls, units=MappingProxyType(units))
+
+    def daily_cells(self, tenant_id: str, first_day: str, last_day: str) -> Iterator[UsageCell]:
+        cells: dict[tuple[str, str, str, str], list[Any]] = {}
+        paginator = self.client.get_paginator("query")
+        for page in paginator.paginate(
+            TableName=self.table,
+            KeyConditionExpression="pk = :pk AND sk BETWEEN :low AND :high",
+            ExpressionAttributeValues=_item(
+                {
+                    ":pk": f"CTR#{tenant_id}",
+                    ":low": f"DAY#{first_day}#",
+                    ":high": f"DAY#{last_day}#~",
+                }
+            ),
+            ConsistentRead=True,
+        ):
+            for raw in page.get("Items", []):
+                item = _plain(raw)
+                day = item["sk"].split("#")[1]
+                for name, value in item.items():
+                    parts = name.split("#")
+                    if parts[0] != "cell" or len(parts) != 5:
+                        continue
+                    _, task, model, unit, field = parts
+                    slot = cells.setdefault((day, task, model, unit), [0, Decimal(0)])
+                    if field == "calls":
+                        slot[0] += int(value)
+                    else:
+                        slot[1] += Decimal(value)
+        for (day, task, model, unit), (calls, units) in sorted(cells.items()):
+            yield UsageCell(day=day, task=task, model=model, unit=unit, calls=calls, units=units)
 
 
 def _is_duplicate(error: ClientError) -> bool:

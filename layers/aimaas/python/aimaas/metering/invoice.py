@@ -22,7 +22,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
-from aimaas.metering.records import UsageRecord, day_bucket, next_month_start
+from aimaas.metering.records import UsageCell, UsageRecord, day_bucket, next_month_start
 from aimaas.plans import Catalog, load_catalog, to_billing_units
 
 SHOWN = Decimal("0.000001")
@@ -121,7 +121,50 @@ def build_invoice(
     catalog: Catalog | None = None,
     issued_at: datetime | None = None,
 ) -> Invoice:
-    """Price a month of ``records`` for a tenant on ``plan``.
+    """Price a month of raw ``records`` for a tenant on ``plan``.
+
+    Raises
+    ------
+    KeyError, ValueError
+        Unknown plan, no price for a task, or a unit that cannot be converted.
+    """
+    start, end = month_bounds(month)
+    cells = (
+        UsageCell(
+            day=day_bucket(r.timestamp),
+            task=r.task,
+            model=r.model,
+            unit=r.unit,
+            calls=1,
+            units=Decimal(str(r.units)),
+        )
+        for r in records
+        if start <= r.timestamp < end
+    )
+    return build_invoice_from_cells(
+        cells,
+        tenant_id=tenant_id,
+        tenant_name=tenant_name,
+        plan=plan,
+        month=month,
+        catalog=catalog,
+        issued_at=issued_at,
+    )
+
+
+def build_invoice_from_cells(
+    cells: Iterable[UsageCell],
+    *,
+    tenant_id: str,
+    tenant_name: str,
+    plan: str,
+    month: str,
+    catalog: Catalog | None = None,
+    issued_at: datetime | None = None,
+) -> Invoice:
+    """Price a month of daily counter cells (what the admin tooling uses: a month of a busy
+    tenant is millions of records but only days x models cells). Cells outside the month are
+    ignored.
 
     Raises
     ------
@@ -137,19 +180,17 @@ def build_invoice(
     while day < end.date():
         days[day.isoformat()] = [0, Decimal(0)]
         day += timedelta(days=1)
-    for record in records:
-        if not start <= record.timestamp < end:
+    for cell in cells:
+        if cell.day not in days:
             continue
-        price = catalog.list_price(record.task, record.model)
-        quantity = to_billing_units(record.units, record.unit, price.unit)
-        slot = groups.setdefault(
-            (record.model, record.task, price.unit), [0, Decimal(0), price.usd * multiplier]
-        )
-        slot[0] += 1
+        price = catalog.list_price(cell.task, cell.model)
+        quantity = to_billing_units(cell.units, cell.unit, price.unit)
+        unit_price = price.usd * multiplier
+        slot = groups.setdefault((cell.model, cell.task, price.unit), [0, Decimal(0), unit_price])
+        slot[0] += cell.calls
         slot[1] += quantity
-        daily = days[day_bucket(record.timestamp)]
-        daily[0] += 1
-        daily[1] += quantity * price.usd * multiplier
+        days[cell.day][0] += cell.calls
+        days[cell.day][1] += quantity * unit_price
     lines = tuple(
         InvoiceLine(
             model=model,

@@ -9,6 +9,8 @@ Contract every adapter keeps (checked by the shared contract tests):
   atomically: a reader never sees one without the other.
 - A second ``put`` with the same ``(tenant_id, request_id)`` changes nothing and returns False.
 - A failed ``put`` raises and leaves nothing behind (no record and no counter change).
+- Counters (:meth:`UsageLedger.totals`, :meth:`UsageLedger.daily_cells`) always equal the sums
+  over the stored records.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 from aimaas.config import Settings
-from aimaas.metering.records import Period, UsageRecord, UsageTotals, month_bucket
+from aimaas.metering.records import Period, UsageCell, UsageRecord, UsageTotals, month_bucket
 
 
 class UsageLedger(ABC):
@@ -45,6 +47,11 @@ class UsageLedger(ABC):
     @abstractmethod
     def totals(self, tenant_id: str, period: Period, bucket: str) -> UsageTotals:
         """The counter of ``tenant_id`` for one day (``YYYY-MM-DD``) or month (``YYYY-MM``)."""
+
+    @abstractmethod
+    def daily_cells(self, tenant_id: str, first_day: str, last_day: str) -> Iterator[UsageCell]:
+        """The tenant's daily counter cells for ``first_day`` to ``last_day`` (``YYYY-MM-DD``,
+        both inclusive), one per day, task, model and unit that has usage."""
 
     def month_calls(self, tenant_id: str, at: datetime | None = None) -> int:
         """Calls recorded for the tenant in the calendar month (UTC) of ``at`` (default: now)."""

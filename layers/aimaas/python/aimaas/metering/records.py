@@ -83,3 +83,17 @@ class UsageTotals:
 
     calls: int = 0
     units: Mapping[str, Decimal] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True)
+class UsageCell:
+    """A daily counter cell: one tenant's calls and units of one task, model and unit on one
+    UTC day. Cells let usage reports and invoices be built from counters instead of raw records
+    (a busy tenant has millions of records a month, but only days x models cells)."""
+
+    day: str
+    task: str
+    model: str
+    unit: str
+    calls: int
+    units: Decimal

@@ -9,8 +9,8 @@ Tables::
 
     usage_records(tenant_id, request_id, key_id, model, model_version, task, units, unit,
                   latency_ms, status, ts)            PRIMARY KEY (tenant_id, request_id)
-    usage_counters(tenant_id, period, bucket, unit, calls, units)
-                                                     PRIMARY KEY (tenant_id, period, bucket, unit)
+    usage_counter_cells(tenant_id, period, bucket, task, model, unit, calls, units)
+                              PRIMARY KEY (tenant_id, period, bucket, task, model, unit)
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from types import MappingProxyType
 from aimaas.metering.ledger import UsageLedger
 from aimaas.metering.records import (
     Period,
+    UsageCell,
     UsageRecord,
     UsageTotals,
     day_bucket,
@@ -104,17 +105,17 @@ CREATE TABLE IF NOT EXISTS usage_records (
     PRIMARY KEY (tenant_id, request_id)
 );
 CREATE INDEX IF NOT EXISTS usage_records_by_time ON usage_records (tenant_id, ts);
-CREATE TABLE IF NOT EXISTS usage_counters (
-    tenant_id TEXT NOT NULL, period TEXT NOT NULL, bucket TEXT NOT NULL, unit TEXT NOT NULL,
-    calls INTEGER NOT NULL, units REAL NOT NULL,
-    PRIMARY KEY (tenant_id, period, bucket, unit)
+CREATE TABLE IF NOT EXISTS usage_counter_cells (
+    tenant_id TEXT NOT NULL, period TEXT NOT NULL, bucket TEXT NOT NULL, task TEXT NOT NULL,
+    model TEXT NOT NULL, unit TEXT NOT NULL, calls INTEGER NOT NULL, units REAL NOT NULL,
+    PRIMARY KEY (tenant_id, period, bucket, task, model, unit)
 );
 """
 
 _UPSERT_COUNTER = """
-INSERT INTO usage_counters (tenant_id, period, bucket, unit, calls, units)
-VALUES (?, ?, ?, ?, 1, ?)
-ON CONFLICT (tenant_id, period, bucket, unit)
+INSERT INTO usage_counter_cells (tenant_id, period, bucket, task, model, unit, calls, units)
+VALUES (?, ?, ?, ?, ?, ?, 1, ?)
+ON CONFLICT (tenant_id, period, bucket, task, model, unit)
 DO UPDATE SET calls = calls + 1, units = units + excluded.units
 """
 
@@ -167,7 +168,15 @@ class SqliteLedger(UsageLedger):
             ):
                 conn.execute(
                     _UPSERT_COUNTER,
-                    (record.tenant_id, period, key, record.unit, float(record.units)),
+                    (
+                        record.tenant_id,
+                        period,
+                        key,
+                        record.task,
+                        record.model,
+                        record.unit,
+                        float(record.units),
+                    ),
                 )
         return True
 
@@ -198,8 +207,8 @@ class SqliteLedger(UsageLedger):
         rows = (
             self.db.connection()
             .execute(
-                "SELECT unit, calls, units FROM usage_counters "
-                "WHERE tenant_id = ? AND period = ? AND bucket = ?",
+                "SELECT unit, SUM(calls) AS calls, SUM(units) AS units FROM usage_counter_cells "
+                "WHERE tenant_id = ? AND period = ? AND bucket = ? GROUP BY unit",
                 (tenant_id, period, bucket),
             )
             .fetchall()
@@ -207,6 +216,29 @@ class SqliteLedger(UsageLedger):
         return UsageTotals(
             calls=sum(row["calls"] for row in rows),
             units=MappingProxyType({row["unit"]: Decimal(str(row["units"])) for row in rows}),
+        )
+
+    def daily_cells(self, tenant_id: str, first_day: str, last_day: str) -> Iterator[UsageCell]:
+        rows = (
+            self.db.connection()
+            .execute(
+                "SELECT bucket, task, model, unit, calls, units FROM usage_counter_cells "
+                "WHERE tenant_id = ? AND period = 'day' AND bucket >= ? AND bucket <= ? "
+                "ORDER BY bucket, task, model, unit",
+                (tenant_id, first_day, last_day),
+            )
+            .fetchall()
+        )
+        return (
+            UsageCell(
+                day=row["bucket"],
+                task=row["task"],
+                model=row["model"],
+                unit=row["unit"],
+                calls=row["calls"],
+                units=Decimal(str(row["units"])),
+            )
+            for row in rows
         )
 
     def close(self) -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from aimaas.metering.ledger import UsageLedger
-from aimaas.metering.records import Period, UsageRecord, UsageTotals
+from aimaas.metering.records import Period, UsageCell, UsageRecord, UsageTotals
 
 
 class InjectedFault(ConnectionError):
@@ -80,6 +80,9 @@ class FlakyLedger(UsageLedger):
 
     def totals(self, tenant_id: str, period: Period, bucket: str) -> UsageTotals:
         return self.inner.totals(tenant_id, period, bucket)
+
+    def daily_cells(self, tenant_id: str, first_day: str, last_day: str) -> Iterator[UsageCell]:
+        return self.inner.daily_cells(tenant_id, first_day, last_day)
 
 
 def sample_record(
