@@ -88,3 +88,31 @@ def test_data_access_is_scoped_to_the_stage_tables(dev: Any) -> None:
     assert ":table/aimaas-dev-tenants/index/gsi1" in policies
     assert "/index/*" not in policies
     assert ":table/*" not in policies
+
+
+def test_authorizer_permissions_follow_its_contract(dev: Any) -> None:
+    """functions/authorizer/handler.py: read keys/usage, stamp last_used_at, read the pepper."""
+    import json
+
+    (auth_policy,) = (
+        p["Properties"]["PolicyDocument"]["Statement"]
+        for k, p in dev.resources("serving", "AWS::IAM::Policy").items()
+        if k.startswith("AuthorizerRole")
+    )
+    writes = [s for s in auth_policy if "dynamodb:UpdateItem" in json.dumps(s["Action"])]
+    (update,) = writes
+    assert update["Action"] == "dynamodb:UpdateItem"
+    assert json.dumps(update["Resource"]).endswith(':table/aimaas-dev-tenants"]]}')
+    actions = json.dumps([s["Action"] for s in auth_policy])
+    assert "dynamodb:PutItem" not in actions  # it never writes usage or audit records
+    assert "ssm:GetParameter" in actions
+
+
+def test_every_resource_is_tagged_with_project_and_stage(dev: Any) -> None:
+    (bucket, *_) = dev.resources("storage", "AWS::S3::Bucket").values()
+    tags = {t["Key"]: t["Value"] for t in bucket["Properties"]["Tags"]}
+    assert tags["project"] == "aimaas"
+    assert tags["stage"] == "dev"
+    for function in dev.resources("serving", "AWS::Lambda::Function").values():
+        tags = {t["Key"]: t["Value"] for t in function["Properties"]["Tags"]}
+        assert tags["stage"] == "dev"
