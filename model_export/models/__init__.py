@@ -8,8 +8,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from model_export.base import ModelExporter
+from model_export.models.keyword_spotter import KeywordSpotterExporter
 from model_export.models.minilm import MiniLMEmbeddings, MiniLMEmbeddingsInt8
 from model_export.models.mobilenet import MobileNetV2Exporter
+from model_export.models.silero_vad import SileroVadExporter
 from model_export.models.topic_classifier import TopicClassifierExporter
 
 EXPORTERS: dict[str, Callable[[], ModelExporter]] = {
@@ -17,6 +19,8 @@ EXPORTERS: dict[str, Callable[[], ModelExporter]] = {
     MiniLMEmbeddingsInt8.name: MiniLMEmbeddingsInt8,
     TopicClassifierExporter.name: TopicClassifierExporter,
     MobileNetV2Exporter.name: MobileNetV2Exporter,
+    KeywordSpotterExporter.name: KeywordSpotterExporter,
+    SileroVadExporter.name: SileroVadExporter,
 }
 
 __all__ = ["EXPORTERS"]

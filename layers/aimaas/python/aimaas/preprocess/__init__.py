@@ -13,11 +13,21 @@ numpy, Pillow, soxr and tokenizers are used (no torch).
 
 from __future__ import annotations
 
-from aimaas.preprocess.audio import decode_wav, fit_clip, log_mel, resample, wav_to_features
+from aimaas.preprocess.audio import (
+    Audio,
+    decode_wav,
+    fit_clip,
+    log_mel,
+    resample,
+    speech_segments,
+    vad_windows,
+    wav_to_features,
+)
 from aimaas.preprocess.image import decode_image, image_to_tensor, preprocess_images
 from aimaas.preprocess.text import EncodedBatch, TextEncoder
 
 __all__ = [
+    "Audio",
     "EncodedBatch",
     "TextEncoder",
     "decode_image",
@@ -27,5 +37,7 @@ __all__ = [
     "log_mel",
     "preprocess_images",
     "resample",
+    "speech_segments",
+    "vad_windows",
     "wav_to_features",
 ]

@@ -18,7 +18,7 @@ import numpy as np
 import soxr
 
 from aimaas.errors import InvalidInput
-from aimaas.manifest import AudioPreprocessing
+from aimaas.manifest import AudioPreprocessing, VadPreprocessing
 
 _PCM = 0x0001
 _FLOAT = 0x0003
@@ -181,26 +181,28 @@ def log_mel(samples: np.ndarray, params: AudioPreprocessing | None = None) -> np
     Parameters
     ----------
     samples
-        float32 mono samples at ``params.sample_rate``, at least ``win_length`` long.
+        float32 mono samples at ``params.sample_rate``, at least ``win_length`` long; a 2-D
+        ``[batch, samples]`` array gives a batch of spectrograms.
     params
         Feature parameters (defaults of :class:`~aimaas.manifest.AudioPreprocessing`).
 
     Returns
     -------
     numpy.ndarray
-        float32 ``[n_mels, frames]``: ``log(mel power + 1e-6)``.
+        float32 ``[n_mels, frames]`` (or ``[batch, n_mels, frames]``): ``log(mel power + 1e-6)``.
     """
     p = params or AudioPreprocessing()
     samples = np.asarray(samples, dtype=np.float32)
-    if samples.ndim != 1 or len(samples) < p.win_length:
+    if samples.ndim not in (1, 2) or samples.shape[-1] < p.win_length:
         raise InvalidInput(f"audio must be mono and at least {p.win_length} samples long")
-    frames = np.lib.stride_tricks.sliding_window_view(samples, p.win_length)[:: p.hop_length]
+    frames = np.lib.stride_tricks.sliding_window_view(samples, p.win_length, axis=-1)
+    frames = frames[..., :: p.hop_length, :]
     window = np.hanning(p.win_length + 1)[:-1].astype(np.float32)  # periodic Hann
-    spectrum = np.fft.rfft(frames * window, n=p.n_fft, axis=1)
+    spectrum = np.fft.rfft(frames * window, n=p.n_fft, axis=-1)
     power = (spectrum.real**2 + spectrum.imag**2).astype(np.float32)
     bank = mel_filterbank(p.sample_rate, p.n_fft, p.n_mels, p.fmin, p.fmax)
     mel = power @ bank.T
-    return np.log(mel + _LOG_FLOOR).T.astype(np.float32)
+    return np.swapaxes(np.log(mel + _LOG_FLOOR), -1, -2).astype(np.float32)
 
 
 def wav_to_features(
@@ -217,3 +219,51 @@ def wav_to_features(
     audio = decode_wav(data, max_seconds=max_seconds)
     samples = resample(audio.samples, audio.sample_rate, p.sample_rate)
     return log_mel(fit_clip(samples, p.clip_samples, p.hop_length), p), audio.duration_s
+
+
+def vad_windows(samples: np.ndarray, params: VadPreprocessing | None = None) -> np.ndarray:
+    """Split 16 kHz audio into silero-vad inputs: each window with the previous context.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``[n_windows, context_samples + window_samples]``; the last window is
+        zero-padded, the first gets a zero context (what silero-vad's own wrapper does).
+    """
+    p = params or VadPreprocessing()
+    samples = np.asarray(samples, dtype=np.float32)
+    count = max(1, -(-len(samples) // p.window_samples))
+    padded = np.zeros(p.context_samples + count * p.window_samples, dtype=np.float32)
+    padded[p.context_samples : p.context_samples + len(samples)] = samples
+    width = p.context_samples + p.window_samples
+    return np.lib.stride_tricks.sliding_window_view(padded, width)[:: p.window_samples][:count]
+
+
+def speech_segments(
+    probabilities: np.ndarray, params: VadPreprocessing | None = None
+) -> list[tuple[float, float]]:
+    """Turn per-window speech probabilities into ``(start_s, end_s)`` segments.
+
+    A segment starts where the probability reaches ``threshold`` and ends after at least
+    ``min_silence_ms`` below ``threshold - 0.15`` (hysteresis, as silero-vad does); segments
+    shorter than ``min_speech_ms`` are dropped.
+    """
+    p = params or VadPreprocessing()
+    step = p.window_samples / p.sample_rate
+    off_threshold = max(p.threshold - 0.15, 0.01)
+    min_silence = max(1, round(p.min_silence_ms / 1000.0 / step))
+    segments: list[tuple[float, float]] = []
+    start: int | None = None
+    quiet = 0
+    for index, prob in enumerate(np.asarray(probabilities, dtype=np.float32).reshape(-1)):
+        if start is None:
+            if prob >= p.threshold:
+                start, quiet = index, 0
+            continue
+        quiet = quiet + 1 if prob < off_threshold else 0
+        if quiet >= min_silence:
+            segments.append((start * step, (index - quiet + 1) * step))
+            start = None
+    if start is not None:
+        segments.append((start * step, len(probabilities) * step))
+    return [(a, b) for a, b in segments if (b - a) * 1000.0 >= p.min_speech_ms]
