@@ -13,6 +13,7 @@ folder (``/opt/ml/model``); the Dockerfile sets ``AIMAAS_REGISTRY`` to it.
 ``AIMAAS_GPU_FP16``            ``auto`` (where the manifest allows and parity holds) | ``off``
 ``AIMAAS_GPU_IO_BINDING``      ``1`` | ``0``
 ``AIMAAS_GPU_PRELOAD``         models loaded before /ping answers: ``all`` or ``a,b``
+                               (default: ``AIMAAS_GPU_MODELS``, the stage's GPU models)
 ``AIMAAS_GPU_METRICS_S``       seconds between metrics log lines (0: never)
 ``AIMAAS_BATCH_MAX_SIZE``      overrides every manifest's ``batching.max_batch_size``
 ``AIMAAS_BATCH_MAX_WAIT_MS``   overrides every manifest's ``batching.max_wait_ms``
@@ -62,7 +63,8 @@ class ServerSettings:
             value = env.get(name)
             return default if value in (None, "") else str(value)
 
-        preload = get("AIMAAS_GPU_PRELOAD", "")
+        # The CDK stack names the stage's GPU models; load those before /ping says healthy.
+        preload = get("AIMAAS_GPU_PRELOAD", get("AIMAAS_GPU_MODELS", ""))
         return cls(
             core=core,
             host=get("AIMAAS_GPU_HOST", cls.host),

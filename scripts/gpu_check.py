@@ -1,0 +1,270 @@
+"""GPU check of the GPU server: providers, parity of GPU against CPU outputs, batching speed.
+
+Run by ``scripts/gpu_check.sh`` inside the virtualenv it prepares; ``--target cpu`` runs the
+same steps with the CPU provider (how it is tested on machines without a GPU).
+
+1. Providers: what this ONNX Runtime offers, and whether a CUDA session really starts.
+2. Parity: for every model in the registry, the same requests go to the server on the target
+   device (fp32, and fp16 forced through its parity gate) and to the in-process CPU backend the
+   inference Lambda uses; printed: max |diff|, min cosine (embeddings), top-1 agreement
+   (classifiers), equal segments (VAD).
+3. Speed: ``benchmarks/bench_gpu_batching.py`` on the target, max batch sizes 1/8/32,
+   1/8/32/64 clients.
+
+Everything also goes to one JSON file (``--json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import sys
+import time
+import wave
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+for path in (REPO, REPO / "layers" / "aimaas" / "python"):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
+
+from aimaas.backends.local import LocalOnnxBackend  # noqa: E402
+from aimaas.inference import schemas  # noqa: E402
+from aimaas.manifest import ModelManifest  # noqa: E402
+from aimaas.registry import FolderStore, ModelRegistry  # noqa: E402
+
+from benchmarks import bench_gpu_batching as bench  # noqa: E402
+from functions.gpu_server.gpuserve.launcher import running_server  # noqa: E402
+
+HEADER = schemas.TARGET_MODEL_HEADER
+
+
+def providers_step(target: str) -> dict[str, Any]:
+    """Which providers exist, and does a CUDA session start (GPU targets only)."""
+    import onnxruntime as ort
+
+    from functions.gpu_server.gpuserve.engine import preload_cuda_libraries
+
+    if target != "cpu":
+        preload_cuda_libraries()
+    info: dict[str, Any] = {
+        "onnxruntime": ort.__version__,
+        "device": ort.get_device(),
+        "available": ort.get_available_providers(),
+    }
+    print(f"onnxruntime {info['onnxruntime']} ({info['device']}): {info['available']}")
+    return info
+
+
+def png(seed: int) -> bytes:
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:240, 0:320]
+    base = np.stack([x % 256, y % 256, (x + y) % 256], axis=-1).astype(np.float64)
+    pixels = np.clip(base * 0.6 + rng.random(base.shape) * 100, 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def wav(seed: int, seconds: float = 1.5, rate: int = 16000) -> bytes:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    envelope = (np.sin(2 * np.pi * 3 * t) > 0).astype(np.float64)  # bursts, like syllables
+    voice = np.sin(2 * np.pi * (180 + 40 * seed) * t) * envelope + 0.05 * rng.standard_normal(
+        t.size
+    )
+    samples = (np.clip(voice * 0.5, -1, 1) * 32767).astype("<i2")
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(samples.tobytes())
+    return buffer.getvalue()
+
+
+def requests_for(manifest: ModelManifest) -> list[Any]:
+    """A few wire requests of the model's task: one big batch and some single inputs."""
+    texts = bench.TEXTS
+    task = manifest.task
+    if task == "embeddings":
+        bodies = [{"texts": texts}] + [{"texts": [t]} for t in texts[:4]]
+    elif task == "text-classification":
+        bodies = [{"texts": texts, "top_k": 3}] + [{"texts": [t]} for t in texts[:4]]
+    elif task == "image-classification":
+        images = [png(i) for i in range(6)]
+        bodies = [{"images": images, "top_k": 5}] + [{"images": [i]} for i in images[:2]]
+    else:  # audio-classification, voice-activity-detection
+        clips = [wav(i) for i in range(4)]
+        bodies = [{"audio": clips}] + [{"audio": [c]} for c in clips[:2]]
+    return [schemas.REQUEST_ADAPTER.validate_python({"task": task, **b}) for b in bodies]
+
+
+def compare(got: dict[str, Any], want: dict[str, Any], acc: dict[str, Any]) -> None:
+    """Accumulate differences between a server answer and the CPU reference."""
+    if "embeddings" in want:
+        a = np.asarray(got["embeddings"], dtype=np.float64)
+        b = np.asarray(want["embeddings"], dtype=np.float64)
+        acc["max_abs_diff"] = max(acc.get("max_abs_diff", 0.0), float(np.abs(a - b).max()))
+        cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+        acc["min_cosine"] = min(acc.get("min_cosine", 1.0), float(cos.min()))
+    if "predictions" in want:
+        for g, w in zip(got["predictions"], want["predictions"], strict=True):
+            acc["rows"] = acc.get("rows", 0) + 1
+            acc["top1_agree"] = acc.get("top1_agree", 0) + int(g[0]["label"] == w[0]["label"])
+            scores = {p["label"]: p["score"] for p in g}
+            diffs = [abs(scores[p["label"]] - p["score"]) for p in w if p["label"] in scores]
+            acc["max_abs_diff"] = max(acc.get("max_abs_diff", 0.0), max(diffs, default=0.0))
+    if "segments" in want:
+        for g, w in zip(got["segments"], want["segments"], strict=True):
+            acc["rows"] = acc.get("rows", 0) + 1
+            acc["segments_equal"] = acc.get("segments_equal", 0) + int(g == w)
+    if "token_counts" in want:
+        acc["token_counts_equal"] = acc.get("token_counts_equal", True) and (
+            got["token_counts"] == want["token_counts"]
+        )
+
+
+def parity_step(target: str, registry_path: Path, fp16: str) -> list[dict[str, Any]]:
+    """Every model through the server on ``target`` against the in-process CPU backend."""
+    registry = ModelRegistry(FolderStore(registry_path))
+    reference = LocalOnnxBackend(registry)
+    names = registry.names()
+    env = {
+        "AIMAAS_REGISTRY": str(registry_path),
+        "AIMAAS_GPU_PRELOAD": ",".join(names),
+        "AIMAAS_GPU_FP16": fp16,
+        "AIMAAS_GPU_METRICS_S": "0",
+    }
+    rows: list[dict[str, Any]] = []
+    with running_server(env, target=target, timeout_s=300) as url:
+        described = httpx.get(f"{url}/metrics", timeout=30).json()["models"]
+        for name in names:
+            manifest = registry.resolve(name)
+            acc: dict[str, Any] = {}
+            for request in requests_for(manifest):
+                body = json.loads(
+                    schemas.RESULT_ADAPTER.dump_json(reference.invoke(manifest, request))
+                )
+                response = httpx.post(
+                    f"{url}/invocations",
+                    content=request.model_dump_json(),
+                    headers={
+                        HEADER: f"{name}/{manifest.version}",
+                        "Content-Type": "application/json",
+                    },
+                    timeout=120,
+                )
+                response.raise_for_status()
+                compare(response.json(), body, acc)
+            info = described.get(manifest.model_id, {})
+            rows.append(
+                {
+                    "model": manifest.model_id,
+                    "task": manifest.task,
+                    "providers": info.get("providers"),
+                    "precision": info.get("precision"),
+                    "io_binding": info.get("io_binding"),
+                    "notes": info.get("notes"),
+                    **acc,
+                }
+            )
+    reference.close()
+    return rows
+
+
+def print_parity(title: str, rows: list[dict[str, Any]]) -> None:
+    print(f"\n{title}")
+    print(
+        f"{'model':<32} {'prec':<5} {'provider':<9} {'max|diff|':>10} {'min cos':>9} "
+        f"{'top-1':>7} {'tokens':>6}"
+    )
+    for r in rows:
+        provider = (r.get("providers") or ["?"])[0].replace("ExecutionProvider", "")
+        cos = f"{r['min_cosine']:.6f}" if "min_cosine" in r else "-"
+        if "top1_agree" in r:
+            top1 = f"{r['top1_agree']}/{r['rows']}"
+        elif "segments_equal" in r:
+            top1 = f"{r['segments_equal']}/{r['rows']}s"
+        else:
+            top1 = "-"
+        tokens = {True: "same", False: "DIFF"}.get(r.get("token_counts_equal"), "-")
+        print(
+            f"{r['model']:<32} {r.get('precision') or '?':<5} {provider:<9} "
+            f"{r.get('max_abs_diff', 0.0):>10.2e} {cos:>9} {top1:>7} {tokens:>6}"
+        )
+        for note in r.get("notes") or []:
+            print(f"{'':<32} note: {note}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--target", default="cuda", choices=["cuda", "tensorrt", "cpu"])
+    parser.add_argument(
+        "--registry",
+        type=Path,
+        default=Path(os.environ.get("AIMAAS_REGISTRY", REPO / "build/registry")),
+    )
+    parser.add_argument("--json", type=Path, default=REPO / "benchmarks/results/gpu_check.json")
+    parser.add_argument("--skip-bench", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="fewer clients and requests")
+    args = parser.parse_args(argv)
+
+    started = time.monotonic()
+    report: dict[str, Any] = {"target": args.target, "providers": providers_step(args.target)}
+    if args.target != "cpu" and "CUDAExecutionProvider" not in report["providers"]["available"]:
+        print("CUDAExecutionProvider is not available: is onnxruntime-gpu installed?")
+        return 2
+
+    report["parity_fp32"] = parity_step(args.target, args.registry, "off")
+    print_parity(
+        f"Parity on {args.target} (fp32) against the CPU Lambda path", report["parity_fp32"]
+    )
+    if args.target != "cpu":  # fp16 and IO binding exist on CUDA only
+        report["parity_fp16"] = parity_step(args.target, args.registry, "force")
+        print_parity(
+            f"Parity on {args.target} with fp16 where its gate passes", report["parity_fp16"]
+        )
+
+    if not args.skip_bench:
+        bench_json = args.json.with_name(args.json.stem + "_batching.json")
+        clients = ["1", "8", "32"] if args.quick else ["1", "8", "32", "64"]
+        bench_args = [
+            "--target",
+            args.target,
+            "--registry",
+            str(args.registry),
+            "--batch-sizes",
+            "1",
+            "8",
+            "32",
+            "--clients",
+            *clients,
+            "--rounds",
+            "1",
+            "--json",
+            str(bench_json),
+        ]
+        if args.quick:
+            bench_args += ["--per-client", "6", "--min-requests", "30"]
+        code = bench.main(bench_args)
+        report["batching"] = json.loads(bench_json.read_text())
+        if code:
+            print("some benchmark requests failed")
+    report["seconds"] = round(time.monotonic() - started, 1)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nGPU check finished in {report['seconds']} s; JSON: {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
