@@ -253,16 +253,47 @@ class StorageStack(cdk.Stack):
             removal_policy=removal,
             auto_delete_objects=self._auto_delete(),
         )
+        trail_name = f"{self.settings.prefix}-trail"
+        trail_arn = self.format_arn(
+            service="cloudtrail", resource="trail", resource_name=trail_name
+        )
+        # CloudTrail encrypts log files with the key only if the key policy lets it (CDK adds
+        # nothing for a key passed in): the documented statements, scoped to this trail.
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowCloudTrailToEncryptLogs",
+                principals=[iam.ServicePrincipal("cloudtrail.amazonaws.com")],
+                actions=["kms:GenerateDataKey*"],
+                resources=["*"],
+                conditions={
+                    "StringEquals": {"aws:SourceArn": trail_arn},
+                    "StringLike": {
+                        "kms:EncryptionContext:aws:cloudtrail:arn": self.format_arn(
+                            service="cloudtrail", region="*", resource="trail", resource_name="*"
+                        )
+                    },
+                },
+            )
+        )
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowCloudTrailToDescribeKey",
+                principals=[iam.ServicePrincipal("cloudtrail.amazonaws.com")],
+                actions=["kms:DescribeKey"],
+                resources=["*"],
+            )
+        )
         trail = cloudtrail.Trail(
             self,
             "Trail",
+            trail_name=trail_name,
             bucket=trail_bucket,
             encryption_key=self.key,
             enable_file_validation=True,
             include_global_service_events=True,
             is_multi_region_trail=False,
         )
-        # Data events for the tables and the model bucket: who read or changed tenant data.
+        # S3 data events on the model bucket: who read or replaced which model file.
         trail.add_s3_event_selector([cloudtrail.S3EventSelector(bucket=self.model_bucket)])
 
     def _outputs(self) -> None:

@@ -147,6 +147,9 @@ def test_backup_plan_and_trail_only_where_the_stage_wants_them(dev: Any, prod: A
     prod.template("storage").has_resource_properties(
         "AWS::Backup::BackupVault", {"EncryptionKeyArn": Match.any_value()}
     )
+    (key,) = prod.resources("storage", "AWS::KMS::Key").values()
+    sids = {s.get("Sid") for s in key["Properties"]["KeyPolicy"]["Statement"]}
+    assert "AllowCloudTrailToEncryptLogs" in sids  # else CloudTrail refuses the key
 
 
 def test_core_layer_ships_the_config_files(dev: Any) -> None:
