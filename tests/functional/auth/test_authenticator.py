@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from unittest import mock
 
 import pytest
+from aimaas.admin import AdminService
+from aimaas.admin.provisioner import NoProvisioner
 from aimaas.auth import Authenticator, Principal
 from aimaas.errors import Forbidden, QuotaExceeded, Unauthorized
 from aimaas.metering.testing import sample_record
@@ -81,6 +84,19 @@ def test_rotation_with_and_without_grace(world) -> None:
     assert later.authenticate({"x-api-key": newer}).key_id == newer_id
     with pytest.raises(ValueError, match="revoked"):
         world.admin.rotate_key(old_id)
+    # The sweep revokes keys whose grace has ended (store and gateway tidy-up).
+    later_admin = AdminService(
+        world.settings,
+        store=world.store,
+        ledger=world.ledger,
+        audit=world.admin.audit,
+        provisioner=NoProvisioner(),
+        actor="pytest",
+        clock=lambda: datetime.now(UTC) + timedelta(hours=2),
+    )
+    assert later_admin.sweep_expired_keys() == [new_id]
+    assert world.store.get_key(new_id).status == "revoked"
+    assert world.store.get_key(newer_id).status == "active"
 
 
 def test_429_when_the_hard_monthly_limit_is_reached(world) -> None:
@@ -106,3 +122,21 @@ def test_429_when_the_hard_monthly_limit_is_reached(world) -> None:
         world.store, world.ledger, pepper="test-pepper", clock=lambda: now + timedelta(minutes=1)
     )
     assert july.authenticate({"x-api-key": key}).key_id == key_id
+
+
+def test_last_used_is_written_only_when_stale(world) -> None:
+    tenant = world.admin.create_tenant("Acme")
+    key_id, key = world.admin.create_key(tenant.tenant_id)
+    with mock.patch.object(world.store, "touch_key", wraps=world.store.touch_key) as touch:
+        for _ in range(5):
+            world.authenticator.authenticate({"x-api-key": key})
+    assert touch.call_count == 1
+    first = world.store.get_key(key_id).last_used_at
+    later = Authenticator(
+        world.store,
+        world.ledger,
+        pepper="test-pepper",
+        clock=lambda: datetime.now(UTC) + timedelta(minutes=6),
+    )
+    later.authenticate({"x-api-key": key})
+    assert world.store.get_key(key_id).last_used_at > first

@@ -224,6 +224,13 @@ def key_rotate(
     _show_new_key(new_key_id, key)
 
 
+@key_app.command("sweep")
+def key_sweep() -> None:
+    """Revoke keys whose rotation grace period has ended (run it from a schedule)."""
+    swept = service().sweep_expired_keys()
+    typer.echo(json.dumps({"revoked": swept}))
+
+
 # plan ----------------------------------------------------------------------------------
 
 

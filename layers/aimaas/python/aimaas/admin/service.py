@@ -212,6 +212,27 @@ class AdminService:
                 self.revoke_key(key_id)
         return new_key_id, key
 
+    def sweep_expired_keys(self) -> list[str]:
+        """Revoke every key whose rotation grace has ended (and delete its gateway key).
+
+        The authenticator already refuses such keys; this tidies the store and API Gateway.
+
+        Returns
+        -------
+        list of str
+            The key ids revoked.
+        """
+        swept: list[str] = []
+        with self._audited("key.sweep", "*") as extra:
+            now = self.clock()
+            for tenant in self.store.list_tenants():
+                for record in self.store.list_keys(tenant.tenant_id):
+                    if record.status == "active" and record.expires_at and record.expires_at <= now:
+                        self.revoke_key(record.key_id)
+                        swept.append(record.key_id)
+            extra["revoked"] = swept
+        return swept
+
     # Usage, invoices, audit, reconciliation -----------------------------------------------
 
     def usage(

@@ -38,6 +38,9 @@ from aimaas.plans import Catalog, load_catalog
 
 logger = logging.getLogger("aimaas.auth")
 
+#: Seconds between two ``last_used_at`` writes of the same key.
+TOUCH_INTERVAL_S = 300
+
 
 @dataclass(frozen=True)
 class Principal:
@@ -193,9 +196,15 @@ class Authenticator:
         if tenant is None or tenant.status != "active":
             logger.info("key rejected", extra={"key_id": key_id, "reason": "tenant inactive"})
             raise Forbidden("The account of this API key is not active.")
-        if self.touch:
+        # Write last_used_at at most every TOUCH_INTERVAL_S per key: the record just read says
+        # whether it is stale, so most calls write nothing (a failed DynamoDB condition would
+        # still cost a write unit, and SQLite would take its write lock).
+        stale = record.last_used_at is None or (
+            (now - record.last_used_at).total_seconds() >= TOUCH_INTERVAL_S
+        )
+        if self.touch and stale:
             try:
-                self.store.touch_key(key_id, now)
+                self.store.touch_key(key_id, now, TOUCH_INTERVAL_S)
             except Exception as error:  # best effort: a stale last_used_at must not fail a call
                 logger.warning(
                     "could not record last use",
