@@ -19,10 +19,15 @@ counter >= plan ``hard_limits.monthly_requests``)        (429, ``Retry-After`` =
 ======================================================  =====================================
 
 Error messages never contain the key.
+
+The hard limit is checked before a call is served and counted when it is recorded, so
+concurrent calls at the boundary can overshoot it by at most the calls in flight at that moment
+(the counter stays exact; the next call is refused).
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
 import math
 from collections.abc import Callable, Mapping
@@ -100,8 +105,6 @@ def extract_key(headers: Mapping[str, str]) -> str:
 
 
 def _same(a: str, b: str) -> bool:
-    import hmac
-
     return hmac.compare_digest(a.encode(), b.encode())
 
 
