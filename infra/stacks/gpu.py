@@ -169,6 +169,15 @@ class GpuStack(cdk.Stack):
             scalable_dimension="sagemaker:variant:DesiredInstanceCount",
             min_capacity=settings.gpu_min_instances,
             max_capacity=settings.gpu_max_instances,
+            # SageMaker scaling always runs as this service-linked role (created on first use);
+            # naming it stops CDK from adding a permission-less role that would go unused.
+            role=iam.Role.from_role_arn(
+                self,
+                "ScalingServiceLinkedRole",
+                f"arn:{self.partition}:iam::{self.account}:role/aws-service-role/"
+                "sagemaker.application-autoscaling.amazonaws.com/"
+                "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint",
+            ),
         )
         target.node.add_dependency(endpoint)
         target.scale_to_track_metric(

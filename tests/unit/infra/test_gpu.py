@@ -39,6 +39,11 @@ def test_gpu_stack_endpoint_scaling_and_scoped_invoke(prod: Any) -> None:
     (config,) = prod.resources("gpu", "AWS::SageMaker::EndpointConfig").values()
     (variant,) = config["Properties"]["ProductionVariants"]
     assert variant["InstanceType"] == "ml.g5.xlarge"
+    (target,) = prod.resources("gpu", "AWS::ApplicationAutoScaling::ScalableTarget").values()
+    assert "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint" in json.dumps(
+        target["Properties"]["RoleARN"]
+    )
+    assert len(prod.resources("gpu", "AWS::IAM::Role")) == 1  # the endpoint's execution role
     (policy,) = prod.resources("gpu", "AWS::ApplicationAutoScaling::ScalingPolicy").values()
     spec = policy["Properties"]["TargetTrackingScalingPolicyConfiguration"]
     assert spec["PredefinedMetricSpecification"]["PredefinedMetricType"] == (
