@@ -21,6 +21,7 @@ from tests.e2e.support import (
     Target,
     Tenant,
     espeak,
+    speech_bounds,
     wav_bytes,
 )
 
@@ -117,14 +118,15 @@ def spoken_yes() -> SpokenWord:
     """The keyword "yes" synthesised by espeak-ng now, after 0.8 s of silence (for the VAD)."""
     with tempfile.TemporaryDirectory() as tmp:
         samples, rate = espeak("yes", Path(tmp))
-    silence_s = 0.8
-    padded = np.concatenate([np.zeros(int(silence_s * rate), dtype=np.int16), samples])
+    padded = np.concatenate([np.zeros(int(0.8 * rate), dtype=np.int16), samples])
+    start, end = speech_bounds(padded, rate)
     return SpokenWord(
         word="yes",
         wav=wav_bytes(padded, rate),
         rate=rate,
-        silence_s=silence_s,
-        speech_s=len(samples) / rate,
+        duration_s=len(padded) / rate,
+        speech_start_s=start,
+        speech_end_s=end,
     )
 
 

@@ -249,8 +249,24 @@ def wav_bytes(samples: np.ndarray, rate: int) -> bytes:
 
 @dataclass(frozen=True)
 class SpokenWord:
+    """A synthesised word with where its speech is, measured from the waveform itself."""
+
     word: str
     wav: bytes
     rate: int
-    silence_s: float  # leading silence before the word
-    speech_s: float  # length of the spoken part
+    duration_s: float  # the whole clip
+    speech_start_s: float  # first 10 ms frame above 5 % of the loudest frame's RMS
+    speech_end_s: float  # end of the last such frame
+
+
+def speech_bounds(samples: np.ndarray, rate: int) -> tuple[float, float]:
+    """Start and end (s) of the frames whose RMS is over 5 % of the loudest 10 ms frame's.
+
+    espeak-ng pads its output with silence, so the file length is not the speech length.
+    """
+    frame = rate // 100
+    usable = len(samples) // frame * frame
+    frames = samples[:usable].astype(np.float64).reshape(-1, frame)
+    rms = np.sqrt((frames**2).mean(axis=1))
+    active = np.flatnonzero(rms > 0.05 * rms.max())
+    return active[0] * frame / rate, (active[-1] + 1) * frame / rate
