@@ -153,11 +153,13 @@ class ServingStack(cdk.Stack):
                 memory_size=group.memory_mb,
                 # API Gateway gives up after 29 s; a longer run would only burn money.
                 timeout=cdk.Duration.seconds(29),
+                # 0 means "no reservation" here; Lambda would read 0 as "always throttle".
                 reserved_concurrent_executions=(
                     settings.text_reserved_concurrency
                     if group.name == "text"
                     else settings.media_reserved_concurrency
-                ),
+                )
+                or None,
                 environment=env,
                 **self._role_and_logs(group.name.title()),
                 tracing=lambda_.Tracing.ACTIVE,

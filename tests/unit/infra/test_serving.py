@@ -55,18 +55,26 @@ def test_authorizer_is_a_python312_arm64_zip_on_two_layers(dev: Any) -> None:
     assert "${AWS::Region}" in sub["Fn::Sub"][0]
 
 
-def test_aliases_and_encrypted_log_groups_with_retention(dev: Any, synth: Any) -> None:
+def test_aliases_concurrency_and_encrypted_log_groups(dev: Any, synth: Any) -> None:
     aliases = dev.resources("serving", "AWS::Lambda::Alias")
     assert len(aliases) == 2
     assert all("ProvisionedConcurrencyConfig" not in a["Properties"] for a in aliases.values())
     for group in dev.resources("serving", "AWS::Logs::LogGroup").values():
         assert group["Properties"]["RetentionInDays"] == 14
         assert "KmsKeyId" in group["Properties"]
-    warm = synth(stage="dev", provisioned_concurrency="2")
+    warm = synth(
+        stage="dev",
+        provisioned_concurrency="2",
+        text_reserved_concurrency="0",
+        media_reserved_concurrency="0",
+    )
     for alias in warm.resources("serving", "AWS::Lambda::Alias").values():
         assert alias["Properties"]["ProvisionedConcurrencyConfig"] == {
             "ProvisionedConcurrentExecutions": 2
         }
+    # 0 = no reservation (Lambda itself would read a reservation of 0 as "always throttle").
+    for function in warm.resources("serving", "AWS::Lambda::Function").values():
+        assert "ReservedConcurrentExecutions" not in function["Properties"]
 
 
 def test_no_wildcard_actions_and_no_managed_policies_anywhere(dev: Any) -> None:
