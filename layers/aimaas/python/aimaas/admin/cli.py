@@ -332,14 +332,15 @@ def invoice(
 
 
 def _audit_range(start: str | None, end: str | None) -> tuple[datetime, datetime]:
-    since = _day(start) if start else datetime(1970, 1, 1, tzinfo=UTC)
+    # Default: the last year (the DynamoDB log is one partition per month, one query each).
+    since = _day(start) if start else datetime.now(UTC) - timedelta(days=366)
     until = _day(end) if end else datetime.now(UTC) + timedelta(seconds=1)
     return since, until
 
 
 @audit_app.command("list")
 def audit_list(
-    start: Annotated[str | None, typer.Option(help="YYYY-MM-DD.")] = None,
+    start: Annotated[str | None, typer.Option(help="YYYY-MM-DD (default: a year ago).")] = None,
     end: Annotated[str | None, typer.Option(help="YYYY-MM-DD, exclusive.")] = None,
 ) -> None:
     """Audit events, oldest first (JSON lines)."""
