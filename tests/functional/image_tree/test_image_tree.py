@@ -28,7 +28,14 @@ ROOT = Path(__file__).resolve().parents[3]
 REGISTRY = Path(os.environ.get("AIMAAS_REGISTRY", ROOT / "build" / "registry"))
 REQUIREMENTS = ROOT / "functions" / "inference" / "requirements.txt"
 EVENTS = ROOT / "tests" / "functional" / "inference" / "lambda_events.py"
-SERVED = ("all-minilm-l6-v2-int8", "minilm-topic-classifier", "mobilenet-v2")
+# The Dockerfile's default MODELS: the stage's default model of every task.
+SERVED = (
+    "all-minilm-l6-v2-int8",
+    "minilm-topic-classifier",
+    "mobilenet-v2",
+    "keyword-spotter",
+    "silero-vad",
+)
 SIZE_TARGET_MB = 400
 
 pytestmark = pytest.mark.slow
@@ -109,7 +116,9 @@ sys.modules['lambda_events'] = events
 spec.loader.exec_module(events)
 import handler
 imported = time.perf_counter()
-photo = base64.b64decode(sys.argv[3])
+inputs = json.loads(open(sys.argv[3]).read())
+photo = base64.b64decode(inputs["photo"])
+clip = base64.b64decode(inputs["wav"])
 calls = {
     "text": events.json_event(
         "/v1/text-classification", {"text": "这支球队昨晚赢得了冠军"}, request_id="tree-text"
@@ -118,6 +127,10 @@ calls = {
     "image": events.rest_event(
         "POST", "/v1/image-classification", body=photo, binary=True,
         headers={"content-type": "image/jpeg"}, query={"top_k": "3"},
+    ),
+    "audio": events.rest_event(
+        "POST", "/v1/audio-classification", body=clip, binary=True,
+        headers={"Content-Type": "audio/wav"}, query={"vad": "true"},
     ),
     "models": events.rest_event("GET", "/v1/models"),
     "unauthenticated": events.json_event("/v1/embeddings", {"input": "x"}, authorizer=None),
@@ -145,13 +158,36 @@ def test_handler_serves_real_events_from_the_image_tree(
 ) -> None:
     import base64
     import io
+    import wave
 
+    import numpy as np
     from PIL import Image
     from skimage import data
 
     root, python = tree
     buffer = io.BytesIO()
     Image.fromarray(data.chelsea()).save(buffer, "JPEG", quality=90)
+    # Half a second of silence, 0.6 s of a voiced-like harmonic tone, half a second of silence.
+    rate = 22050
+    t = np.arange(int(0.6 * rate)) / rate
+    tone = sum(np.sin(2 * np.pi * f * t) / k for k, f in enumerate((180, 360, 540, 720), 1))
+    pad = np.zeros(rate // 2)
+    samples = (np.concatenate([pad, 0.3 * tone, pad]) * 32767).astype("<i2")
+    wav = io.BytesIO()
+    with wave.open(wav, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(samples.tobytes())
+    inputs = tmp_path / "inputs.json"
+    inputs.write_text(
+        json.dumps(
+            {
+                "photo": base64.b64encode(buffer.getvalue()).decode(),
+                "wav": base64.b64encode(wav.getvalue()).decode(),
+            }
+        )
+    )
     env = {
         "PATH": "/usr/bin:/bin",
         "HOME": str(tmp_path),
@@ -174,16 +210,7 @@ def test_handler_serves_real_events_from_the_image_tree(
         "AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:2000",
     }
     out = subprocess.run(
-        [
-            python,
-            "-I",
-            "-S",
-            "-c",
-            RUNNER,
-            str(root),
-            str(EVENTS),
-            base64.b64encode(buffer.getvalue()).decode(),
-        ],
+        [python, "-I", "-S", "-c", RUNNER, str(root), str(EVENTS), str(inputs)],
         env=env,
         cwd=tmp_path,
         capture_output=True,
@@ -200,6 +227,10 @@ def test_handler_serves_real_events_from_the_image_tree(
     image = results["image"]["body"]
     assert results["image"]["status"] == 200, image
     assert "cat" in image["label"].lower() or "mau" in image["label"].lower()
+    audio = results["audio"]["body"]
+    assert results["audio"]["status"] == 200, audio
+    assert audio["duration_s"] == pytest.approx(1.6, abs=0.01)
+    assert isinstance(audio["segments"], list) and audio["label"]
     listed = {m["name"] for m in results["models"]["body"]["data"]}
     assert listed == set(SERVED)
     assert results["unauthenticated"]["status"] == 401
