@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -47,6 +48,17 @@ aimaas local server  {base_url}   (models from {registry})
 """
 
 
+class _PathOnlyAccessLog(logging.Filter):
+    """Uvicorn's access log without query strings: a client may put a secret (its API key) there,
+    and the platform refuses a key in the query string but would still have logged it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str):
+            record.args = (args[0], args[1], args[2].split("?", 1)[0], args[3], args[4])
+        return True
+
+
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -63,6 +75,7 @@ def serve(args: argparse.Namespace) -> int:
         banner(f"http://{args.host}:{args.port}", credentials.key, settings.registry_path),
         flush=True,
     )
+    logging.getLogger("uvicorn.access").addFilter(_PathOnlyAccessLog())
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
 
