@@ -1,0 +1,29 @@
+"""Every exported model can be billed: plans.toml prices it in the unit its manifest counts."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from aimaas.manifest import ModelManifest
+from aimaas.plans import UNIT_CONVERSIONS, load_catalog
+
+REGISTRY = Path(os.environ.get("AIMAAS_REGISTRY", "build/registry"))
+
+
+def manifests() -> list[ModelManifest]:
+    paths = sorted(REGISTRY.glob("*/*/manifest.json"))
+    return [ModelManifest.model_validate(json.loads(p.read_text())) for p in paths]
+
+
+@pytest.mark.skipif(not manifests(), reason="no model registry (make models)")
+def test_every_model_has_a_price_in_its_billing_unit() -> None:
+    catalog = load_catalog()
+    for manifest in manifests():
+        price = catalog.list_price(manifest.task, manifest.name)
+        unit = manifest.billing_unit
+        assert unit == price.unit or (unit, price.unit) in UNIT_CONVERSIONS, manifest.model_id
+        for plan in catalog.plans:
+            assert catalog.price(manifest.task, manifest.name, 1, plan, unit) > 0
