@@ -41,6 +41,8 @@ def test_tenant_key_plan_lifecycle_and_audit(cli) -> None:
     )
     assert created == {"tenant_id": "t_acme", "name": "Acme Corp", "plan": "pro"}
     assert cli("tenant", "create", "X", "--plan", "platinum", ok=False).exit_code == 1
+    bad_id = cli("tenant", "create", "X", "--id", "t#1", ok=False)
+    assert bad_id.exit_code == 1 and "tenant id" in bad_id.output
     issued = cli("key", "create", "t_acme", "--label", "ci").stdout
     key_id = issued.split("key_id: ")[1].split()[0]
     key = issued.split("key:    ")[1].split()[0]

@@ -6,6 +6,7 @@ fails; no event ever contains a key, only key ids.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -27,6 +28,8 @@ from aimaas.config import Settings
 from aimaas.metering import UsageLedger, UsageSummary, build_ledger, usage_summary
 from aimaas.metering.invoice import Invoice, build_invoice_from_cells, month_bounds
 from aimaas.plans import Catalog, load_catalog
+
+_TENANT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 #: The gateway side of keys, chosen with the key store (local SQLite has no gateway).
 PROVISIONERS: dict[str, Callable[[Settings], KeyProvisioner]] = {
@@ -110,6 +113,9 @@ class AdminService:
         """Create a tenant on ``plan`` (KeyError for an unknown plan)."""
         tenant_id = tenant_id or new_tenant_id()
         with self._audited("tenant.create", tenant_id, name=name, plan=plan):
+            if not _TENANT_ID.fullmatch(tenant_id):
+                # '#' separates DynamoDB key parts; ids also appear in URLs and file names.
+                raise ValueError("tenant id: 1-64 characters among letters, digits, '_' and '-'")
             self.catalog.plan(plan)
             tenant = Tenant(tenant_id=tenant_id, name=name, plan=plan, created_at=self.clock())
             self.store.create_tenant(tenant)
