@@ -13,7 +13,7 @@ export CDK_DISABLE_VERSION_CHECK := 1
 REQUIREMENTS := requirements.txt requirements-dev.txt functions/inference/requirements.txt \
 	model_export/requirements.txt infra/requirements.txt
 
-.PHONY: setup system-deps models serve test lint synth bench clean e2e localstack-start localstack-stop
+.PHONY: setup system-deps models serve test lint audit synth bench clean e2e localstack-start localstack-stop
 
 setup: $(VENV)/.installed system-deps
 
@@ -43,6 +43,15 @@ serve: models
 lint: setup
 	$(BIN)/ruff check .
 
+# Known vulnerabilities in every pinned requirements file (pip-audit; needs pypi.org's JSON API
+# or api.osv.dev). Exit 1: a vulnerability; exit 2: could not audit (service unreachable).
+# `make test` runs the same audit in report mode: it prints, it never fails the build.
+AUDIT_FILES := functions/inference/requirements.txt model_export/requirements.txt \
+	infra/requirements.txt requirements-dev.txt requirements-localstack.txt
+
+audit: setup
+	$(BIN)/python scripts/audit.py $(AUDIT_FILES)
+
 synth: setup node_modules/.installed
 	node_modules/.bin/cdk synth --quiet
 
@@ -54,6 +63,7 @@ synth: setup node_modules/.installed
 # against the local server and the LocalStack deployment (scripts/e2e.sh starts and stops all).
 test: models node_modules/.installed .venv-localstack/.installed
 	$(BIN)/ruff check .
+	$(BIN)/python scripts/audit.py --report-only $(AUDIT_FILES)
 	AIMAAS_REGISTRY=$(CURDIR)/$(REGISTRY) $(BIN)/pytest
 	AIMAAS_REGISTRY=$(CURDIR)/$(REGISTRY) VENV=$(VENV) scripts/e2e.sh
 
