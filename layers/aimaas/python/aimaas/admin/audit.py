@@ -29,8 +29,15 @@ from pathlib import Path
 from typing import Any
 
 from aimaas.config import Settings
+from aimaas.metering.dynamodb import KEY_SCHEMA as _PK_SK_SCHEMA
 from aimaas.metering.records import iso, utc
 from aimaas.metering.sqlite import SqliteDatabase
+
+#: The audit table's key schema for the CDK app: ``pk`` (S) and ``sk`` (S), no GSI, no TTL.
+KEY_SCHEMA: Mapping[str, Any] = {
+    "AttributeDefinitions": _PK_SK_SCHEMA["AttributeDefinitions"],
+    "KeySchema": _PK_SK_SCHEMA["KeySchema"],
+}
 
 
 @dataclass(frozen=True)
