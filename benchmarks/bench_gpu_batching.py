@@ -165,6 +165,122 @@ def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
     return runs
 
 
+async def _engine_level(worker: Any, clients: int, requests: int) -> dict[str, Any]:
+    from aimaas.inference.schemas import EmbeddingsRequest
+
+    latencies: list[float] = []
+    counter = iter(range(requests))
+
+    async def loop() -> None:
+        for i in counter:
+            started = time.perf_counter()
+            await worker.infer(EmbeddingsRequest(texts=[TEXTS[i % len(TEXTS)]]))
+            latencies.append((time.perf_counter() - started) * 1000.0)
+
+    started = time.perf_counter()
+    cpu = time.process_time()
+    await asyncio.gather(*(loop() for _ in range(clients)))
+    seconds = time.perf_counter() - started
+    return {
+        "latencies": latencies,
+        "failures": 0,
+        "seconds": seconds,
+        "server_cpu_s": time.process_time() - cpu,
+    }
+
+
+def run_engine(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The same load on the server's model pool in this process: batcher and model, no HTTP.
+
+    It separates what batching saves in the model from what the HTTP layer and the load
+    generator cost, which on a small shared CPU machine dominate the end-to-end numbers.
+    """
+    from aimaas.batching import BatchingOptions
+    from aimaas.registry import FolderStore, ModelRegistry
+
+    from functions.gpu_server.gpuserve.engine import EngineOptions, build_target
+    from functions.gpu_server.gpuserve.models import ModelPool
+
+    registry = ModelRegistry(FolderStore(args.registry))
+    manifest = registry.resolve(args.model)
+    target = build_target(args.target, EngineOptions(threads=args.threads))
+    runs = []
+    for b in args.batch_sizes:
+
+        async def one(b: int = b) -> dict[str, Any]:
+            options = BatchingOptions(max_batch_size=b, max_wait_ms=args.max_wait_ms)
+            pool = ModelPool(registry, target, lambda _: options)
+            try:
+                worker = await pool.worker(manifest)
+                levels = []
+                for clients in args.clients:
+                    requests = max(args.min_requests, clients * args.per_client)
+                    rounds = [
+                        await _engine_level(worker, clients, requests) for _ in range(args.rounds)
+                    ]
+                    levels.append(summarise(clients, rounds))
+                stats = worker.batcher.stats.snapshot()
+                return {
+                    "max_batch_size": b,
+                    "mean_batch_rows": stats["mean_batch_rows"],
+                    "levels": levels,
+                }
+            finally:
+                await pool.aclose()
+
+        runs.append(asyncio.run(one()))
+    return runs
+
+
+def print_table(title: str, runs: list[dict[str, Any]]) -> None:
+    print(f"\n{title}")
+    print(
+        f"{'max batch':>9} {'clients':>7} {'requests':>8} {'req/s':>9} {'p50 ms':>8} "
+        f"{'p99 ms':>8} {'cpu ms/req':>10} {'fail':>4}"
+    )
+    for run in runs:
+        for level in run["levels"]:
+            print(
+                f"{run['max_batch_size']:>9} {level['clients']:>7} {level['requests']:>8} "
+                f"{level['throughput_rps']:>9.1f} {level['p50_ms']:>8.1f} "
+                f"{level['p99_ms']:>8.1f} {level['server_cpu_ms_per_request']:>10.2f} "
+                f"{level['failures']:>4}"
+            )
+        where = f"providers {run['providers']}, {run['precision']}, " if "providers" in run else ""
+        print(f"{'':>9} {where}mean batch rows {run['mean_batch_rows']}")
+
+
+def verdict_of(runs: list[dict[str, Any]], top: int, label: str) -> dict[str, Any]:
+    """Batched (largest max batch) against unbatched (max batch 1) at ``top`` clients."""
+    off = next((r for r in runs if r["max_batch_size"] == 1), None)
+    on = max(
+        (r for r in runs if r["max_batch_size"] > 1),
+        key=lambda r: r["max_batch_size"],
+        default=None,
+    )
+    if not (off and on):
+        return {}
+    a = next(lv for lv in off["levels"] if lv["clients"] == top)
+    b = next(lv for lv in on["levels"] if lv["clients"] == top)
+    speedup = b["throughput_rps"] / a["throughput_rps"]
+    p99_ratio = b["p99_ms"] / a["p99_ms"]
+    cpu_ratio = a["server_cpu_ms_per_request"] / b["server_cpu_ms_per_request"]
+    verdict = {
+        "clients": top,
+        "max_batch_size": on["max_batch_size"],
+        "throughput_speedup": round(speedup, 2),
+        "p99_ratio": round(p99_ratio, 2),
+        "cpu_per_request_saving": round(cpu_ratio, 2),
+        "target_met": bool(speedup >= 2.0 and p99_ratio <= 2.0),
+    }
+    print(
+        f"{label}: at {top} clients batching gives {speedup:.2f}x throughput (target >= 2x), "
+        f"p99 {p99_ratio:.2f}x of unbatched (target <= 2x): "
+        f"{'MET' if verdict['target_met'] else 'NOT MET'}; CPU per request {cpu_ratio:.2f}x lower"
+    )
+    return verdict
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target", default="cpu", choices=["cpu", "cuda", "tensorrt", "auto"])
@@ -187,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
     parser.add_argument("--threads", type=int, help="ORT threads (default: 1 on cpu, else auto)")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds per level")
+    parser.add_argument("--no-engine", action="store_true", help="skip the in-process table")
     parser.add_argument("--fp16", default="auto", choices=["auto", "off", "force"])
     parser.add_argument("--json", type=Path, default=REPO / "benchmarks/results/gpu_batching.json")
     args = parser.parse_args(argv)
@@ -196,61 +313,27 @@ def main(argv: list[str] | None = None) -> int:
         args.threads = 1 if args.target == "cpu" else 0
     runs = run_all(args)
 
+    engine = [] if args.no_engine else run_engine(args)
+
     print(
         f"\nGPU server dynamic batching - model {args.model}, target {args.target}, "
         f"max wait {args.max_wait_ms} ms, ORT threads {args.threads or 'auto'}, "
         f"{os.cpu_count()} CPUs, {args.rounds} alternating rounds per level"
     )
-    print(
-        f"{'max batch':>9} {'clients':>7} {'requests':>8} {'req/s':>9} {'p50 ms':>8} "
-        f"{'p99 ms':>8} {'cpu ms/req':>10} {'fail':>4}"
-    )
-    for run in runs:
-        for level in run["levels"]:
-            print(
-                f"{run['max_batch_size']:>9} {level['clients']:>7} {level['requests']:>8} "
-                f"{level['throughput_rps']:>9.1f} {level['p50_ms']:>8.1f} "
-                f"{level['p99_ms']:>8.1f} {level['server_cpu_ms_per_request']:>10.2f} "
-                f"{level['failures']:>4}"
-            )
-        print(
-            f"{'':>9} providers {run['providers']}, {run['precision']}, "
-            f"mean batch rows {run['mean_batch_rows']}"
-        )
-
-    verdict: dict[str, Any] = {}
-    off = next((r for r in runs if r["max_batch_size"] == 1), None)
-    on = max(
-        (r for r in runs if r["max_batch_size"] > 1),
-        key=lambda r: r["max_batch_size"],
-        default=None,
-    )
+    print_table("End to end: HTTP server (subprocess) and asyncio + httpx clients", runs)
+    if engine:
+        print_table("Engine only: the server's model pool in process, no HTTP", engine)
+    print()
     top = max(args.clients)
-    if off and on:
-        a = next(lv for lv in off["levels"] if lv["clients"] == top)
-        b = next(lv for lv in on["levels"] if lv["clients"] == top)
-        speedup = b["throughput_rps"] / a["throughput_rps"]
-        p99_ratio = b["p99_ms"] / a["p99_ms"]
-        cpu_ratio = a["server_cpu_ms_per_request"] / b["server_cpu_ms_per_request"]
-        verdict = {
-            "clients": top,
-            "throughput_speedup": round(speedup, 2),
-            "p99_ratio": round(p99_ratio, 2),
-            "server_cpu_per_request_saving": round(cpu_ratio, 2),
-            "target_met": bool(speedup >= 2.0 and p99_ratio <= 2.0),
-        }
+    verdict = {"http": verdict_of(runs, top, "HTTP")}
+    if engine:
+        verdict["engine"] = verdict_of(engine, top, "Engine")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if load > (os.cpu_count() or 1):
         print(
-            f"\nAt {top} clients: batching gives {speedup:.2f}x throughput "
-            f"(target >= 2x), p99 {p99_ratio:.2f}x of unbatched (target <= 2x): "
-            f"{'MET' if verdict['target_met'] else 'NOT MET'}; server CPU per request "
-            f"{cpu_ratio:.2f}x lower"
+            f"(load average {load:.1f} on {os.cpu_count()} CPUs: other processes share this "
+            "machine; wall-clock numbers are noisy, CPU per request is not)"
         )
-        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-        if load > (os.cpu_count() or 1):
-            print(
-                f"(load average {load:.1f} on {os.cpu_count()} CPUs: other processes share "
-                "this machine, so wall-clock numbers understate what batching saves)"
-            )
 
     failures = sum(lv["failures"] for r in runs for lv in r["levels"])
     report = {
@@ -266,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
             "python": platform.python_version(),
         },
         "runs": runs,
+        "engine_runs": engine,
         "verdict": verdict,
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
