@@ -359,6 +359,31 @@ def publish(registry: Path, deployment: Deployment, endpoint: str, prefix: str) 
     )
 
 
+def check_published(s3: Any, deployment: Deployment, prefix: str) -> int:
+    """Every published object is SSE-KMS with the stack's key; return how many there are.
+
+    Raises
+    ------
+    RuntimeError
+        An object is not encrypted with that key, or nothing was published.
+    """
+    checked = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(
+        Bucket=deployment.bucket, Prefix=prefix
+    ):
+        for item in page.get("Contents", []):
+            head = s3.head_object(Bucket=deployment.bucket, Key=item["Key"])
+            key_id = head.get("SSEKMSKeyId", "")
+            if head.get("ServerSideEncryption") != "aws:kms" or not key_id.endswith(
+                deployment.kms_key_id
+            ):
+                raise RuntimeError(f"s3://{deployment.bucket}/{item['Key']} is not SSE-KMS: {head}")
+            checked += 1
+    if not checked:
+        raise RuntimeError(f"nothing published under s3://{deployment.bucket}/{prefix}")
+    return checked
+
+
 def admin(*args: str, env: Mapping[str, str]) -> str:
     """Run ``python -m aimaas.admin --store aws ...`` and return what it printed."""
     command = [PYTHON, "-m", "aimaas.admin", "--store", "aws", *args]
@@ -453,6 +478,8 @@ def main(argv: list[str] | None = None) -> int:
         tables = create_tables(session.client("dynamodb", config=_BOTO), f"aimaas-{args.stage}")
     with step(f"publish {args.registry}"):
         publish(args.registry, deployment, endpoint, args.model_prefix)
+        count = check_published(session.client("s3", config=_BOTO), deployment, args.model_prefix)
+        log(f"{count} objects, each SSE-KMS with key {deployment.kms_key_id}")
 
     server = {
         "AIMAAS_STAGE": args.stage,
