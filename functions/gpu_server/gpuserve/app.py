@@ -21,7 +21,7 @@ import logging
 import os
 import resource
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from aimaas import errors
@@ -66,6 +66,17 @@ def _error_response(error: errors.ApiError, request: Request) -> JSONResponse:
     return JSONResponse(errors.error_body(error, request_id), error.status, headers=headers)
 
 
+_HTTP_CODES: Mapping[int, str] = {404: "not_found", 405: "method_not_allowed"}
+
+
+class _HttpError(errors.ApiError):
+    """Starlette's own 404/405/... in the platform's error shape."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message, code=_HTTP_CODES.get(status, "http_error"))
+        self.status = status
+
+
 def _validation_message(exc: ValidationError) -> str:
     parts = []
     for item in exc.errors(include_url=False)[:5]:
@@ -95,7 +106,10 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         target = build_target(settings.target, settings.engine)
         pool = ModelPool(registry, target, settings.batching)
         app.state.pool = pool
-        app.state.healthy = True
+        # Listed once: SageMaker pings every few seconds and an S3 store would list a bucket.
+        app.state.healthy = bool(registry.names())
+        if not app.state.healthy:
+            logger.error("no models in %s: /ping answers 503", settings.core.registry_path)
         logger.info(
             "gpu server starting %s",
             json.dumps({"target": target.name, "registry": str(settings.core.registry_path)}),
@@ -124,16 +138,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        error = errors.ApiError(
-            str(exc.detail),
-            code="not_found"
-            if exc.status_code == 404
-            else "method_not_allowed"
-            if exc.status_code == 405
-            else "http_error",
-        )
-        error.status = exc.status_code
-        return _error_response(error, request)
+        return _error_response(_HttpError(exc.status_code, str(exc.detail)), request)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -143,7 +148,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     @app.get("/ping")
     async def ping(request: Request) -> JSONResponse:
         pool: ModelPool = request.app.state.pool
-        healthy = request.app.state.healthy and bool(pool.registry.names())
+        healthy = bool(request.app.state.healthy)
         body = {
             "status": "healthy" if healthy else "unhealthy",
             "target": pool.target.name,
@@ -211,9 +216,15 @@ async def _read_json(request: Request, limit: int) -> dict[str, Any]:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise errors.PayloadTooLarge(f"The body is over {limit} bytes.")
-    raw = await request.body()
-    if len(raw) > limit:
-        raise errors.PayloadTooLarge(f"The body is over {limit} bytes.")
+    # Count while streaming: a chunked body has no Content-Length to trust.
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise errors.PayloadTooLarge(f"The body is over {limit} bytes.")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     try:
         payload = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError):

@@ -26,8 +26,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_ready(base_url: str, process: subprocess.Popen[bytes], timeout_s: float) -> None:
-    """Poll ``/ping`` until it answers 200; fail early if the process dies."""
+def wait_ready(
+    base_url: str, process: subprocess.Popen[bytes], timeout_s: float, healthy: bool = True
+) -> None:
+    """Poll ``/ping`` until it answers 200 (any answer when ``healthy`` is False); fail early
+    if the process dies."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -36,8 +39,11 @@ def wait_ready(base_url: str, process: subprocess.Popen[bytes], timeout_s: float
             with urllib.request.urlopen(base_url + "/ping", timeout=2) as response:  # noqa: S310
                 if response.status == 200:
                     return
+        except urllib.error.HTTPError:
+            if not healthy:
+                return  # it answers: unhealthy is what the caller wants to see
         except (OSError, urllib.error.URLError):
-            pass  # not listening yet, or still loading models (503)
+            pass  # not listening yet
         time.sleep(0.2)
     raise TimeoutError(f"GPU server at {base_url} not ready after {timeout_s} s")
 
@@ -50,6 +56,7 @@ def running_server(
     target: str = "cpu",
     timeout_s: float = 120.0,
     log_path: Path | None = None,
+    healthy: bool = True,
 ) -> Iterator[str]:
     """Run ``serve`` on 127.0.0.1 for the duration of the ``with`` block.
 
@@ -65,6 +72,8 @@ def running_server(
         How long start-up (model preloads included) may take.
     log_path
         Where the server's output goes (discarded by default).
+    healthy
+        Wait for ``/ping`` to answer 200; False: for any answer (to test an unhealthy server).
 
     Yields
     ------
@@ -90,7 +99,7 @@ def running_server(
     )
     base_url = f"http://127.0.0.1:{port}"
     try:
-        wait_ready(base_url, process, timeout_s)
+        wait_ready(base_url, process, timeout_s, healthy)
         yield base_url
     finally:
         process.terminate()

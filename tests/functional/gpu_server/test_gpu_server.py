@@ -30,6 +30,7 @@ REGISTRY = Path(os.environ.get("AIMAAS_REGISTRY", REPO / "build" / "registry"))
 TEXT_MODEL = "all-minilm-l6-v2"
 IMAGE_MODEL = "mobilenet-v2"
 HEADER = schemas.TARGET_MODEL_HEADER
+BODY_LIMIT = 200_000
 
 if not all((REGISTRY / m).is_dir() for m in (TEXT_MODEL, IMAGE_MODEL)):
     pytest.skip(f"models not built in {REGISTRY} (make models)", allow_module_level=True)
@@ -54,6 +55,7 @@ def server() -> Iterator[str]:
         "AIMAAS_GPU_METRICS_S": "0",
         # A generous wait so that concurrent test requests surely share batches.
         "AIMAAS_BATCH_MAX_WAIT_MS": "25",
+        "AIMAAS_MAX_BODY_BYTES": str(BODY_LIMIT),
     }
     with running_server(env, target="cpu") as base_url:
         yield base_url
@@ -218,6 +220,31 @@ def test_unreadable_bodies_and_wrong_types_are_4xx(server: str) -> None:
     )
     assert_error(httpx.get(f"{server}/nowhere"), 404, "not_found")
     assert_error(httpx.get(url), 405, "method_not_allowed")
+
+
+def test_bodies_over_the_limit_are_413_with_or_without_a_length(server: str) -> None:
+    url = f"{server}/invocations"
+    headers = {HEADER: TEXT_MODEL, "Content-Type": "application/json"}
+    big = json.dumps({"task": "embeddings", "texts": ["x" * 1000] * 250}).encode()
+    assert len(big) > BODY_LIMIT
+    assert_error(httpx.post(url, content=big, headers=headers), 413, "payload_too_large")
+
+    def chunked() -> Iterator[bytes]:
+        for start in range(0, len(big), 16_384):
+            yield big[start : start + 16_384]
+
+    response = httpx.post(url, content=chunked(), headers=headers)
+    assert response.request.headers.get("transfer-encoding") == "chunked"
+    assert_error(response, 413, "payload_too_large")
+
+
+def test_an_empty_registry_pings_unhealthy(tmp_path: Path) -> None:
+    env = {"AIMAAS_REGISTRY": str(tmp_path), "AIMAAS_GPU_METRICS_S": "0"}
+    with running_server(env, target="cpu", healthy=False) as base_url:
+        response = httpx.get(f"{base_url}/ping")
+        assert response.status_code == 503 and response.json()["status"] == "unhealthy"
+        body = {"task": "embeddings", "texts": ["x"]}
+        assert_error(post(base_url, body, TEXT_MODEL), 404, "not_found")
 
 
 def test_metrics_report_batching_and_latency(server: str) -> None:
