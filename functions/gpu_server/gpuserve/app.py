@@ -1,12 +1,15 @@
 """The GPU server's ASGI application: SageMaker's ``GET /ping`` and ``POST /invocations``.
 
 ``/invocations`` takes one request of the platform's wire format
-(:mod:`aimaas.inference.schemas`) and answers its result. The model is named by the
-``X-Amzn-SageMaker-Target-Model`` header (``name/version``, ``name@version`` or ``name``) or,
-failing that, a ``"model"`` field in the body. Concurrent requests for one model are batched
-(see :mod:`.models`). Errors use the platform's single shape
-(:func:`aimaas.errors.error_body`): 400 unreadable JSON, 404 unknown model, 413 too large,
-415 not JSON, 422 invalid input, 503 overloaded or unable to serve.
+(:mod:`aimaas.inference.schemas`) and answers its result. The model (``name/version``,
+``name@version`` or ``name``) is named by, in this order: the ``X-Amzn-SageMaker-Target-Model``
+header (the HTTP backend; a multi-model endpoint), ``model=<id>`` in the
+``X-Amzn-SageMaker-Custom-Attributes`` header (``invoke_endpoint(CustomAttributes=...)``: how a
+single-model endpoint, which refuses ``TargetModel``, passes it), or a ``"model"`` body field.
+
+Concurrent requests for one model are batched (see :mod:`.models`). Errors use the platform's
+single shape (:func:`aimaas.errors.error_body`): 400 unreadable JSON, 404 unknown model, 413 too
+large, 415 not JSON, 422 invalid input, 503 overloaded or unable to serve.
 
 ``GET /metrics`` returns per-model batching and latency statistics as JSON; the same numbers
 are logged every ``AIMAAS_GPU_METRICS_S`` seconds.
@@ -39,6 +42,9 @@ from .settings import ServerSettings
 logger = logging.getLogger("gpuserve")
 
 REQUEST_ID_HEADERS = ("x-request-id", "x-amzn-sagemaker-inference-id", "idempotency-key")
+# A single-model SageMaker endpoint refuses the TargetModel header ("not a multi-model
+# endpoint"); there the caller names the model in CustomAttributes, which SageMaker forwards.
+CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
 JSON_TYPES = ("application/json", "application/x-json", "text/json")
 
 
@@ -50,6 +56,15 @@ def parse_target_model(value: str) -> tuple[str, str | None]:
             name, _, version = value.partition(separator)
             return name, version or None
     return value, None
+
+
+def custom_attribute(value: str, key: str) -> str | None:
+    """``key``'s value in SageMaker custom attributes (``"model=a/1.0.0; trace=x"``)."""
+    for part in value.replace(";", ",").split(","):
+        name, sep, found = part.partition("=")
+        if sep and name.strip() == key and found.strip():
+            return found.strip()
+    return None
 
 
 def _request_id(request: Request) -> str:
@@ -174,7 +189,9 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         pool: ModelPool = request.app.state.pool
         payload = await _read_json(request, settings.core.max_body_bytes)
         body_model = payload.pop("model", None)
-        header = request.headers.get(TARGET_MODEL_HEADER)
+        header = request.headers.get(TARGET_MODEL_HEADER) or custom_attribute(
+            request.headers.get(CUSTOM_ATTRIBUTES_HEADER, ""), "model"
+        )
         if header:
             name, version = parse_target_model(header)
         elif isinstance(body_model, str) and body_model:

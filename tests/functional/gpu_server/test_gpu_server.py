@@ -119,6 +119,14 @@ def test_the_model_field_in_the_body_also_picks_the_model(server: str, reference
     assert response.json() == expected(reference, TEXT_MODEL, body)
 
 
+def test_sagemaker_custom_attributes_also_pick_the_model(server: str, reference: Any) -> None:
+    body = {"task": "embeddings", "texts": ["named in custom attributes"]}
+    headers = {"X-Amzn-SageMaker-Custom-Attributes": f"trace=1, model={TEXT_MODEL}/1.0.0"}
+    response = httpx.post(f"{server}/invocations", json=body, headers=headers, timeout=60)
+    assert response.status_code == 200, response.text
+    assert response.json() == expected(reference, TEXT_MODEL, body)
+
+
 def test_image_classification_equals_the_lambda_path_exactly(server: str, reference: Any) -> None:
     body = {"task": "image-classification", "images": [png(1), png(2)], "top_k": 3}
     wire = json.loads(

@@ -14,7 +14,7 @@ from aimaas.inference import schemas
 from aimaas.manifest import ModelManifest
 from aimaas.registry import FolderStore, ModelRegistry
 
-from functions.gpu_server.gpuserve.app import parse_target_model
+from functions.gpu_server.gpuserve.app import custom_attribute, parse_target_model
 from functions.gpu_server.gpuserve.engine import CpuTarget, EngineOptions
 from functions.gpu_server.gpuserve.models import (
     ModelPool,
@@ -155,3 +155,18 @@ def test_pool_batches_text_by_length_bucket_and_matches_unbatched_runs(
 async def _runner(registry: ModelRegistry, manifest: ModelManifest):
     pool = ModelPool(registry, CpuTarget(EngineOptions(threads=1)), lambda m: BatchingOptions())
     return (await pool.worker(manifest)).runner
+
+
+@pytest.mark.parametrize(
+    ("value", "found"),
+    [
+        ("model=a/1.0.0", "a/1.0.0"),
+        ("trace=x; model = b@2.0.0 ", "b@2.0.0"),
+        ("trace=x,model=c", "c"),
+        ("models=c", None),
+        ("model=", None),
+        ("", None),
+    ],
+)
+def test_custom_attributes_name_the_model(value: str, found: str | None) -> None:
+    assert custom_attribute(value, "model") == found
