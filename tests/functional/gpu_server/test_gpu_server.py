@@ -261,3 +261,27 @@ def test_metrics_report_batching_and_latency(server: str) -> None:
     assert model["providers"] == ["CPUExecutionProvider"] and model["precision"] == "fp32"
     assert model["requests"] >= 1 and model["latency_ms"]["p99"] > 0
     assert model["batches"]["batches"] >= 1 and model["batches"]["queue_wait_ms"]["p50"] >= 0
+
+
+def test_the_http_gpu_backend_gets_what_the_lambda_path_gets(server: str, reference: Any) -> None:
+    """The serving API's own client of this server (HttpGpuBackend) end to end."""
+    from aimaas import errors
+    from aimaas.backends.http import HttpGpuBackend
+
+    registry, local = reference
+    backend = HttpGpuBackend(server, timeout_s=60)
+    try:
+        for model, body in [
+            (TEXT_MODEL, {"task": "embeddings", "texts": TEXTS}),
+            (IMAGE_MODEL, {"task": "image-classification", "images": [png(3)], "top_k": 2}),
+        ]:
+            manifest = registry.resolve(model)
+            request = schemas.REQUEST_ADAPTER.validate_python(body)
+            assert backend.invoke(manifest, request) == local.invoke(manifest, request)
+        bad = schemas.REQUEST_ADAPTER.validate_python(
+            {"task": "image-classification", "images": [b"not an image"]}
+        )
+        with pytest.raises(errors.InvalidInput):
+            backend.invoke(registry.resolve(IMAGE_MODEL), bad)
+    finally:
+        backend.close()
