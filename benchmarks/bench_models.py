@@ -1,0 +1,348 @@
+"""Model benchmark: PyTorch eager vs ONNX Runtime fp32 vs int8, on 2 threads.
+
+For each model and batch size (1 and 32) it measures median and p90 latency, throughput,
+the speed-up over eager, the ONNX file size and the session-creation time, checks the int8
+embeddings' cosine similarity to eager, prints a rich table and writes
+``benchmarks/results/models.json``. It reads the built registry (``AIMAAS_REGISTRY``, default
+``build/registry``; run ``make models`` first).
+
+Targets: ONNX fp32 >= 2.5x eager at batch 1 for MiniLM and MobileNetV2; int8 MiniLM >= 6x
+eager with cosine >= 0.99.
+
+Usage: ``python benchmarks/bench_models.py [--quick] [--threads 2] [--seconds 2]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+for extra in (REPO, REPO / "layers" / "aimaas" / "python"):
+    if str(extra) not in sys.path:
+        sys.path.insert(0, str(extra))
+
+import numpy as np  # noqa: E402
+import onnxruntime as ort  # noqa: E402
+import torch  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from model_export.models import minilm, mobilenet, silero_vad, topic_classifier  # noqa: E402
+from model_export.models.mobilenet import photo_batch  # noqa: E402
+
+RESULTS = REPO / "benchmarks" / "results" / "models.json"
+TARGETS = {
+    "all-minilm-l6-v2": {"onnx-fp32": 2.5, "onnx-int8": 6.0},
+    "mobilenet-v2": {"onnx-fp32": 2.5},
+}
+SHORT = "The quick brown fox jumps over the lazy dog near the quiet river bank today"  # ~16 words
+LONG = " ".join(["Benchmarks measure latency and throughput of sentence embedding models."] * 12)
+
+
+def timed(fn: Callable[[], Any], seconds: float, min_runs: int = 5) -> list[float]:
+    """Latencies (s) of repeated ``fn()`` after two warm-up calls, for about ``seconds``."""
+    fn()
+    fn()
+    times: list[float] = []
+    deadline = time.perf_counter() + seconds
+    while len(times) < min_runs or time.perf_counter() < deadline:
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+        if len(times) >= 2000:
+            break
+    return times
+
+
+def summary(times: list[float], batch: int) -> dict[str, float]:
+    ordered = sorted(times)
+    median = statistics.median(ordered)
+    return {
+        "median_ms": median * 1e3,
+        "p90_ms": ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))] * 1e3,
+        "throughput_per_s": batch / median,
+        "runs": len(ordered),
+    }
+
+
+def session(path: Path, threads: int) -> tuple[ort.InferenceSession, float]:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    start = time.perf_counter()
+    sess = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return sess, time.perf_counter() - start
+
+
+def artifact(registry: Path, name: str) -> Path | None:
+    manifest = registry / name / "1.0.0" / "manifest.json"
+    if not manifest.is_file():
+        return None
+    return manifest.parent / json.loads(manifest.read_text())["artifact"]["file"]
+
+
+def text_inputs(batch: int) -> list[str]:
+    return [SHORT] if batch == 1 else [LONG] * batch
+
+
+def bench_text(
+    name: str, eager: Any, variants: dict[str, str], registry: Path, args: argparse.Namespace
+) -> dict[str, Any]:
+    """A MiniLM-based model: eager module vs its ONNX variants (name -> registry model)."""
+    tok = minilm.encoder()
+    out: dict[str, Any] = {"model": name, "batches": {}}
+    for batch in (1, 32):
+        encoded = tok.encode(text_inputs(batch))
+        ids, mask = torch.from_numpy(encoded.input_ids), torch.from_numpy(encoded.attention_mask)
+        feeds = encoded.feeds(minilm.INPUT_NAMES)
+        with torch.inference_mode():
+            reference = eager(ids, mask).numpy()
+            rows = {
+                "pytorch-eager": summary(
+                    timed(lambda i=ids, m=mask: eager(i, m), args.seconds), batch
+                )
+            }
+        for variant, registry_name in variants.items():
+            path = artifact(registry, registry_name)
+            if path is None:
+                continue
+            sess, created = session(path, args.threads)
+            result = sess.run(None, feeds)[0]
+            row = summary(timed(lambda s=sess, f=feeds: s.run(None, f), args.seconds), batch)
+            row.update(size_mb=path.stat().st_size / 1e6, session_s=created)
+            if name == "all-minilm-l6-v2":
+                cos = np.sum(reference * result, axis=1) / (
+                    np.linalg.norm(reference, axis=1) * np.linalg.norm(result, axis=1)
+                )
+                row["min_cosine_vs_eager"] = float(cos.min())
+            else:
+                row["top1_agreement_vs_eager"] = float(
+                    np.mean(np.argmax(reference, 1) == np.argmax(result, 1))
+                )
+            rows[variant] = row
+        out["batches"][str(batch)] = {"tokens_per_text": int(encoded.input_ids.shape[1]), **rows}
+    return out
+
+
+def bench_image(registry: Path, args: argparse.Namespace) -> dict[str, Any]:
+    eager = mobilenet.torch_model()
+    photos = photo_batch()
+    out: dict[str, Any] = {"model": "mobilenet-v2", "batches": {}}
+    path = artifact(registry, "mobilenet-v2")
+    for batch in (1, 32):
+        pixels = np.ascontiguousarray(np.resize(photos, (batch, 3, 224, 224)))
+        tensor = torch.from_numpy(pixels)
+        with torch.inference_mode():
+            rows = {"pytorch-eager": summary(timed(lambda t=tensor: eager(t), args.seconds), batch)}
+        if path is not None:
+            sess, created = session(path, args.threads)
+            feeds = {"pixel_values": pixels}
+            row = summary(timed(lambda s=sess, f=feeds: s.run(None, f), args.seconds), batch)
+            row.update(size_mb=path.stat().st_size / 1e6, session_s=created)
+            rows["onnx-fp32"] = row
+        out["batches"][str(batch)] = rows
+    return out
+
+
+def bench_vad(registry: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """silero-vad: one 32 ms window (its only batch shape in serving), TorchScript vs ONNX."""
+    path = artifact(registry, "silero-vad")
+    jit = torch.jit.load(str(silero_vad.package_file("silero-vad", "silero_vad.jit")))
+    window = np.random.default_rng(0).standard_normal(576).astype(np.float32) * 0.1
+    chunk = torch.from_numpy(window[64:])[None]
+    with torch.inference_mode():
+        rows = {"pytorch-eager": summary(timed(lambda: jit(chunk, 16000), args.seconds), 1)}
+    if path is not None:
+        sess, created = session(path, args.threads)
+        feeds = {
+            "input": window[None],
+            "state": np.zeros((2, 1, 128), np.float32),
+            "sr": np.array(16000, dtype=np.int64),
+        }
+        row = summary(timed(lambda: sess.run(None, feeds), args.seconds), 1)
+        row.update(
+            size_mb=path.stat().st_size / 1e6,
+            session_s=created,
+            realtime_factor=0.032 / (row["median_ms"] / 1e3),
+        )
+        rows["onnx-fp32"] = row
+    return {"model": "silero-vad", "batches": {"1": rows}}
+
+
+def bench_kws(registry: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """keyword-spotter: ONNX only (its PyTorch weights exist only during the build)."""
+    path = artifact(registry, "keyword-spotter")
+    out: dict[str, Any] = {"model": "keyword-spotter", "batches": {}}
+    if path is None:
+        return out
+    for batch in (1, 32):
+        feats = np.random.default_rng(0).standard_normal((batch, 40, 98)).astype(np.float32)
+        sess, created = session(path, args.threads)
+        row = summary(
+            timed(lambda s=sess, f=feats: s.run(None, {"features": f}), args.seconds), batch
+        )
+        row.update(size_mb=path.stat().st_size / 1e6, session_s=created)
+        out["batches"][str(batch)] = {"onnx-fp32": row}
+    return out
+
+
+def add_speedups(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Speed-up over eager per variant, and whether the targets are met."""
+    checks = []
+    for result in results:
+        for batch, rows in result["batches"].items():
+            eager = rows.get("pytorch-eager")
+            for variant, row in rows.items():
+                if not isinstance(row, dict) or variant == "pytorch-eager" or eager is None:
+                    continue
+                row["speedup_vs_eager"] = eager["median_ms"] / row["median_ms"]
+                target = TARGETS.get(result["model"], {}).get(variant)
+                if target is not None and batch == "1":
+                    passed = row["speedup_vs_eager"] >= target
+                    if "min_cosine_vs_eager" in row:
+                        passed = passed and row["min_cosine_vs_eager"] >= 0.99
+                    checks.append(
+                        {
+                            "model": result["model"],
+                            "variant": variant,
+                            "target_speedup": target,
+                            "speedup": round(row["speedup_vs_eager"], 2),
+                            "passed": passed,
+                        }
+                    )
+    return checks
+
+
+def table(results: list[dict[str, Any]]) -> Table:
+    out = Table(title="models: PyTorch eager vs ONNX Runtime")
+    for column in (
+        "model",
+        "batch",
+        "variant",
+        "median ms",
+        "p90 ms",
+        "items/s",
+        "speed-up",
+        "size MB",
+        "session s",
+        "quality",
+    ):
+        out.add_column(column, justify="right" if column not in ("model", "variant") else "left")
+    for result in results:
+        for batch, rows in result["batches"].items():
+            for variant, row in rows.items():
+                if not isinstance(row, dict):
+                    continue
+                quality = next(
+                    (
+                        f"{k}={v:.4f}"
+                        for k, v in row.items()
+                        if k.endswith("vs_eager") and not k.startswith("speedup")
+                    ),
+                    "",
+                )
+                out.add_row(
+                    result["model"],
+                    batch,
+                    variant,
+                    f"{row['median_ms']:.2f}",
+                    f"{row['p90_ms']:.2f}",
+                    f"{row['throughput_per_s']:.1f}",
+                    f"{row['speedup_vs_eager']:.2f}x" if "speedup_vs_eager" in row else "-",
+                    f"{row['size_mb']:.1f}" if "size_mb" in row else "-",
+                    f"{row['session_s']:.3f}" if "session_s" in row else "-",
+                    quality,
+                )
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="0.5 s per measurement")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    if args.quick:
+        args.seconds = 0.5
+    torch.set_num_threads(args.threads)
+    registry = Path(os.environ.get("AIMAAS_REGISTRY", REPO / "build" / "registry"))
+    if artifact(registry, "all-minilm-l6-v2") is None:
+        print(f"no models in {registry}; run `make models` first", file=sys.stderr)
+        return 2
+    console = Console(width=160)
+    results = []
+    steps: list[tuple[str, Callable[[], dict[str, Any]]]] = [
+        (
+            "all-minilm-l6-v2",
+            lambda: bench_text(
+                "all-minilm-l6-v2",
+                minilm.torch_encoder(),
+                {"onnx-fp32": "all-minilm-l6-v2", "onnx-int8": "all-minilm-l6-v2-int8"},
+                registry,
+                args,
+            ),
+        ),
+        (
+            "minilm-topic-classifier",
+            lambda: bench_text(
+                "minilm-topic-classifier",
+                topic_classifier.torch_classifier(),
+                {"onnx": "minilm-topic-classifier"},
+                registry,
+                args,
+            ),
+        ),
+        ("mobilenet-v2", lambda: bench_image(registry, args)),
+        ("keyword-spotter", lambda: bench_kws(registry, args)),
+        ("silero-vad", lambda: bench_vad(registry, args)),
+    ]
+    for name, step in steps:
+        console.log(f"benchmarking {name}")
+        results.append(step())
+    checks = add_speedups(results)
+    console.print(table(results))
+    for check in checks:
+        colour = "green" if check["passed"] else "red"
+        console.print(
+            f"[{colour}]{check['model']} {check['variant']}: {check['speedup']}x "
+            f"(target {check['target_speedup']}x)[/]"
+        )
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(
+        json.dumps(
+            {
+                "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "threads": args.threads,
+                "seconds_per_measurement": args.seconds,
+                "machine": {
+                    "cpu_count": os.cpu_count(),
+                    "platform": platform.platform(),
+                    "load_average_1m": os.getloadavg()[0],
+                    "onnxruntime": ort.__version__,
+                    "torch": torch.__version__,
+                },
+                "results": results,
+                "targets": checks,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    console.print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
