@@ -91,6 +91,31 @@ def wav(seed: int, seconds: float = 1.5, rate: int = 16000) -> bytes:
     return buffer.getvalue()
 
 
+DATA = Path(__file__).resolve().parent / "gpu_check_data"
+WORDS = ("yes", "stop", "go", "left")  # espeak-ng recordings of Speech Commands words
+
+
+def spoken(word: str) -> bytes:
+    return (DATA / f"kw_{word}.wav").read_bytes()
+
+
+def words_with_pauses(pause_s: float = 0.8) -> bytes:
+    """The recorded words one after another with silence between: speech for the VAD."""
+    frames, rate = [], 16000
+    for word in WORDS:
+        with wave.open(io.BytesIO(spoken(word))) as clip:
+            rate = clip.getframerate()
+            frames.append(np.frombuffer(clip.readframes(clip.getnframes()), dtype="<i2"))
+            frames.append(np.zeros(int(pause_s * rate), dtype="<i2"))
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(np.concatenate(frames).tobytes())
+    return buffer.getvalue()
+
+
 def requests_for(manifest: ModelManifest) -> list[Any]:
     """A few wire requests of the model's task: one big batch and some single inputs."""
     texts = bench.TEXTS
@@ -102,10 +127,20 @@ def requests_for(manifest: ModelManifest) -> list[Any]:
     elif task == "image-classification":
         images = [png(i) for i in range(6)]
         bodies = [{"images": images, "top_k": 5}] + [{"images": [i]} for i in images[:2]]
-    else:  # audio-classification, voice-activity-detection
-        clips = [wav(i) for i in range(4)]
+    elif task == "audio-classification":
+        clips = [spoken(w) for w in WORDS] + [wav(0)]
         bodies = [{"audio": clips}] + [{"audio": [c]} for c in clips[:2]]
-    return [schemas.REQUEST_ADAPTER.validate_python({"task": task, **b}) for b in bodies]
+    else:  # voice-activity-detection
+        bodies = [{"audio": [words_with_pauses(), wav(1)]}, {"audio": [words_with_pauses(0.4)]}]
+    # Split inputs into requests the model accepts (silero-vad takes one clip at a time).
+    limit = manifest.max_batch_size
+    field = next(k for k in ("texts", "images", "audio") if k in bodies[0])
+    chunks = [
+        {**b, field: b[field][i : i + limit]}
+        for b in bodies
+        for i in range(0, len(b[field]), limit)
+    ]
+    return [schemas.REQUEST_ADAPTER.validate_python({"task": task, **b}) for b in chunks]
 
 
 def compare(got: dict[str, Any], want: dict[str, Any], acc: dict[str, Any]) -> None:

@@ -87,9 +87,13 @@ class ServerSettings:
         return replace(self, **changes)
 
     def batching(self, manifest: ModelManifest) -> BatchingOptions:
-        """A model's batching limits: its manifest policy, overridden by the environment."""
-        return BatchingOptions.from_env(
+        """A model's batching limits: its manifest policy, overridden by the environment, and
+        never more rows than the model takes in one run (``manifest.max_batch_size``)."""
+        options = BatchingOptions.from_env(
             self.environ,
             max_batch_size=manifest.batching.max_batch_size,
             max_wait_ms=manifest.batching.max_wait_ms,
         )
+        if options.max_batch_size > manifest.max_batch_size:
+            options = replace(options, max_batch_size=manifest.max_batch_size)
+        return options

@@ -285,3 +285,23 @@ def test_the_http_gpu_backend_gets_what_the_lambda_path_gets(server: str, refere
             backend.invoke(registry.resolve(IMAGE_MODEL), bad)
     finally:
         backend.close()
+
+
+AUDIO_DATA = REPO / "scripts" / "gpu_check_data"
+
+
+@pytest.mark.parametrize("model", ["keyword-spotter", "silero-vad"])
+def test_audio_models_equal_the_lambda_path(server: str, reference: Any, model: str) -> None:
+    if not (REGISTRY / model).is_dir():
+        pytest.skip(f"{model} not built")
+    registry, _ = reference
+    task = registry.resolve(model).task
+    clips = [(AUDIO_DATA / f"kw_{w}.wav").read_bytes() for w in ("yes", "stop", "go")]
+    for clip in clips:  # one clip a request: silero-vad takes one at a time
+        body = {"task": task, "audio": [clip]}
+        wire = json.loads(
+            schemas.REQUEST_ADAPTER.dump_json(schemas.REQUEST_ADAPTER.validate_python(body))
+        )
+        response = post(server, wire, model)
+        assert response.status_code == 200, response.text
+        assert response.json() == expected(reference, model, body)

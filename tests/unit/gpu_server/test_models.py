@@ -170,3 +170,10 @@ async def _runner(registry: ModelRegistry, manifest: ModelManifest):
 )
 def test_custom_attributes_name_the_model(value: str, found: str | None) -> None:
     assert custom_attribute(value, "model") == found
+
+
+def test_batches_never_exceed_what_the_model_takes_in_one_run(registry: ModelRegistry) -> None:
+    manifest = registry.resolve("all-minilm-l6-v2").model_copy(update={"max_batch_size": 4})
+    assert ServerSettings.from_env({}).batching(manifest).max_batch_size == 4
+    env = {"AIMAAS_BATCH_MAX_SIZE": "64"}
+    assert ServerSettings.from_env(env).batching(manifest).max_batch_size == 4
