@@ -100,8 +100,14 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     shutil.copytree(ROOT / "layers/aimaas/python/aimaas", root / "aimaas", ignore=ignore)
     shutil.copytree(ROOT / "config", root / "config")
     shutil.copy2(ROOT / "functions/inference/handler.py", root / "handler.py")
+    # As the Dockerfile: all files of the served models, only the manifest of the others.
     for name in SERVED:
         shutil.copytree(REGISTRY / name, root / "registry" / name)
+    for manifest in REGISTRY.glob("*/*/manifest.json"):
+        target = root / "registry" / manifest.relative_to(REGISTRY)
+        if not target.exists():
+            target.parent.mkdir(parents=True)
+            shutil.copy2(manifest, target)
     return root, python
 
 
@@ -133,6 +139,9 @@ calls = {
         headers={"Content-Type": "audio/wav"}, query={"vad": "true"},
     ),
     "models": events.rest_event("GET", "/v1/models"),
+    "gpu_model": events.json_event(
+        "/v1/embeddings", {"input": "x", "model": "all-minilm-l6-v2"}
+    ),
     "unauthenticated": events.json_event("/v1/embeddings", {"input": "x"}, authorizer=None),
 }
 results = {}
@@ -191,7 +200,7 @@ def test_handler_serves_real_events_from_the_image_tree(
     env = {
         "PATH": "/usr/bin:/bin",
         "HOME": str(tmp_path),
-        "AIMAAS_STAGE": "local",
+        "AIMAAS_STAGE": "dev",  # dev sends all-minilm-l6-v2 to a GPU; no GPU backend here
         "AIMAAS_MODEL_STORE": "folder",
         "AIMAAS_REGISTRY": str(root / "registry"),
         "AIMAAS_CONFIG_DIR": str(root / "config"),
@@ -232,7 +241,9 @@ def test_handler_serves_real_events_from_the_image_tree(
     assert audio["duration_s"] == pytest.approx(1.6, abs=0.01)
     assert isinstance(audio["segments"], list) and audio["label"]
     listed = {m["name"] for m in results["models"]["body"]["data"]}
-    assert listed == set(SERVED)
+    assert listed == {p.parent.parent.name for p in REGISTRY.glob("*/*/manifest.json")}
+    assert results["gpu_model"]["status"] == 503  # listed, routed to the GPU, weights not shipped
+    assert results["gpu_model"]["body"]["error"]["code"] == "gpu_backend_not_configured"
     assert results["unauthenticated"]["status"] == 401
     assert results["torch"] is False
     assert results["traced"] is True
