@@ -12,6 +12,7 @@ batch pads little.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 import time
@@ -252,15 +253,17 @@ class ModelPool:
             worker = ModelWorker(manifest, runner, loaded, self._batching(manifest))
             logger.info(
                 "model loaded %s",
-                {
-                    "model": manifest.model_id,
-                    "target": self.target.name,
-                    "providers": loaded.providers,
-                    "precision": loaded.precision,
-                    "io_binding": loaded.io_binding,
-                    "notes": loaded.notes,
-                    "load_s": round(time.perf_counter() - started, 3),
-                },
+                json.dumps(
+                    {
+                        "model": manifest.model_id,
+                        "target": self.target.name,
+                        "providers": loaded.providers,
+                        "precision": loaded.precision,
+                        "io_binding": loaded.io_binding,
+                        "notes": loaded.notes,
+                        "load_s": round(time.perf_counter() - started, 3),
+                    }
+                ),
             )
             return worker
 
