@@ -202,14 +202,20 @@ def model_info(request: Request, name: str) -> api.ModelInfo:
 
 
 @router.get("/models", response_model=api.ModelList, summary="The model catalogue")
-def list_models(request: Request, principal: Caller) -> api.ModelList:
+async def list_models(request: Request, principal: Caller) -> api.ModelList:
     registry = container_of(request).registry
-    return api.ModelList(data=[model_info(request, name) for name in registry.names()])
+
+    def build() -> api.ModelList:  # lists the store: file system or S3 I/O
+        return api.ModelList(data=[model_info(request, name) for name in registry.names()])
+
+    return await run_blocking(request, build)
 
 
 @router.get("/models/{model}", response_model=api.ModelInfo, summary="One model")
-def get_model(request: Request, principal: Caller, model: Annotated[str, Path()]) -> api.ModelInfo:
-    return model_info(request, model)
+async def get_model(
+    request: Request, principal: Caller, model: Annotated[str, Path()]
+) -> api.ModelInfo:
+    return await run_blocking(request, model_info, request, model)
 
 
 async def _predict(
@@ -270,7 +276,7 @@ health_router = APIRouter()
 
 
 @health_router.get("/health", response_model=api.Health, summary="Liveness (no auth)")
-def health(request: Request) -> api.Health:
+async def health(request: Request) -> api.Health:
     container = container_of(request)
     return api.Health(
         version=__version__,
