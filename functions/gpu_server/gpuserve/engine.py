@@ -78,7 +78,7 @@ class EngineOptions:
 
 @dataclass
 class LoadedSession:
-    """A session plus what was decided while building it (reported by /ping and logs)."""
+    """A session plus what was decided while building it (reported by /metrics and logs)."""
 
     session: Any
     providers: list[str]
@@ -288,7 +288,7 @@ class TensorRtTarget(CudaTarget):
         return loaded
 
 
-TARGETS: Mapping[str, Callable[[EngineOptions], ExecutionTarget]] = {
+TARGETS: Mapping[str, type[ExecutionTarget]] = {
     "cpu": CpuTarget,
     "cuda": CudaTarget,
     "tensorrt": TensorRtTarget,
@@ -323,17 +323,19 @@ def build_target(
     offered = list(available) if available is not None else available_providers()
     if name == "auto":
         for candidate in AUTO_ORDER:
-            target = TARGETS[candidate](options)
-            if target.requires in offered:
-                return target
+            # Check the class first: building a CUDA target preloads CUDA libraries.
+            if TARGETS[candidate].requires in offered:
+                return TARGETS[candidate](options)
         raise ValueError(f"no usable execution provider among {offered}")
     try:
-        target = TARGETS[name](options)
+        target_cls = TARGETS[name]
     except KeyError:
         raise ValueError(f"unknown execution target {name!r}; known: {sorted(TARGETS)}") from None
-    if target.requires not in offered:
-        raise ValueError(f"target {name!r} needs {target.requires}; this build offers {offered}")
-    return target
+    if target_cls.requires not in offered:
+        raise ValueError(
+            f"target {name!r} needs {target_cls.requires}; this build offers {offered}"
+        )
+    return target_cls(options)
 
 
 def wants_fp16(manifest: ModelManifest, options: EngineOptions) -> bool:
