@@ -49,13 +49,24 @@ def _first(row: dict, keys: tuple[str, ...]) -> Any:
 def latency_rows(result: Any) -> dict[str, dict[str, list[tuple[int, float]]]]:
     """model -> series -> [(batch size, latency ms)] from any rows with ``batch_size``.
 
-    A row names its model with ``model`` and its series with one of :data:`SERIES_KEYS`;
-    missing names are taken from the enclosing keys (``{"mobilenet-v2": {"onnx-int8": [...]}}``).
+    Two layouts are read: rows under ``{"model": m, "batches": {"<size>": {"<series>": row}}}``
+    (``bench_models.py``), and rows that carry ``batch_size`` themselves. Such a row names its
+    model with ``model`` and its series with one of :data:`SERIES_KEYS`; missing names are taken
+    from the enclosing keys (``{"mobilenet-v2": {"onnx-int8": [...]}}``).
     """
     found: dict[str, dict[str, list[tuple[int, float]]]] = defaultdict(lambda: defaultdict(list))
     for path, row in _walk(result):
-        batch, latency = row.get("batch_size"), _first(row, LATENCY_KEYS)
-        if not isinstance(batch, int) or latency is None:
+        latency = _first(row, LATENCY_KEYS)
+        if latency is None:
+            continue
+        if len(path) >= 3 and path[-3] == "batches" and path[-2].isdigit():
+            # {"model": m, "batches": {"<size>": {"<series>": row}}} (bench_models.py)
+            owner = _lookup(result, path[:-3])
+            model = owner.get("model") if isinstance(owner, dict) else None
+            found[str(model or "model")][path[-1]].append((int(path[-2]), float(latency)))
+            continue
+        batch = row.get("batch_size")
+        if not isinstance(batch, int):
             continue
         names = [p for p in path if not p.isdigit()]
         model = str(row.get("model") or (names[-2] if len(names) >= 2 else "model"))

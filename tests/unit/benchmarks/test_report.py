@@ -33,6 +33,27 @@ SERVING = {
 LOAD = {"concurrency": 32, "throughput_rps": 18.5, "requests": 2000}
 
 
+def test_latency_rows_of_the_models_benchmark_layout() -> None:
+    result = {
+        "results": [
+            {
+                "model": "all-minilm-l6-v2",
+                "batches": {
+                    "1": {"pytorch-eager": {"median_ms": 9.0}, "onnx-int8": {"median_ms": 1.5}},
+                    "32": {"pytorch-eager": {"median_ms": 80.0}, "onnx-int8": {"median_ms": 20.0}},
+                },
+            }
+        ]
+    }
+    rows = report.latency_rows(result)
+    assert rows == {
+        "all-minilm-l6-v2": {
+            "pytorch-eager": [(1, 9.0), (32, 80.0)],
+            "onnx-int8": [(1, 1.5), (32, 20.0)],
+        }
+    }
+
+
 def test_latency_rows_by_fields_and_by_enclosing_keys() -> None:
     rows = report.latency_rows(MODELS)
     assert rows["mobilenet-v2"]["pytorch"] == [(1, 20.0), (8, 90.0)]
