@@ -22,9 +22,9 @@ MODEL_HEADER = "X-Aimaas-Model"
 request_id_var: ContextVar[str | None] = ContextVar("aimaas_request_id", default=None)
 model_var: ContextVar[str | None] = ContextVar("aimaas_model", default=None)
 
-# Printable ASCII without spaces: the key ends up in logs, headers and ledger keys ('#' is the
-# ledger's key separator).
-_IDEMPOTENCY_KEY = re.compile(r"^[!-\"$-~]{1,128}$")
+# Printable ASCII: the key ends up in logs, headers and ledger keys ('#' is the ledger's key
+# separator, so it is refused).
+_IDEMPOTENCY_KEY = re.compile(r"^[ -\"$-~]{1,128}$")
 
 
 def resolve_request_id(headers: Mapping[str, str], scope: Mapping[str, Any]) -> str:
@@ -39,7 +39,7 @@ def resolve_request_id(headers: Mapping[str, str], scope: Mapping[str, Any]) -> 
     if key is not None:
         if not _IDEMPOTENCY_KEY.match(key):
             raise errors.MalformedRequest(
-                "Idempotency-Key must be 1 to 128 printable ASCII characters without spaces or '#'."
+                "Idempotency-Key must be 1 to 128 printable ASCII characters, without '#'."
             )
         return key
     event = scope.get("aws.event")

@@ -80,7 +80,8 @@ class RequestContextMiddleware:
         try:
             request_id = resolve_request_id(headers, scope)
         except errors.ApiError as exc:
-            await send_error(send, exc, None)
+            # The client's key is unusable: answer under the id we would have used without it.
+            await send_error(send, exc, resolve_request_id({}, scope))
             return
         scope.setdefault("state", {})["request_id"] = request_id
         stage_prefix = _stage_prefix(scope)
