@@ -216,7 +216,7 @@ def test_health_openapi_and_offline_docs(harness) -> None:
     assert harness.client.get("/docs-static/swagger-ui.css").status_code == 200
 
 
-def test_serving_never_imports_torch(tmp_path: Path) -> None:
+def test_serving_never_imports_torch_and_loads_only_what_is_used(tmp_path: Path) -> None:
     # A fresh interpreter: the test process itself may have torch loaded by other suites.
     script = textwrap.dedent(
         """
@@ -236,7 +236,8 @@ def test_serving_never_imports_torch(tmp_path: Path) -> None:
             client.post("/v1/text-classification", json={"text": "hello"}).status_code,
             client.post("/v1/embeddings", json={"input": "hello"}).status_code,
         ]
-        print(json.dumps({"codes": codes, "torch": "torch" in sys.modules}))
+        loaded = client.get("/health").json()["models_loaded"]
+        print(json.dumps({"codes": codes, "torch": "torch" in sys.modules, "loaded": loaded}))
         """
     )
     out = subprocess.run(
@@ -247,4 +248,9 @@ def test_serving_never_imports_torch(tmp_path: Path) -> None:
         check=True,
     )
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result == {"codes": [200, 200], "torch": False}
+    assert result["codes"] == [200, 200] and result["torch"] is False
+    # Lazy loading: only the two models asked for were loaded (and verified).
+    assert [m.split("@")[0] for m in result["loaded"]] == [
+        "all-minilm-l6-v2-int8",
+        "minilm-topic-classifier",
+    ]
