@@ -14,6 +14,7 @@ from aimaas.api import bodies, tasks
 from aimaas.api import schemas as api
 from aimaas.api.security import api_key_scheme, bearer_scheme, require_principal
 from aimaas.api.service import container_of, run_blocking
+from aimaas.auth import Principal
 from aimaas.manifest import ModelManifest
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -36,7 +37,7 @@ async def caller(
     request: Request,
     _api_key: Annotated[str | None, Security(api_key_scheme)] = None,
     _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)] = None,
-) -> Any:
+) -> Principal:
     """``require_principal`` run inline under Lambda and in the thread pool under uvicorn.
 
     A key lookup may block on I/O; where only one request is in flight (see
@@ -49,7 +50,7 @@ async def caller(
     return await run_blocking(request, check)
 
 
-Caller = Annotated[Any, Depends(caller)]
+Caller = Annotated[Principal, Depends(caller)]
 ModelName = Annotated[str | None, Query(description="Model name (default: the stage's).")]
 Version = Annotated[str | None, Query(description="Model version (default: newest).")]
 TopK = Annotated[int, Query(ge=1, le=20, description="How many labels to return.")]
