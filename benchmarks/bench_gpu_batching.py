@@ -121,6 +121,7 @@ def server_env(max_batch: int, args: argparse.Namespace) -> dict[str, str]:
         "AIMAAS_BATCH_MAX_WAIT_MS": str(args.max_wait_ms),
         "AIMAAS_GPU_METRICS_S": "0",
         "AIMAAS_GPU_FP16": args.fp16,
+        "AIMAAS_GPU_REQUIRE": "0" if args.target == "cpu" else "1",
     }
     if args.threads:
         env["AIMAAS_ONNX_THREADS"] = str(args.threads)
@@ -203,7 +204,8 @@ def run_engine(args: argparse.Namespace) -> list[dict[str, Any]]:
 
     registry = ModelRegistry(FolderStore(args.registry))
     manifest = registry.resolve(args.model)
-    target = build_target(args.target, EngineOptions(threads=args.threads))
+    engine = EngineOptions(threads=args.threads, fp16=args.fp16, require_gpu=args.target != "cpu")
+    target = build_target(args.target, engine)
     runs = []
     for b in args.batch_sizes:
 

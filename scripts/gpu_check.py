@@ -178,6 +178,8 @@ def parity_step(target: str, registry_path: Path, fp16: str) -> list[dict[str, A
         "AIMAAS_GPU_PRELOAD": ",".join(names),
         "AIMAAS_GPU_FP16": fp16,
         "AIMAAS_GPU_METRICS_S": "0",
+        # On a GPU, a silent CPU fallback would make every number below meaningless.
+        "AIMAAS_GPU_REQUIRE": "0" if target == "cpu" else "1",
     }
     rows: list[dict[str, Any]] = []
     with running_server(env, target=target, timeout_s=300) as url:

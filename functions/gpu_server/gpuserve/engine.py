@@ -66,6 +66,9 @@ class EngineOptions:
         Bind outputs to device memory on CUDA.
     min_cosine
         Smallest per-row cosine similarity between fp16 and fp32 outputs that keeps fp16.
+    require_gpu
+        Refuse to serve from the CPU when the GPU does not work (on a GPU instance a silent
+        fallback would be slow and expensive; failing makes the deployment fail visibly).
     """
 
     threads: int = 0
@@ -73,6 +76,7 @@ class EngineOptions:
     fp16: str = "auto"
     io_binding: bool = True
     min_cosine: float = 0.999
+    require_gpu: bool = False
     trt_cache_dir: Path = Path("/tmp/aimaas-trt-cache")  # noqa: S108 - a cache, not secrets
 
 
@@ -242,6 +246,11 @@ class CudaTarget(ExecutionTarget):
         fp32 = self._session(path, providers)
         loaded = LoadedSession(session=fp32, providers=list(fp32.get_providers()))
         if CUDA not in loaded.providers:
+            if self.options.require_gpu:
+                raise errors.BackendUnavailable(
+                    f"CUDA did not initialise for {manifest.model_id} (driver, CUDA or cuDNN).",
+                    code="gpu_unavailable",
+                )
             loaded.notes.append("CUDA provider failed to initialise; running on CPU")
             return loaded
         if wants_fp16(manifest, self.options):
@@ -325,6 +334,8 @@ def build_target(
         for candidate in AUTO_ORDER:
             # Check the class first: building a CUDA target preloads CUDA libraries.
             if TARGETS[candidate].requires in offered:
+                if options.require_gpu and candidate == "cpu":
+                    raise ValueError(f"a GPU is required but ONNX Runtime offers only {offered}")
                 return TARGETS[candidate](options)
         raise ValueError(f"no usable execution provider among {offered}")
     try:

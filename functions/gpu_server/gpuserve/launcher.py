@@ -39,9 +39,11 @@ def wait_ready(
             with urllib.request.urlopen(base_url + "/ping", timeout=2) as response:  # noqa: S310
                 if response.status == 200:
                     return
-        except urllib.error.HTTPError:
+        except urllib.error.HTTPError as exc:
             if not healthy:
                 return  # it answers: unhealthy is what the caller wants to see
+            # /ping answers only after start-up: a 503 now is final (a model failed to load).
+            raise RuntimeError(f"GPU server started unhealthy: {exc.read()[:500]!r}") from exc
         except (OSError, urllib.error.URLError):
             pass  # not listening yet
         time.sleep(0.2)

@@ -12,6 +12,7 @@ folder (``/opt/ml/model``); the Dockerfile sets ``AIMAAS_REGISTRY`` to it.
 ``AIMAAS_GPU_DEVICE_ID``       CUDA device ordinal (0)
 ``AIMAAS_GPU_FP16``            ``auto`` (where the manifest allows and parity holds) | ``off``
 ``AIMAAS_GPU_IO_BINDING``      ``1`` | ``0``
+``AIMAAS_GPU_REQUIRE``         ``1``: fail (no healthy /ping) rather than serve from the CPU
 ``AIMAAS_GPU_PRELOAD``         models loaded before /ping answers: ``all`` or ``a,b``
                                (default: ``AIMAAS_GPU_MODELS``, the stage's GPU models)
 ``AIMAAS_GPU_METRICS_S``       seconds between metrics log lines (0: never)
@@ -76,6 +77,7 @@ class ServerSettings:
                 fp16=get("AIMAAS_GPU_FP16", "auto"),
                 io_binding=_flag(env.get("AIMAAS_GPU_IO_BINDING"), True),
                 min_cosine=float(get("AIMAAS_GPU_FP16_MIN_COSINE", "0.999")),
+                require_gpu=_flag(env.get("AIMAAS_GPU_REQUIRE"), False),
             ),
             preload=tuple(p.strip() for p in preload.split(",") if p.strip()),
             metrics_interval_s=float(get("AIMAAS_GPU_METRICS_S", "60")),

@@ -69,6 +69,13 @@ def test_auto_picks_cuda_where_offered_and_cpu_otherwise() -> None:
     assert isinstance(build_target("auto", options), CpuTarget)
 
 
+def test_a_required_gpu_is_never_replaced_by_the_cpu() -> None:
+    options = EngineOptions(require_gpu=True)
+    assert isinstance(build_target("auto", options, [CUDA, CPU]), CudaTarget)
+    with pytest.raises(ValueError, match="a GPU is required"):
+        build_target("auto", options, [CPU])
+
+
 def test_named_targets_need_their_provider() -> None:
     with pytest.raises(ValueError, match="needs CUDAExecutionProvider"):
         build_target("cuda", EngineOptions(), [CPU])
