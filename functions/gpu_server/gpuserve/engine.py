@@ -355,6 +355,8 @@ def wants_fp16(manifest: ModelManifest, options: EngineOptions) -> bool:
     ``force`` still keeps fp16 only when parity holds; it exists so a GPU check can measure
     fp16 on a model whose manifest does not (yet) allow it.
     """
+    if manifest.quantization.method != "none":
+        return False  # an int8 graph has nothing to gain from float16 and its ops refuse it
     return options.fp16 == "force" or (options.fp16 == "auto" and manifest.fp16_allowed)
 
 

@@ -111,6 +111,10 @@ def test_fp16_is_wanted_per_manifest_and_mode(
     assert wants_fp16(manifest, EngineOptions(fp16=mode)) is wanted
     trt = TensorRtTarget(EngineOptions(fp16=mode)).providers(manifest)
     assert trt[0][0] == TENSORRT and trt[0][1]["trt_fp16_enable"] is wanted  # type: ignore[index]
+    int8 = manifest.model_copy(
+        update={"quantization": manifest.quantization.model_copy(update={"method": "dynamic_int8"})}
+    )
+    assert wants_fp16(int8, EngineOptions(fp16=mode)) is False
 
 
 def test_io_bound_session_answers_like_run(tiny_model: Path) -> None:
