@@ -210,8 +210,12 @@ def run_engine(args: argparse.Namespace) -> list[dict[str, Any]]:
     for b in args.batch_sizes:
 
         async def one(b: int = b) -> dict[str, Any]:
-            options = BatchingOptions(max_batch_size=b, max_wait_ms=args.max_wait_ms)
-            pool = ModelPool(registry, target, lambda _: options)
+            options = BatchingOptions(
+                max_batch_size=b,
+                max_wait_ms=args.max_wait_ms,
+                max_concurrent_batches=target.concurrency,
+            )
+            pool = ModelPool(registry, target, lambda _m, _c: options)
             try:
                 worker = await pool.worker(manifest)
                 levels = []

@@ -171,6 +171,8 @@ class ExecutionTarget(ABC):
     name: str = "target"
     #: Provider that must be available for this target to be usable.
     requires: str = CPU
+    #: Batches of one model run at once by default (``AIMAAS_BATCH_CONCURRENCY`` overrides).
+    concurrency: int = 1
 
     def __init__(self, options: EngineOptions) -> None:
         self.options = options
@@ -222,6 +224,9 @@ class CudaTarget(ExecutionTarget):
 
     name = "cuda"
     requires = CUDA
+    # Two batches in flight: the host work of one (tokenising, building the answer) overlaps
+    # the device run of the other, so the GPU does not idle between batches.
+    concurrency = 2
 
     def __init__(self, options: EngineOptions) -> None:
         super().__init__(options)

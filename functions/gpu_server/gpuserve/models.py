@@ -208,14 +208,14 @@ class ModelPool:
     target
         Builds sessions on this server's device.
     batching
-        Maps a manifest to its batching limits (its own policy, overridden by the environment).
+        Maps a manifest and the target's preferred concurrency to the model's batching limits.
     """
 
     def __init__(
         self,
         registry: ModelRegistry,
         target: ExecutionTarget,
-        batching: Callable[[ModelManifest], BatchingOptions],
+        batching: Callable[[ModelManifest, int], BatchingOptions],
     ) -> None:
         self.registry = registry
         self.target = target
@@ -250,7 +250,9 @@ class ModelPool:
             loaded = self.target.load(manifest, folder)
             runner = RUNNERS[manifest.task](manifest, folder, loaded.session)
             warm_up(manifest, folder, loaded)
-            worker = ModelWorker(manifest, runner, loaded, self._batching(manifest))
+            worker = ModelWorker(
+                manifest, runner, loaded, self._batching(manifest, self.target.concurrency)
+            )
             logger.info(
                 "model loaded %s",
                 json.dumps(

@@ -88,13 +88,15 @@ class ServerSettings:
         """A copy with some fields replaced (command-line flags)."""
         return replace(self, **changes)
 
-    def batching(self, manifest: ModelManifest) -> BatchingOptions:
-        """A model's batching limits: its manifest policy, overridden by the environment, and
-        never more rows than the model takes in one run (``manifest.max_batch_size``)."""
+    def batching(self, manifest: ModelManifest, concurrency: int = 1) -> BatchingOptions:
+        """A model's batching limits: its manifest policy (and the device's ``concurrency``),
+        overridden by the environment, and never more rows than the model takes in one run
+        (``manifest.max_batch_size``)."""
         options = BatchingOptions.from_env(
             self.environ,
             max_batch_size=manifest.batching.max_batch_size,
             max_wait_ms=manifest.batching.max_wait_ms,
+            max_concurrent_batches=concurrency,
         )
         if options.max_batch_size > manifest.max_batch_size:
             options = replace(options, max_batch_size=manifest.max_batch_size)

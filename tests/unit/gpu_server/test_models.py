@@ -116,6 +116,10 @@ def test_batching_policy_comes_from_the_manifest_unless_overridden(
     assert plain.max_wait_ms == manifest.batching.max_wait_ms
     off = ServerSettings.from_env({"AIMAAS_BATCH_MAX_SIZE": "1"}).batching(manifest)
     assert off.max_batch_size == 1
+    assert plain.max_concurrent_batches == 1
+    assert ServerSettings.from_env({}).batching(manifest, 2).max_concurrent_batches == 2
+    env = {"AIMAAS_BATCH_CONCURRENCY": "3"}
+    assert ServerSettings.from_env(env).batching(manifest, 2).max_concurrent_batches == 3
 
 
 def test_pool_batches_text_by_length_bucket_and_matches_unbatched_runs(
@@ -129,7 +133,7 @@ def test_pool_batches_text_by_length_bucket_and_matches_unbatched_runs(
         pool = ModelPool(
             registry,
             CpuTarget(EngineOptions(threads=1)),
-            lambda m: BatchingOptions(max_batch_size=32, max_wait_ms=30),
+            lambda m, c: BatchingOptions(max_batch_size=32, max_wait_ms=30),
         )
         try:
             worker = await pool.worker(manifest)
@@ -153,7 +157,7 @@ def test_pool_batches_text_by_length_bucket_and_matches_unbatched_runs(
 
 
 async def _runner(registry: ModelRegistry, manifest: ModelManifest):
-    pool = ModelPool(registry, CpuTarget(EngineOptions(threads=1)), lambda m: BatchingOptions())
+    pool = ModelPool(registry, CpuTarget(EngineOptions(threads=1)), lambda m, c: BatchingOptions())
     return (await pool.worker(manifest)).runner
 
 

@@ -140,6 +140,7 @@ class BatchingOptions:
         *,
         max_batch_size: int = 32,
         max_wait_ms: float = 5.0,
+        max_concurrent_batches: int = 1,
         prefix: str = "AIMAAS_BATCH_",
     ) -> BatchingOptions:
         """Options from a model's own policy, overridden by ``<prefix>*`` variables.
@@ -151,6 +152,8 @@ class BatchingOptions:
             ``CONCURRENCY`` after ``prefix``.
         max_batch_size, max_wait_ms
             The defaults when no variable is set (a manifest's ``batching`` policy).
+        max_concurrent_batches
+            The default when ``CONCURRENCY`` is not set (the device's preference).
         prefix
             Variable name prefix.
 
@@ -171,7 +174,7 @@ class BatchingOptions:
             max_batch_size=int(size) if size else max_batch_size,
             max_wait_ms=float(wait) if wait else max_wait_ms,
             max_queue=int(queue) if queue else cls.max_queue,
-            max_concurrent_batches=int(workers) if workers else cls.max_concurrent_batches,
+            max_concurrent_batches=int(workers) if workers else max_concurrent_batches,
         )
 
 
