@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from aimaas.manifest import MANIFEST_FILENAME
+
 from model_export.registry import verify_entry
 
 

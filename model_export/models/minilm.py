@@ -111,7 +111,12 @@ def torch_encoder() -> Any:
 
 
 def torch_embed(texts: list[str] | tuple[str, ...], batch_size: int = 16) -> np.ndarray:
-    """Reference embeddings from PyTorch eager fp32."""
+    """Reference embeddings from PyTorch eager fp32 (memoised: fp32 and int8 share them)."""
+    return _torch_embed(tuple(texts), batch_size).copy()
+
+
+@cache
+def _torch_embed(texts: tuple[str, ...], batch_size: int) -> np.ndarray:
     import torch
 
     model, tok = torch_encoder(), encoder()
