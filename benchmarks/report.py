@@ -139,14 +139,22 @@ def draw(results_file: Path, out_dir: Path) -> list[Path]:
     latency = latency_rows(results.get("models", {}))
     if latency:
         models = sorted(latency)
-        fig, axes = plt.subplots(1, len(models), figsize=(4.5 * len(models), 4), squeeze=False)
-        for ax, model in zip(axes[0], models, strict=True):
+        columns = min(3, len(models))
+        rows = -(-len(models) // columns)
+        fig, axes = plt.subplots(rows, columns, figsize=(5 * columns, 3.8 * rows), squeeze=False)
+        # One colour per runtime across panels, so PyTorch/fp32/int8 read the same everywhere.
+        runtimes = sorted({series for model in models for series in latency[model]})
+        colours = {name: f"C{index}" for index, name in enumerate(runtimes)}
+        for ax, model in zip(axes.flat, models, strict=False):
             for series, points in sorted(latency[model].items()):
-                ax.plot(*zip(*points, strict=True), marker="o", label=series)
-            ax.set(title=model, xlabel="batch size", ylabel="latency (ms)", xscale="log")
+                ax.plot(*zip(*points, strict=True), marker="o", label=series, color=colours[series])
+            ax.set(title=model, xlabel="batch size", ylabel="latency (ms, log)")
             ax.set_xscale("log", base=2)
-            ax.grid(alpha=0.3)
+            ax.set_yscale("log")  # batch 1 and batch 32 differ by orders of magnitude
+            ax.grid(alpha=0.3, which="both")
             ax.legend(fontsize=8)
+        for ax in list(axes.flat)[len(models) :]:
+            ax.axis("off")
         fig.suptitle("Latency by batch size: PyTorch vs ONNX fp32 vs ONNX int8")
         written.append(_save(fig, out_dir / "latency_by_batch.png", caption))
     else:
