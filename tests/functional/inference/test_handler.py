@@ -6,6 +6,7 @@ import base64
 import importlib.util
 import io
 import json
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -48,10 +49,19 @@ def lambda_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, A
             "POWERTOOLS_LOG_LEVEL": "DEBUG",  # the core's per-prediction line is DEBUG
         }.items():
             patch.setenv(key, value)
+        core = logging.getLogger("aimaas")
+        saved = (list(core.handlers), core.level, core.propagate)
         module = _load("aimaas_test_inference_handler", HANDLER)
-        yield {"handler": module.handler, "db": db, "module": module}
-        module.app.state.container.close()
-        sys.modules.pop("aimaas_test_inference_handler", None)
+        try:
+            yield {"handler": module.handler, "db": db, "module": module}
+        finally:
+            module.app.state.container.close()
+            sys.modules.pop("aimaas_test_inference_handler", None)
+            # The handler routes the core's loggers to Powertools at import; later tests in
+            # this process (caplog) need them propagating to the root logger again.
+            core.handlers = saved[0]
+            core.setLevel(saved[1])
+            core.propagate = saved[2]
 
 
 def _call(env: dict[str, Any], event: dict[str, Any]) -> tuple[int, dict[str, str], Any]:
