@@ -71,7 +71,8 @@ def test_a_lonely_item_waits_max_wait_then_runs() -> None:
     recorder = Recorder()
 
     async def main() -> float:
-        batcher = DynamicBatcher(recorder, BatchingOptions(max_batch_size=8, max_wait_ms=80))
+        options = BatchingOptions(max_batch_size=8, max_wait_ms=80, adaptive_wait=False)
+        batcher = DynamicBatcher(recorder, options)
         try:
             started = time.perf_counter()
             assert await batcher.submit(21) == 42
@@ -82,6 +83,27 @@ def test_a_lonely_item_waits_max_wait_then_runs() -> None:
     elapsed = run(main())
     assert 0.075 <= elapsed < 3.0  # generous: CI machines are shared
     assert recorder.batches == [[21]]
+
+
+def test_adaptive_wait_spares_a_lone_caller_but_still_batches_a_burst() -> None:
+    recorder = Recorder()
+
+    async def main() -> float:
+        batcher = DynamicBatcher(recorder, BatchingOptions(max_batch_size=8, max_wait_ms=300))
+        try:
+            started = time.perf_counter()
+            for i in range(5):  # one caller, each asking after its previous answer
+                assert await batcher.submit(i) == 2 * i
+            lone = time.perf_counter() - started
+            await asyncio.gather(*(batcher.submit(i) for i in range(10, 13)))
+            return lone
+        finally:
+            await batcher.aclose()
+
+    lone = run(main())
+    assert lone < 1.0  # five waits of 300 ms would take 1.5 s
+    assert recorder.batches[:5] == [[0], [1], [2], [3], [4]]
+    assert recorder.batches[5:] == [[10, 11, 12]]  # arriving together, they waited for each other
 
 
 def test_a_full_batch_does_not_wait() -> None:

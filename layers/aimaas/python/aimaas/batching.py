@@ -6,7 +6,8 @@ session on a GPU, typically). Callers ``await batcher.submit(item)``; items queu
 bucket when either
 
 - it holds ``max_batch_size`` rows (an item may carry several rows: a request with 8 texts), or
-- its oldest item has waited ``max_wait_ms``.
+- its oldest item has waited ``max_wait_ms`` (not at all when it is alone: nothing else queued
+  and nothing running, so a lone caller never pays for a wait that cannot bring company).
 
 While a batch runs, new items keep queueing, so a busy model gets fuller batches for free. When
 several buckets are ready the fullest runs first, but a bucket passed over a few times runs
@@ -116,14 +117,18 @@ class BatchingOptions:
     max_queue
         Most rows waiting at once; more are refused with :class:`BatcherOverloaded`.
     max_concurrent_batches
-        Batches run at the same time (threads). One suits a GPU: the device serialises anyway
-        and a single stream keeps the batches full.
+        Batches run at the same time (threads).
+    adaptive_wait
+        Skip the wait when an item is alone: nothing else queued and no batch running. A lone
+        caller (one client that waits for each answer before asking again) then never pays
+        ``max_wait_ms``; as soon as requests overlap, they wait for each other as configured.
     """
 
     max_batch_size: int = 32
     max_wait_ms: float = 5.0
     max_queue: int = 4096
     max_concurrent_batches: int = 1
+    adaptive_wait: bool = True
 
     def __post_init__(self) -> None:
         if self.max_batch_size < 1:
@@ -276,6 +281,7 @@ class DynamicBatcher(Generic[T, R]):
         self._buckets: dict[Hashable, deque[_Pending[T, R]]] = {}
         self._bucket_rows: dict[Hashable, int] = {}
         self._skips: dict[Hashable, int] = {}
+        self._running_rows = 0
         self._queued_rows = 0
         self._wakeup = asyncio.Event()
         self._slots = asyncio.Semaphore(self.options.max_concurrent_batches)
@@ -366,10 +372,10 @@ class DynamicBatcher(Generic[T, R]):
 
     async def _next_batch(self) -> list[_Pending[T, R]]:
         loop = asyncio.get_running_loop()
-        max_wait = self.options.max_wait_ms / 1000.0
         while True:
             self._wakeup.clear()
             now = loop.time()
+            max_wait = self._wait_s()
             ready: list[Hashable] = []
             next_deadline = float("inf")
             for key, queue in self._buckets.items():
@@ -383,6 +389,19 @@ class DynamicBatcher(Generic[T, R]):
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
                     await self._wakeup.wait()
+
+    def _wait_s(self) -> float:
+        """How long a not-full bucket waits for company now."""
+        wait = self.options.max_wait_ms / 1000.0
+        if not self.options.adaptive_wait:
+            return wait
+        # Alone (one queued item, nothing running): nobody is coming to share its batch soon.
+        alone = (
+            self._running_rows == 0
+            and len(self._buckets) == 1
+            and sum(len(q) for q in self._buckets.values()) == 1
+        )
+        return 0.0 if alone else wait
 
     def _choose(self, ready: list[Hashable]) -> Hashable:
         """Fullest ready bucket first (big batches are what a busy device needs), but a
@@ -411,10 +430,12 @@ class DynamicBatcher(Generic[T, R]):
         if not queue:
             del self._buckets[key], self._bucket_rows[key]
             self._skips.pop(key, None)
+        self._running_rows += rows
         return batch
 
     async def _execute(self, batch: list[_Pending[T, R]]) -> None:
         loop = asyncio.get_running_loop()
+        running = sum(p.rows for p in batch)
         try:
             if not batch:
                 return
@@ -434,6 +455,7 @@ class DynamicBatcher(Generic[T, R]):
                     pending.future.set_result(result)
             self._record(batch, started, finished, failed)
         finally:
+            self._running_rows -= running
             self._slots.release()
             self._wakeup.set()
 
