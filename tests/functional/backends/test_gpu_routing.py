@@ -29,12 +29,19 @@ if str(ROOT) not in sys.path:
 
 
 @pytest.fixture(scope="module")
-def gpu_server() -> Iterator[str]:
+def gpu_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     from functions.gpu_server.gpuserve.launcher import running_server
 
     env = {"AIMAAS_REGISTRY": str(REGISTRY), "AIMAAS_ONNX_THREADS": "1"}
-    with running_server(env, target="cpu") as base_url:
-        yield base_url
+    log = tmp_path_factory.mktemp("gpu-server") / "server.log"
+    try:
+        with running_server(env, target="cpu", log_path=log) as base_url:
+            yield base_url
+    except Exception as exc:
+        if isinstance(exc, (AssertionError, pytest.fail.Exception)):
+            raise
+        text = log.read_text(errors="replace")[-3000:] if log.exists() else "(no log)"
+        pytest.fail(f"GPU server did not start ({exc!r}); its log:\n{text}")
 
 
 @pytest.fixture(scope="module")
