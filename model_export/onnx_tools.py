@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -119,13 +121,17 @@ def quantize_int8(source: Path, target: Path, *, per_channel: bool = True) -> Pa
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(
-        str(source),
-        str(target),
-        per_channel=per_channel,
-        weight_type=QuantType.QInt8,
-        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-    )
+    # The quantiser drops shape-inference scratch files (uuid-named .data, *_temp.onnx) into
+    # the working directory: give it a throwaway one so builds leave the checkout clean.
+    source, target = source.resolve(), target.resolve()
+    with tempfile.TemporaryDirectory() as scratch, contextlib.chdir(scratch):
+        quantize_dynamic(
+            str(source),
+            str(target),
+            per_channel=per_channel,
+            weight_type=QuantType.QInt8,
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
     return target
 
 
