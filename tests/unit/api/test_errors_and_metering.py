@@ -55,6 +55,13 @@ def assert_error_shape(response: Any, status: int, code: str | None = None) -> d
         (
             "post",
             "/v1/text-classification",
+            {"json": {"text": "x", "labels": ["a", "b", "a"]}},
+            422,
+            "invalid_input",
+        ),
+        (
+            "post",
+            "/v1/text-classification",
             {"content": b"text=hello", "headers": {"Content-Type": "text/plain"}},
             415,
             "unsupported_media_type",

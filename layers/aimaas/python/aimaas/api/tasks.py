@@ -50,6 +50,8 @@ def text_classification(
     texts, single = _as_list(body.text)
     started = time.perf_counter()
     if body.labels:
+        if len(set(body.labels)) != len(body.labels):
+            raise errors.InvalidInput("Candidate labels must be distinct.")
         manifest = manifest or resolve(request, "embeddings", body.model, body.version)
         if manifest.task != "embeddings":
             raise errors.InvalidInput(
