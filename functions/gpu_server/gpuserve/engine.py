@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from aimaas import errors
 from aimaas.inference.runners import session_options
-from aimaas.manifest import ModelManifest, TensorSpec, TextPreprocessing
+from aimaas.manifest import ModelManifest, TensorSpec, TextPreprocessing, VadPreprocessing
 
 logger = logging.getLogger(__name__)
 
@@ -417,7 +417,8 @@ def convert_to_fp16(path: Path) -> bytes:
 
 
 def probe_feeds(manifest: ModelManifest, folder: Path, batch: int = 4) -> dict[str, np.ndarray]:
-    """Inputs to compare two versions of a graph on: real tokens for text, noise otherwise."""
+    """Inputs to compare two versions of a graph on (and to warm it up with): real tokens for
+    text, a valid window for silero-vad, noise for the rest."""
     params = manifest.preprocessing
     if isinstance(params, TextPreprocessing):
         from aimaas.preprocess.text import TextEncoder
@@ -425,6 +426,16 @@ def probe_feeds(manifest: ModelManifest, folder: Path, batch: int = 4) -> dict[s
         encoder = TextEncoder(folder / params.tokenizer_file, params.max_length)
         return encoder.encode(list(PROBE_TEXTS)).feeds([s.name for s in manifest.inputs])
     rng = np.random.default_rng(0)
+    if isinstance(params, VadPreprocessing):
+        # One window with its context, a zero state and the real sample rate: the graph
+        # checks the rate and the window length.
+        audio, state, rate = (spec.name for spec in manifest.inputs)
+        window = params.window_samples + params.context_samples
+        return {
+            audio: (0.1 * rng.standard_normal((1, window))).astype(np.float32),
+            state: np.zeros((2, 1, 128), dtype=np.float32),
+            rate: np.array(params.sample_rate, dtype=np.int64),
+        }
     return {spec.name: _random_input(spec, batch, rng) for spec in manifest.inputs}
 
 

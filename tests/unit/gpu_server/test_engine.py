@@ -170,3 +170,18 @@ def test_fp16_is_kept_only_when_parity_holds() -> None:
 
     none, note = try_fp16(manifest, folder / "missing", fp32, make, min_cosine=0.9)
     assert none is None and note.startswith("fp16 not used")
+
+
+def _registry_models() -> list[str]:
+    return sorted(p.name for p in REGISTRY.iterdir()) if REGISTRY.is_dir() else []
+
+
+@pytest.mark.parametrize("name", _registry_models())
+def test_probe_feeds_run_every_model(name: str) -> None:
+    """Warm-up and the fp16 gate feed these to each graph: they must be valid inputs."""
+    registry = ModelRegistry(FolderStore(REGISTRY))
+    manifest = registry.resolve(name)
+    folder = registry.verified_dir(manifest)
+    session = ort.InferenceSession(str(folder / manifest.artifact.file), providers=[CPU])
+    outputs = session.run(None, probe_feeds(manifest, folder))
+    assert outputs and all(np.isfinite(o).all() for o in outputs)
