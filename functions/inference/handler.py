@@ -19,6 +19,7 @@ on first use, so a cold start pays only for the model it is asked for.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -27,7 +28,8 @@ from typing import Any
 
 from aimaas.api import create_app
 from aimaas.api.context import MODEL_HEADER, REQUEST_ID_HEADER, RequestContextFilter
-from aws_lambda_powertools import Logger, Metrics
+from aimaas.metering import USAGE_NOT_RECORDED
+from aws_lambda_powertools import Logger, Metrics, single_metric
 from aws_lambda_powertools.metrics import MetricUnit
 from mangum import Mangum
 
@@ -78,6 +80,26 @@ def _headers(response: dict[str, Any]) -> dict[str, str]:
     return found
 
 
+def _error_code(response: dict[str, Any]) -> str | None:
+    try:
+        return json.loads(response.get("body") or "{}")["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _count_ledger_write_failure() -> None:
+    # Its own EMF document, dimensioned by service only: the alarm watches exactly that series,
+    # which the per-model dimensions of the request metrics would otherwise split.
+    with single_metric(
+        name="LedgerWriteFailures",
+        unit=MetricUnit.Count,
+        value=1,
+        namespace=metrics.namespace,
+        default_dimensions={"service": SERVICE},
+    ):
+        pass
+
+
 @logger.inject_lambda_context(clear_state=True)
 @_traced
 @metrics.log_metrics(capture_cold_start_metric=True)
@@ -108,6 +130,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     metrics.add_metric(name="Requests", unit=MetricUnit.Count, value=1)
     if status >= 500:
         metrics.add_metric(name="Errors", unit=MetricUnit.Count, value=1)
+    if status == 503 and _error_code(response) == USAGE_NOT_RECORDED:
+        _count_ledger_write_failure()
     logger.info(
         "request served",
         extra={

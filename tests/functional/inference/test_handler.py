@@ -206,3 +206,36 @@ def test_docs_behind_the_stage_url_point_at_the_stage(lambda_env: dict) -> None:
     plain = events.rest_event("GET", "/docs", authorizer=None)
     plain["requestContext"]["path"] = "/docs"
     assert "url: '/openapi.json'" in lambda_env["handler"](plain, events.LambdaContext())["body"]
+
+
+def test_unrecorded_usage_is_a_503_and_a_ledger_failure_metric(
+    lambda_env: dict, capfd: Any
+) -> None:
+    from aimaas.metering import Meter
+    from aimaas.metering.testing import FlakyLedger
+
+    container = lambda_env["module"].app.state.container
+    healthy = container.meter
+    container.meter = Meter(
+        FlakyLedger(healthy.ledger, fail_before=1.0), attempts=2, sleep=lambda _: None
+    )
+    capfd.readouterr()
+    try:
+        event = events.json_event("/v1/embeddings", {"input": "x"}, request_id="apigw-lost")
+        status, _, body = _call(lambda_env, event)
+    finally:
+        container.meter = healthy
+    assert status == 503 and body["error"]["code"] == "usage_not_recorded"
+    documents = [json.loads(x) for x in capfd.readouterr().out.splitlines() if x.startswith("{")]
+    failures = [
+        d
+        for d in documents
+        if "_aws" in d
+        and any(
+            m["Name"] == "LedgerWriteFailures" for m in d["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+        )
+    ]
+    # Dimensioned by service alone: the series the observability stack's alarm watches.
+    assert len(failures) == 1
+    assert failures[0]["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["service"]]
+    assert failures[0]["service"] == "aimaas-inference"

@@ -21,7 +21,7 @@ the core (tenacity is imported lazily by :class:`Meter`).
 """
 
 from aimaas.metering.ledger import LEDGERS, UsageLedger, build_ledger
-from aimaas.metering.meter import Meter
+from aimaas.metering.meter import USAGE_NOT_RECORDED, Meter
 from aimaas.metering.records import UsageCell, UsageRecord, UsageTotals, day_bucket, month_bucket
 from aimaas.metering.summary import (
     UsageLine,
@@ -33,6 +33,7 @@ from aimaas.metering.summary import (
 
 __all__ = [
     "LEDGERS",
+    "USAGE_NOT_RECORDED",
     "Meter",
     "UsageCell",
     "UsageLedger",

@@ -29,6 +29,10 @@ from aimaas.metering.records import UsageRecord
 
 logger = logging.getLogger("aimaas.metering")
 
+# The error code of a prediction refused because its usage could not be recorded; the inference
+# handler counts these as the LedgerWriteFailures metric that an alarm watches.
+USAGE_NOT_RECORDED = "usage_not_recorded"
+
 # Programming errors: retrying cannot help, and they must not be reported as an outage.
 _NOT_RETRIED: tuple[type[BaseException], ...] = (ValueError, TypeError, KeyError)
 
@@ -106,7 +110,8 @@ class Meter:
             )
             raise BackendUnavailable(
                 "Usage could not be recorded, so the request was not served and is not billed; "
-                "retry the request."
+                "retry the request.",
+                code=USAGE_NOT_RECORDED,
             ) from error
 
     @staticmethod
