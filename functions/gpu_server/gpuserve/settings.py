@@ -10,7 +10,7 @@ folder (``/opt/ml/model``); the Dockerfile sets ``AIMAAS_REGISTRY`` to it.
 ``AIMAAS_GPU_PORT``            port (``SAGEMAKER_BIND_TO_PORT``, else 8080)
 ``AIMAAS_GPU_TARGET``          ``auto`` | ``cuda`` | ``tensorrt`` | ``cpu``
 ``AIMAAS_GPU_DEVICE_ID``       CUDA device ordinal (0)
-``AIMAAS_GPU_FP16``            ``auto`` (where the manifest allows and parity holds) | ``off``
+``AIMAAS_GPU_FP16``            ``auto`` (manifest allows + parity holds) | ``off`` | ``force``
 ``AIMAAS_GPU_IO_BINDING``      ``1`` | ``0``
 ``AIMAAS_GPU_REQUIRE``         ``1``: fail (no healthy /ping) rather than serve from the CPU
 ``AIMAAS_GPU_PRELOAD``         models loaded before /ping answers: ``all`` or ``a,b``
@@ -18,6 +18,8 @@ folder (``/opt/ml/model``); the Dockerfile sets ``AIMAAS_REGISTRY`` to it.
 ``AIMAAS_GPU_METRICS_S``       seconds between metrics log lines (0: never)
 ``AIMAAS_BATCH_MAX_SIZE``      overrides every manifest's ``batching.max_batch_size``
 ``AIMAAS_BATCH_MAX_WAIT_MS``   overrides every manifest's ``batching.max_wait_ms``
+``AIMAAS_BATCH_CONCURRENCY``   batches of one model in flight (CUDA 2, CPU 1)
+``AIMAAS_BATCH_MAX_QUEUE``     rows queued per model before 503 ``overloaded`` (4096)
 =============================  =====================================================
 """
 
