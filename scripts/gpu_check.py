@@ -9,7 +9,7 @@ same steps with the CPU provider (how it is tested on machines without a GPU).
    inference Lambda uses; printed: max |diff|, min cosine (embeddings), top-1 agreement
    (classifiers), equal segments (VAD).
 3. Speed: ``benchmarks/bench_gpu_batching.py`` on the target, max batch sizes 1/8/32,
-   1/8/32/64 clients.
+   1/8/32/64 clients; on a GPU once more in float16 (max batch 1 and 32, 1 and 32 clients).
 
 Everything also goes to one JSON file (``--json``).
 """
@@ -294,6 +294,29 @@ def main(argv: list[str] | None = None) -> int:
             bench_args += ["--per-client", "6", "--min-requests", "30"]
         code = bench.main(bench_args)
         report["batching"] = json.loads(bench_json.read_text())
+        if args.target != "cpu":
+            # The same load in float16 (kept only where its parity gate passes), batched or not.
+            fp16_json = args.json.with_name(args.json.stem + "_batching_fp16.json")
+            fp16_args = [
+                *bench_args[: bench_args.index("--batch-sizes")],
+                "--batch-sizes",
+                "1",
+                "32",
+                "--clients",
+                "1",
+                "32",
+                "--rounds",
+                "1",
+                "--fp16",
+                "force",
+                "--no-engine",
+                "--json",
+                str(fp16_json),
+            ]
+            if args.quick:
+                fp16_args += ["--per-client", "6", "--min-requests", "30"]
+            code |= bench.main(fp16_args)
+            report["batching_fp16"] = json.loads(fp16_json.read_text())
         if code:
             print("some benchmark requests failed")
     report["seconds"] = round(time.monotonic() - started, 1)
