@@ -105,7 +105,7 @@ def test_sagemaker_invokes_the_target_model(sagemaker: Any, manifest: Any) -> No
         {"Body": _body(RESULT.model_dump_json().encode()), "ContentType": "application/json"},
         {
             "EndpointName": "aimaas-gpu",
-            "TargetModel": f"{manifest.name}/{manifest.version}",
+            "CustomAttributes": f"model={manifest.name}/{manifest.version}",
             "ContentType": "application/json",
             "Accept": "application/json",
             "Body": request.model_dump_json().encode(),

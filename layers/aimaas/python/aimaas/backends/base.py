@@ -35,7 +35,7 @@ class InferenceBackend(ABC):
 
 
 def target_model(manifest: ModelManifest) -> str:
-    """The SageMaker multi-model ``TargetModel`` of a manifest: ``<name>/<version>``."""
+    """How a request names its model to the GPU server: ``<name>/<version>``."""
     return f"{manifest.name}/{manifest.version}"
 
 

@@ -15,7 +15,11 @@ from aimaas.manifest import ModelManifest
 
 
 class SageMakerBackend(InferenceBackend):
-    """``invoke_endpoint`` with ``TargetModel=<name>/<version>`` and the JSON wire format.
+    """``invoke_endpoint`` naming the model in ``CustomAttributes`` and the JSON wire format.
+
+    The endpoint the CDK app creates is a single-model endpoint serving the whole registry, and
+    SageMaker rejects ``TargetModel`` on those ("not a multi-model endpoint"); the GPU server
+    reads ``model=<name>/<version>`` from the custom attributes header instead.
 
     botocore's standard retry mode retries throttling and transient errors with backoff; the
     timeouts bound one attempt so a stuck endpoint cannot eat the Lambda's whole budget.
@@ -54,7 +58,7 @@ class SageMakerBackend(InferenceBackend):
         try:
             response = self.client.invoke_endpoint(
                 EndpointName=self.endpoint_name,
-                TargetModel=target_model(manifest),
+                CustomAttributes=f"model={target_model(manifest)}",
                 ContentType="application/json",
                 Accept="application/json",
                 Body=request.model_dump_json().encode(),
