@@ -107,6 +107,7 @@ class ModelRegistry:
                     or path.stat().st_size != ref.size_bytes
                     or sha256_file(path) != ref.sha256
                 ):
+                    self.store.discard(manifest)  # a cache re-fetches next time
                     raise errors.BackendUnavailable(
                         f"Model {manifest.model_id} failed its integrity check and is not served.",
                         code="model_integrity_error",

@@ -45,6 +45,9 @@ class ModelStore(ABC):
     def local_dir(self, manifest: ModelManifest) -> Path:
         """A local folder holding every file of ``manifest`` (downloaded if needed)."""
 
+    def discard(self, manifest: ModelManifest) -> None:  # noqa: B027 - a folder has no cache
+        """Forget local copies of ``manifest``'s files (they failed verification)."""
+
 
 def _parse_manifest(raw: bytes | str, where: str) -> ModelManifest:
     try:
@@ -178,6 +181,18 @@ class S3Store(ModelStore):
                 )
                 partial.replace(path)  # atomic: a crash never leaves a half file under its name
         return target
+
+    def discard(self, manifest: ModelManifest) -> None:
+        # A bad download (or a bad object since replaced) must not stick for the container's life.
+        with self._lock:
+            _unlink_all(self.cache_dir / manifest.name / manifest.version)
+
+
+def _unlink_all(folder: Path) -> None:
+    if folder.is_dir():
+        for path in folder.iterdir():
+            if path.is_file():
+                path.unlink(missing_ok=True)
 
 
 def _folder(settings: Settings) -> ModelStore:
