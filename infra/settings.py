@@ -67,6 +67,9 @@ class InfraSettings:
     profile: str = "aws"
     gpu_enabled: bool = False
     gpu_instance_type: str = "ml.g5.xlarge"
+    # The GPU image is CUDA 13; the newest SageMaker inference AMI has driver 550 and leaves
+    # CUDA forward compatibility to the container (which `serve` switches on).
+    gpu_inference_ami_version: str = "al2-ami-sagemaker-inference-gpu-3-1"
     gpu_models: tuple[str, ...] = ()
     gpu_min_instances: int = 1
     gpu_max_instances: int = 2
@@ -142,6 +145,9 @@ class InfraSettings:
             # LocalStack community has no SageMaker: the GPU stack is an AWS-only concern.
             gpu_enabled=_flag(pick("gpu_enabled"), False) and profile == "aws",
             gpu_instance_type=str(pick("gpu_instance_type", "ml.g5.xlarge")),
+            gpu_inference_ami_version=str(
+                pick("gpu_inference_ami_version", "al2-ami-sagemaker-inference-gpu-3-1")
+            ),
             gpu_models=tuple(data.get("gpu_models", ())),
             gpu_min_instances=_int(pick("gpu_min_instances"), 1),
             gpu_max_instances=_int(pick("gpu_max_instances"), 2),

@@ -149,6 +149,7 @@ class GpuStack(cdk.Stack):
                     model_name=model.attr_model_name,
                     initial_instance_count=settings.gpu_min_instances,
                     instance_type=settings.gpu_instance_type,
+                    inference_ami_version=settings.gpu_inference_ami_version,
                     initial_variant_weight=1.0,
                 )
             ],

@@ -39,6 +39,8 @@ def test_gpu_stack_endpoint_scaling_and_scoped_invoke(prod: Any) -> None:
     (config,) = prod.resources("gpu", "AWS::SageMaker::EndpointConfig").values()
     (variant,) = config["Properties"]["ProductionVariants"]
     assert variant["InstanceType"] == "ml.g5.xlarge"
+    # The CUDA 13 image needs the AMI that leaves forward compatibility to the container.
+    assert variant["InferenceAmiVersion"] == "al2-ami-sagemaker-inference-gpu-3-1"
     (target,) = prod.resources("gpu", "AWS::ApplicationAutoScaling::ScalableTarget").values()
     assert "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint" in json.dumps(
         target["Properties"]["RoleARN"]
