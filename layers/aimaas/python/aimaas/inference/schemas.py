@@ -7,7 +7,9 @@ Transport (HTTP GPU server and SageMaker endpoint alike)::
 
     POST /invocations
     Content-Type: application/json
-    X-Amzn-SageMaker-Target-Model: <name>/<version>      (SageMaker: the TargetModel parameter)
+    X-Amzn-SageMaker-Target-Model: <name>/<version>            (the HTTP backend)
+    X-Amzn-SageMaker-Custom-Attributes: model=<name>/<version>  (SageMaker: CustomAttributes;
+                                    the stack's endpoint is single-model, so no TargetModel)
 
     body:     one InferenceRequest,  e.g. {"task": "embeddings", "texts": ["hello"]}
     response: one InferenceResult,   e.g. {"task": "embeddings", "embeddings": [[...]],
