@@ -117,29 +117,29 @@ def synthesised_set(ctx: BuildContext, name: str, voices: list[str], seed: int) 
     Returns a dict with ``clips`` (list of float32 arrays), ``labels`` and ``voices``.
     """
     jobs = _jobs(voices, seed)
-    key = hashlib.sha256(json.dumps([jobs, espeak_version()]).encode()).hexdigest()[:16]
+    # "int16-clipped" names the cache format (earlier caches wrapped around on overflow).
+    cache_id = [jobs, espeak_version(), "int16-clipped"]
+    key = hashlib.sha256(json.dumps(cache_id).encode()).hexdigest()[:16]
     path = ctx.cache_dir / "keyword-spotter" / f"{name}-{key}.npz"
-    if path.is_file():
-        data = np.load(path, allow_pickle=False)
-        lengths = data["lengths"]
-        clips = np.split(data["audio"].astype(np.float32) / 32767.0, np.cumsum(lengths)[:-1])
-        return {"clips": clips, "labels": data["labels"], "voices": list(data["voices"])}
-    ctx.log(f"synthesising {len(jobs)} {name} words with espeak-ng")
-    with ThreadPoolExecutor(max_workers=max(2, ctx.threads)) as pool:
-        clips = list(pool.map(lambda job: synthesise(*job[:4]), jobs))
-    labels = np.asarray([job[4] for job in jobs], dtype=np.int64)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    audio = np.concatenate([np.round(c * 32767.0) for c in clips]).astype(np.int16)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(
-        tmp,
-        audio=audio,
-        lengths=np.asarray([len(c) for c in clips]),
-        labels=labels,
-        voices=np.asarray([job[1] for job in jobs]),
-    )
-    tmp.rename(path)
-    return {"clips": clips, "labels": labels, "voices": [job[1] for job in jobs]}
+    if not path.is_file():
+        ctx.log(f"synthesising {len(jobs)} {name} words with espeak-ng")
+        with ThreadPoolExecutor(max_workers=max(2, ctx.threads)) as pool:
+            clips = list(pool.map(lambda job: synthesise(*job[:4]), jobs))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        audio = np.concatenate([np.round(c * 32767.0) for c in clips])
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez_compressed(
+            tmp,
+            audio=np.clip(audio, -32768, 32767).astype(np.int16),
+            lengths=np.asarray([len(c) for c in clips]),
+            labels=np.asarray([job[4] for job in jobs], dtype=np.int64),
+            voices=np.asarray([job[1] for job in jobs]),
+        )
+        tmp.rename(path)
+    # Always train from the stored 16-bit audio, so a cold and a cached build are identical.
+    data = np.load(path, allow_pickle=False)
+    clips = np.split(data["audio"].astype(np.float32) / 32767.0, np.cumsum(data["lengths"])[:-1])
+    return {"clips": clips, "labels": data["labels"], "voices": list(data["voices"])}
 
 
 def _place(clip: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -365,7 +365,8 @@ class KeywordSpotterExporter(ModelExporter):
                 package="espeak-ng (Debian package) + this repository",
                 package_version=espeak_version().split()[3],
                 licence=(
-                    "Apache-2.0 (model trained here; espeak-ng is GPL-3.0, audio is its output)"
+                    "this repository's (trained here, no third-party weights); espeak-ng is "
+                    "GPL-3.0 and the training audio is its output"
                 ),
                 origin=(
                     f"trained by model_export from {len(train_synth['clips'])} espeak-ng words by "
