@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-# On a shared machine, spinning worker threads (OpenMP in torch, ORT's pool) turn other
-# processes' load into huge stalls, and hit eager PyTorch far harder than ONNX Runtime. Both
-# wait passively unless --spin is given, so the ratios measure the models, not the neighbours.
-SPIN = "--spin" in sys.argv
+# Worker threads spin-wait by default (OpenMP in torch, ONNX Runtime's pool), as in production.
+# On a loaded machine that turns other processes' load into stalls that hit eager PyTorch far
+# harder than ONNX Runtime: --passive makes both wait passively instead.
+SPIN = "--passive" not in sys.argv
 if not SPIN:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read when libgomp starts
 for extra in (REPO, REPO / "layers" / "aimaas" / "python"):
@@ -62,10 +62,10 @@ LONG = " ".join(["Benchmarks measure the latency and throughput of embedding mod
 def timed_group(
     fns: dict[str, Callable[[], Any]], seconds: float, min_runs: int = 5
 ) -> dict[str, list[float]]:
-    """Latencies (s) of each callable, run round-robin for about ``seconds`` per callable.
+    """Latencies (s) of each callable, measured in alternating blocks of about 0.25 s.
 
-    Interleaving matters on a shared machine: every variant sees the same background load,
-    so the speed-up ratios stay fair even when absolute numbers drift.
+    Alternating blocks keep the comparison fair when background load drifts; the first call
+    of each block is dropped, since the other runtime's threads may still be spinning.
     """
     for fn in fns.values():  # warm-up: first calls allocate and pick kernels
         fn()
@@ -74,10 +74,16 @@ def timed_group(
     deadline = time.perf_counter() + seconds * len(fns)
     while min(len(t) for t in times.values()) < min_runs or time.perf_counter() < deadline:
         for name, fn in fns.items():
-            start = time.perf_counter()
             fn()
-            times[name].append(time.perf_counter() - start)
-        if min(len(t) for t in times.values()) >= 2000:
+            block_end = time.perf_counter() + 0.25
+            while True:
+                start = time.perf_counter()
+                fn()
+                end = time.perf_counter()
+                times[name].append(end - start)
+                if end >= block_end:
+                    break
+        if min(len(t) for t in times.values()) >= 5000:
             break
     return times
 
@@ -296,7 +302,9 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--output", type=Path, default=RESULTS)
-    parser.add_argument("--spin", action="store_true", help="let worker threads spin-wait")
+    parser.add_argument(
+        "--passive", action="store_true", help="worker threads wait passively (loaded machine)"
+    )
     args = parser.parse_args()
     if args.quick:
         args.seconds = 0.5
