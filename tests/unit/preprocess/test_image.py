@@ -116,3 +116,11 @@ def test_batch_error_names_the_index() -> None:
         preprocess_images([good, b"bad"], resize=32, size=32, mean=MEAN, std=STD)
     with pytest.raises(InvalidInput):
         preprocess_images([], resize=32, size=32, mean=MEAN, std=STD)
+
+
+def test_exif_orientation_is_applied() -> None:
+    image = Image.new("RGB", (40, 20), (0, 0, 0))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    decoded = decode_image(encode(image, "JPEG", exif=exif.tobytes()))
+    assert decoded.size == (20, 40)
