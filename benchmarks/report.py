@@ -88,7 +88,11 @@ def throughput_rows(name: str, result: Any) -> dict[str, list[tuple[int, float]]
         label = name
         if isinstance(parent, dict) and "max_batch_size" in parent:
             size = parent["max_batch_size"]
-            label = f"{name} (batching off)" if size == 1 else f"{name} (max batch {size})"
+            # Sibling lists of runs are different set-ups ("runs" over HTTP, "engine_runs" in
+            # process): one series each, or their points zigzag along one line.
+            setup = "" if path[0] == "runs" else f"{path[0].removesuffix('_runs')}, "
+            setting = "batching off" if size == 1 else f"max batch {size}"
+            label = f"{name} ({setup}{setting})"
         found[label].append((clients, float(rate)))
     if not found and isinstance(result, dict):  # the load run: one level, one summary
         concurrency, rate = result.get("concurrency"), _first(result, ("throughput_rps",))
