@@ -275,60 +275,21 @@ def skip_body_validation_without_models(apigw: Any, rest_api_id: str, stage: str
 
 # --- 4. DynamoDB tables in moto_server ---------------------------------------------------------
 
-_PK_SK = {
-    "AttributeDefinitions": [
-        {"AttributeName": "pk", "AttributeType": "S"},
-        {"AttributeName": "sk", "AttributeType": "S"},
-    ],
-    "KeySchema": [
-        {"AttributeName": "pk", "KeyType": "HASH"},
-        {"AttributeName": "sk", "KeyType": "RANGE"},
-    ],
-}
-
-#: The fixed key schemas of the platform's tables (documented in aimaas.auth.dynamodb and
-#: aimaas.metering.dynamodb; the CDK app creates the same in the AWS profile).
-TABLES: Mapping[str, Mapping[str, Any]] = {
-    "tenants": {
-        "AttributeDefinitions": [
-            *_PK_SK["AttributeDefinitions"],
-            {"AttributeName": "gsi1pk", "AttributeType": "S"},
-            {"AttributeName": "gsi1sk", "AttributeType": "S"},
-        ],
-        "KeySchema": _PK_SK["KeySchema"],
-        "GlobalSecondaryIndexes": [
-            {
-                "IndexName": "gsi1",
-                "KeySchema": [
-                    {"AttributeName": "gsi1pk", "KeyType": "HASH"},
-                    {"AttributeName": "gsi1sk", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            }
-        ],
-    },
-    "usage": {**_PK_SK, "TimeToLiveAttribute": "expires_at"},
-    "audit": _PK_SK,
-}
-
-
 def create_tables(dynamodb: Any, prefix: str) -> dict[str, str]:
-    """Create the tenants, usage and audit tables; return their names by role."""
-    names: dict[str, str] = {}
-    for role, schema in TABLES.items():
-        name = f"{prefix}-{role}"
-        spec = {k: v for k, v in schema.items() if k != "TimeToLiveAttribute"}
-        dynamodb.create_table(TableName=name, BillingMode="PAY_PER_REQUEST", **spec)
-        dynamodb.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1})
-        if "TimeToLiveAttribute" in schema:
-            dynamodb.update_time_to_live(
-                TableName=name,
-                TimeToLiveSpecification={
-                    "Enabled": True,
-                    "AttributeName": schema["TimeToLiveAttribute"],
-                },
-            )
-        names[role] = name
+    """Create the tenants, usage and audit tables; return their names by role.
+
+    The key schemas are the core's own (``aimaas.auth.dynamodb``, ``aimaas.metering.dynamodb``,
+    ``aimaas.admin.audit``), the same constants the CDK app's AWS profile is tested against.
+    """
+    from aimaas.admin.audit import KEY_SCHEMA as AUDIT_SCHEMA
+    from aimaas.auth.dynamodb import create_table as create_tenants_table
+    from aimaas.metering.dynamodb import create_table as create_usage_table
+
+    names = {role: f"{prefix}-{role}" for role in ("tenants", "usage", "audit")}
+    create_tenants_table(dynamodb, names["tenants"])
+    create_usage_table(dynamodb, names["usage"])
+    dynamodb.create_table(TableName=names["audit"], BillingMode="PAY_PER_REQUEST", **AUDIT_SCHEMA)
+    dynamodb.get_waiter("table_exists").wait(TableName=names["audit"], WaiterConfig={"Delay": 1})
     return names
 
 
