@@ -187,6 +187,17 @@ def hammer(
     return result
 
 
+_MOTO_ITEM_OPERATIONS = (
+    "get_item",
+    "put_item",
+    "update_item",
+    "delete_item",
+    "query",
+    "scan",
+    "batch_get_item",
+)
+
+
 def serialize_moto_dynamodb_transactions() -> Callable[[], None]:
     """Make moto's ``TransactWriteItems`` atomic under threads and cheap; returns an undo.
 
@@ -243,12 +254,28 @@ def serialize_moto_dynamodb_transactions() -> Callable[[], None]:
                         self.put_item(table_name, saved)  # type: ignore[attr-defined]
                 raise
 
+    # moto's reads iterate the same dicts the writes grow ("dictionary changed size during
+    # iteration" when a server thread queries counters while another records usage): every item
+    # operation takes the transactions' lock too.
+    originals = {name: getattr(backend_class, name) for name in _MOTO_ITEM_OPERATIONS}
+
+    def _locked(method: Callable[..., object]) -> Callable[..., object]:
+        def call(self: object, *args: object, **kwargs: object) -> object:
+            with lock:
+                return method(self, *args, **kwargs)
+
+        return call
+
     saved_copy = models.copy
     models.copy = _NoTableCopy  # type: ignore[assignment]
     backend_class.transact_write_items = transact_write_items  # type: ignore[method-assign]
+    for name, method in originals.items():
+        setattr(backend_class, name, _locked(method))
 
     def undo() -> None:
         backend_class.transact_write_items = original  # type: ignore[method-assign]
+        for name, method in originals.items():
+            setattr(backend_class, name, method)
         models.copy = saved_copy
 
     return undo
