@@ -124,3 +124,16 @@ def test_exif_orientation_is_applied() -> None:
     exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
     decoded = decode_image(encode(image, "JPEG", exif=exif.tobytes()))
     assert decoded.size == (20, 40)
+
+
+def test_extreme_aspect_ratio_does_not_allocate_the_resized_image() -> None:
+    import resource
+
+    sliver = io.BytesIO()
+    Image.new("RGB", (1, 30000), (200, 10, 10)).save(sliver, "PNG")  # a few hundred bytes
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    (tensor,) = preprocess_images([sliver.getvalue()], resize=256, size=224, mean=MEAN, std=STD)
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert tensor.shape == (3, 224, 224)
+    # Resizing the whole sliver to a 256-pixel short side first would take 256 x 7,680,000 RGB.
+    assert grown_mb < 200, f"peak memory grew {grown_mb:.0f} MB"

@@ -136,10 +136,14 @@ def image_to_tensor(
     else:
         new_h = resize
         new_w = max(size, int(resize * width / height))
-    resized = image.resize((new_w, new_h), Image.Resampling.BILINEAR, reducing_gap=None)
     left = round((new_w - size) / 2.0)
     top = round((new_h - size) / 2.0)
-    cropped = resized.crop((left, top, left + size, top + size))
+    # Resize only the crop, given as a box in source coordinates: the same pixel mapping and
+    # filter as resizing the whole image then cropping, without allocating the whole resized
+    # image (a 1x30000 PNG of 138 bytes would otherwise become a 256x7,680,000 RGB buffer).
+    x_scale, y_scale = width / new_w, height / new_h
+    box = (left * x_scale, top * y_scale, (left + size) * x_scale, (top + size) * y_scale)
+    cropped = image.resize((size, size), Image.Resampling.BILINEAR, box=box, reducing_gap=None)
     array = np.asarray(cropped, dtype=np.float32) * np.float32(scale)
     array = (array - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
     return np.ascontiguousarray(array.transpose(2, 0, 1))
