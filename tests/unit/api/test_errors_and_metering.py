@@ -127,6 +127,23 @@ def test_idempotency_key_is_the_request_id_and_bills_once(harness) -> None:
     assert len(harness.records()) == 2
 
 
+def test_an_idempotency_key_reused_for_another_request_is_409_and_not_served(harness) -> None:
+    headers = {**AUTH, "Idempotency-Key": "order-43"}
+    first = harness.client.post("/v1/text-classification", headers=headers, json=TEXT)
+    assert first.status_code == 200
+    # Same key, a much longer text: one billed record must not cover a different prediction.
+    longer = {"text": " ".join([TEXT["text"]] * 20)}
+    reused = harness.client.post("/v1/text-classification", headers=headers, json=longer)
+    body = assert_error_shape(reused, 409, "idempotency_key_reused")
+    assert "label" not in body
+    # Same key on another model and task: refused too.
+    other = harness.client.post("/v1/embeddings", headers=headers, json={"input": "x"})
+    assert_error_shape(other, 409, "idempotency_key_reused")
+    records = harness.records()
+    assert [r.request_id for r in records] == ["order-43"]
+    assert records[0].task == "text-classification"
+
+
 @pytest.mark.parametrize("key", ["x" * 129, "tab\there", "hash#mark", ""])
 def test_bad_idempotency_keys_are_400(harness, key: str) -> None:
     response = harness.client.post(

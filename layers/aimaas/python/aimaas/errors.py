@@ -72,6 +72,14 @@ class NotFound(ApiError):
     code = "not_found"
 
 
+class Conflict(ApiError):
+    """The request clashes with one already recorded (an ``Idempotency-Key`` reused for a
+    different request)."""
+
+    status = 409
+    code = "conflict"
+
+
 class PayloadTooLarge(ApiError):
     """The body is over the configured limit (6 MB by default, the Lambda payload limit)."""
 

@@ -24,6 +24,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         401: "No or malformed API key",
         403: "Unknown or revoked key",
         404: "Unknown model or version",
+        409: "Idempotency-Key already used for a different request",
         413: "Body over the size limit",
         415: "Unsupported Content-Type",
         422: "Invalid input",

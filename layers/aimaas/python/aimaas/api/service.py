@@ -9,6 +9,7 @@ served (nothing billed, nothing answered).
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -99,6 +100,22 @@ def price_of(task: str, model: str, billed: Billable, plan: str) -> float | None
         return None
 
 
+def _refuse_a_reused_key(stored: Any, record: Any) -> None:
+    """A replayed request id must be the same call: otherwise one billed record would stand for
+    any number of different (and larger, or other-model) predictions, past every limit."""
+    same = stored is not None and (
+        (stored.model, stored.model_version, stored.task, stored.unit)
+        == (record.model, record.model_version, record.task, record.unit)
+        and math.isclose(float(stored.units), float(record.units), rel_tol=1e-9, abs_tol=1e-12)
+    )
+    if not same:
+        raise errors.Conflict(
+            "This Idempotency-Key was already used for a different request; use a new key "
+            "for each distinct request.",
+            code="idempotency_key_reused",
+        )
+
+
 def meter(
     request: Request,
     principal: Any,
@@ -130,7 +147,16 @@ def meter(
         status=200,
         timestamp=datetime.now(UTC),
     )
-    new = container_of(request).meter.record(record)
+    meter = container_of(request).meter
+    new = meter.record(record)
+    if not new:
+        try:
+            stored = meter.ledger.get(record.tenant_id, record.request_id)
+        except Exception as error:  # the duplicate was seen, but cannot be compared now
+            raise errors.BackendUnavailable(
+                "The usage ledger could not confirm this retried request; retry it."
+            ) from error
+        _refuse_a_reused_key(stored, record)
     logger.debug(  # the handler / access log already says it at INFO; this adds billing detail
         "prediction served",
         extra={
