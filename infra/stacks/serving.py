@@ -164,10 +164,12 @@ class ServingStack(cdk.Stack):
                 **self._role_and_logs(group.name.title()),
                 tracing=lambda_.Tracing.ACTIVE,
             )
+            # The ledger only adds records and counters (a transaction of conditional puts and
+            # updates); the audit log is the admin's, never the internet-facing function's.
             self._grant_tables(
                 function,
                 read=("AIMAAS_TENANTS_TABLE",),
-                write=("AIMAAS_USAGE_TABLE", "AIMAAS_AUDIT_TABLE"),
+                write=("AIMAAS_USAGE_TABLE",),
             )
             grant_model_read(function, settings, self, storage.key)
             # The app builds the same authenticator at start-up (admin routes, local parity).
@@ -244,12 +246,7 @@ class ServingStack(cdk.Stack):
             "dynamodb:ConditionCheckItem",
             "dynamodb:DescribeTable",
         ]
-        write_actions = [
-            "dynamodb:PutItem",
-            "dynamodb:UpdateItem",
-            "dynamodb:DeleteItem",
-            "dynamodb:BatchWriteItem",
-        ]
+        write_actions = ["dynamodb:PutItem", "dynamodb:UpdateItem"]
         if read:
             function.add_to_role_policy(
                 iam.PolicyStatement(

@@ -98,6 +98,21 @@ def test_data_access_is_scoped_to_the_stage_tables(dev: Any) -> None:
     assert ":table/*" not in policies
 
 
+def test_inference_functions_cannot_touch_the_audit_log_or_delete_usage(dev: Any) -> None:
+    import json
+
+    for name, policy in dev.resources("serving", "AWS::IAM::Policy").items():
+        if name.startswith("AuthorizerRole"):
+            continue
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            actions = json.dumps(statement["Action"])
+            resources = json.dumps(statement["Resource"])
+            assert "DeleteItem" not in actions and "BatchWriteItem" not in actions, name
+            if "PutItem" in actions or "UpdateItem" in actions:
+                assert "aimaas-dev-audit" not in resources, name
+                assert "aimaas-dev-usage" in resources, name
+
+
 def test_authorizer_permissions_follow_its_contract(dev: Any) -> None:
     """functions/authorizer/handler.py: read keys/usage, stamp last_used_at, read the pepper."""
     import json
