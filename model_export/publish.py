@@ -20,8 +20,16 @@ class PublishError(RuntimeError):
 
 
 def registry_entries(registry: Path) -> list[Path]:
-    """Folders ``<registry>/<name>/<version>`` that hold a manifest, sorted."""
-    return sorted(path.parent for path in registry.glob(f"*/*/{MANIFEST_FILENAME}"))
+    """Folders ``<registry>/<name>/<version>`` that hold a manifest, sorted.
+
+    Dot folders are the builder's scratch space (``.staging``: an interrupted build can leave a
+    manifest there) and never part of the registry, as the serving ``FolderStore`` agrees.
+    """
+    return sorted(
+        path.parent
+        for path in registry.glob(f"*/*/{MANIFEST_FILENAME}")
+        if not path.relative_to(registry).parts[0].startswith(".")
+    )
 
 
 def publish_registry(

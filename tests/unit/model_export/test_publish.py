@@ -79,3 +79,14 @@ def test_tampered_file_is_not_uploaded(registry: Path, aws: dict[str, Any]) -> N
 def test_empty_registry_is_refused(tmp_path: Path, aws: dict[str, Any]) -> None:
     with pytest.raises(PublishError, match="no manifests"):
         publish_registry(tmp_path, aws["s3"], "models")
+
+
+def test_staging_leftovers_are_not_registry_entries(registry: Path) -> None:
+    from model_export.publish import registry_entries
+
+    (entry,) = registry_entries(registry)
+    # What an interrupted build leaves: a manifest in the builder's scratch folder.
+    leftover = registry / ".staging" / "tiny-abc123"
+    leftover.mkdir(parents=True)
+    (leftover / "manifest.json").write_text((entry / "manifest.json").read_text())
+    assert registry_entries(registry) == [entry]
