@@ -218,6 +218,29 @@ def parity_step(target: str, registry_path: Path, fp16: str) -> list[dict[str, A
     return rows
 
 
+#: How far a GPU answer may stray from the CPU Lambda path before the check fails.
+PARITY_BOUNDS = {
+    "off": {"min_cosine": 0.999, "top1_share": 0.99, "segments_share": 0.9},
+    "force": {"min_cosine": 0.99, "top1_share": 0.95, "segments_share": 0.8},
+}
+
+
+def parity_failures(rows: list[dict[str, Any]], fp16: str) -> list[str]:
+    """What in ``rows`` breaks :data:`PARITY_BOUNDS` (an empty list when parity holds)."""
+    bounds = PARITY_BOUNDS[fp16]
+    failures = []
+    for r in rows:
+        if r.get("min_cosine", 1.0) < bounds["min_cosine"]:
+            failures.append(f"{r['model']}: min cosine {r['min_cosine']:.6f}")
+        if "top1_agree" in r and r["top1_agree"] < bounds["top1_share"] * r["rows"]:
+            failures.append(f"{r['model']}: top-1 {r['top1_agree']}/{r['rows']}")
+        if "segments_equal" in r and r["segments_equal"] < bounds["segments_share"] * r["rows"]:
+            failures.append(f"{r['model']}: segments {r['segments_equal']}/{r['rows']}")
+        if r.get("token_counts_equal") is False:
+            failures.append(f"{r['model']}: token counts differ")
+    return failures
+
+
 def print_parity(title: str, rows: list[dict[str, Any]]) -> None:
     print(f"\n{title}")
     print(
@@ -265,11 +288,17 @@ def main(argv: list[str] | None = None) -> int:
     print_parity(
         f"Parity on {args.target} (fp32) against the CPU Lambda path", report["parity_fp32"]
     )
+    failures = parity_failures(report["parity_fp32"], "off")
     if args.target != "cpu":  # fp16 and IO binding exist on CUDA only
         report["parity_fp16"] = parity_step(args.target, args.registry, "force")
         print_parity(
             f"Parity on {args.target} with fp16 where its gate passes", report["parity_fp16"]
         )
+        failures += [f"fp16 {f}" for f in parity_failures(report["parity_fp16"], "force")]
+    report["parity_failures"] = failures
+    for failure in failures:
+        print(f"PARITY FAILED: {failure}")
+    code = 0
 
     if not args.skip_bench:
         bench_json = args.json.with_name(args.json.stem + "_batching.json")
@@ -292,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
         ]
         if args.quick:
             bench_args += ["--per-client", "6", "--min-requests", "30"]
-        code = bench.main(bench_args)
+        code |= bench.main(bench_args)
         report["batching"] = json.loads(bench_json.read_text())
         if args.target != "cpu":
             # The same load in float16 (kept only where its parity gate passes), batched or not.
@@ -323,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nGPU check finished in {report['seconds']} s; JSON: {args.json}")
-    return 0
+    return 1 if failures or code else 0
 
 
 if __name__ == "__main__":

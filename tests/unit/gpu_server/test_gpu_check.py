@@ -1,0 +1,42 @@
+"""The GPU check fails (exit 1) when GPU answers stray from the CPU path, not only prints them."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+SCRIPT = Path(__file__).resolve().parents[3] / "scripts" / "gpu_check.py"
+
+
+def _load() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("aimaas_test_gpu_check", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_parity_failures_names_each_broken_bound() -> None:
+    check = _load()
+    rows = [
+        {"model": "emb@1.0.0", "min_cosine": 0.9999, "token_counts_equal": True},
+        {"model": "img@1.0.0", "rows": 100, "top1_agree": 100, "max_abs_diff": 1e-5},
+    ]
+    assert check.parity_failures(rows, "off") == []
+    broken = [
+        {"model": "emb@1.0.0", "min_cosine": 0.95, "token_counts_equal": False},
+        {"model": "img@1.0.0", "rows": 100, "top1_agree": 90},
+        {"model": "vad@1.0.0", "rows": 10, "segments_equal": 5},
+    ]
+    failures = check.parity_failures(broken, "off")
+    assert len(failures) == 4
+    assert any("min cosine" in f for f in failures)
+    assert any("top-1 90/100" in f for f in failures)
+    assert any("segments 5/10" in f for f in failures)
+    assert any("token counts" in f for f in failures)
+    # fp16 is held to looser, but real, bounds.
+    assert check.parity_failures([{"model": "e", "min_cosine": 0.995}], "force") == []
+    assert check.parity_failures([{"model": "e", "min_cosine": 0.98}], "force")
