@@ -188,50 +188,31 @@ class VadRunner(ModelRunner):
     task = "voice-activity-detection"
 
     def speech_probabilities(self, samples: np.ndarray, params: VadPreprocessing) -> np.ndarray:
-        """Speech probability of each window of ``samples`` (16 kHz mono float32)."""
-        window, context = params.window_samples, params.context_samples
-        padded = np.pad(samples, (0, (-len(samples)) % window)).astype(np.float32)
+        """Speech probability of each window of ``samples`` (16 kHz mono float32); the
+        recurrent state is carried from window to window."""
+        from aimaas.preprocess.audio import vad_windows
+
         state = np.zeros((2, 1, 128), dtype=np.float32)
-        previous = np.zeros(context, dtype=np.float32)
         rate = np.array(params.sample_rate, dtype=np.int64)
-        probs = np.empty(len(padded) // window, dtype=np.float32)
-        for i in range(len(probs)):
-            chunk = padded[i * window : (i + 1) * window]
-            frame = np.concatenate([previous, chunk])[None, :]
-            out, state = self.session.run(None, {"input": frame, "state": state, "sr": rate})
+        windows = vad_windows(samples, params)
+        probs = np.empty(len(windows), dtype=np.float32)
+        for i, frame in enumerate(windows):
+            out, state = self.session.run(
+                None, {"input": frame[None, :], "state": state, "sr": rate}
+            )
             probs[i] = float(np.asarray(out).reshape(-1)[0])
-            previous = chunk[-context:]
         return probs
 
     @staticmethod
     def segments(probs: np.ndarray, params: VadPreprocessing) -> list[schemas.Segment]:
-        """Hysteresis over window probabilities, as silero's ``get_speech_timestamps`` does."""
-        step = params.window_samples / params.sample_rate
-        min_silence = params.min_silence_ms / 1000.0
-        min_speech = params.min_speech_ms / 1000.0
-        low = max(params.threshold - 0.15, 0.01)
-        found: list[schemas.Segment] = []
-        start: float | None = None
-        silence_since: float | None = None
-        for i, p in enumerate(probs):
-            t = i * step
-            if p >= params.threshold:
-                silence_since = None
-                if start is None:
-                    start = t
-            elif start is not None and p < low:
-                silence_since = t if silence_since is None else silence_since
-                if t + step - silence_since >= min_silence:
-                    if silence_since - start >= min_speech:
-                        found.append(
-                            schemas.Segment(start=round(start, 3), end=round(silence_since, 3))
-                        )
-                    start, silence_since = None, None
-        if start is not None:
-            end = len(probs) * step if silence_since is None else silence_since
-            if end - start >= min_speech:
-                found.append(schemas.Segment(start=round(start, 3), end=round(end, 3)))
-        return found
+        """Speech segments of the window probabilities (:func:`~aimaas.preprocess.audio.
+        speech_segments`, the same code the export gate checked), rounded to milliseconds."""
+        from aimaas.preprocess.audio import speech_segments
+
+        return [
+            schemas.Segment(start=round(start, 3), end=round(end, 3))
+            for start, end in speech_segments(probs, params)
+        ]
 
     def run(self, request: schemas.VadRequest) -> schemas.VadResult:
         from aimaas.preprocess.audio import decode_wav, resample

@@ -244,26 +244,35 @@ def speech_segments(
 ) -> list[tuple[float, float]]:
     """Turn per-window speech probabilities into ``(start_s, end_s)`` segments.
 
-    A segment starts where the probability reaches ``threshold`` and ends after at least
-    ``min_silence_ms`` below ``threshold - 0.15`` (hysteresis, as silero-vad does); segments
-    shorter than ``min_speech_ms`` are dropped.
+    silero-vad's own hysteresis (``get_speech_timestamps``): a segment starts where the
+    probability reaches ``threshold``; a pause starts at the first window below
+    ``threshold - 0.15`` and ends the segment once it has lasted ``min_silence_ms``, unless the
+    probability reaches ``threshold`` again first. Segments shorter than ``min_speech_ms`` are
+    dropped. The export gate and serving both use this function.
     """
     p = params or VadPreprocessing()
     step = p.window_samples / p.sample_rate
     off_threshold = max(p.threshold - 0.15, 0.01)
-    min_silence = max(1, round(p.min_silence_ms / 1000.0 / step))
+    min_silence = p.min_silence_ms / 1000.0
+    min_speech = p.min_speech_ms / 1000.0
+    probs = np.asarray(probabilities, dtype=np.float32).reshape(-1)
     segments: list[tuple[float, float]] = []
-    start: int | None = None
-    quiet = 0
-    for index, prob in enumerate(np.asarray(probabilities, dtype=np.float32).reshape(-1)):
-        if start is None:
-            if prob >= p.threshold:
-                start, quiet = index, 0
-            continue
-        quiet = quiet + 1 if prob < off_threshold else 0
-        if quiet >= min_silence:
-            segments.append((start * step, (index - quiet + 1) * step))
-            start = None
+    start: float | None = None
+    pause: float | None = None
+    for index, prob in enumerate(probs):
+        moment = index * step
+        if prob >= p.threshold:
+            pause = None  # speech again: the pause was too short to end the segment
+            if start is None:
+                start = moment
+        elif start is not None and prob < off_threshold:
+            pause = moment if pause is None else pause
+            if moment + step - pause >= min_silence:
+                if pause - start >= min_speech:
+                    segments.append((start, pause))
+                start, pause = None, None
     if start is not None:
-        segments.append((start * step, len(probabilities) * step))
-    return [(a, b) for a, b in segments if (b - a) * 1000.0 >= p.min_speech_ms]
+        end = len(probs) * step if pause is None else pause
+        if end - start >= min_speech:
+            segments.append((start, end))
+    return segments
