@@ -17,6 +17,7 @@ from aimaas import errors
 from aimaas.api import schemas as api
 from aimaas.api.service import billable, container_of, invoke, meter
 from aimaas.inference import schemas as wire
+from aimaas.inference.runners import softmax
 from aimaas.manifest import ModelManifest, Task
 
 #: Zero-shot scores are ``softmax(ZERO_SHOT_SCALE * cosine)``: cosine similarities of sentence
@@ -95,10 +96,7 @@ def _zero_shot(
     vectors = np.asarray(result.embeddings, dtype=np.float64)
     vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
     text_vecs, label_vecs = vectors[: len(texts)], vectors[len(texts) :]
-    logits = ZERO_SHOT_SCALE * (text_vecs @ label_vecs.T)
-    logits -= logits.max(axis=1, keepdims=True)
-    probs = np.exp(logits)
-    probs /= probs.sum(axis=1, keepdims=True)
+    probs = softmax(ZERO_SHOT_SCALE * (text_vecs @ label_vecs.T))
     predictions = []
     for row in probs:
         best = int(np.argmax(row))
