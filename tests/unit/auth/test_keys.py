@@ -76,3 +76,11 @@ def test_key_record_usable_window() -> None:
     assert not KeyRecord(key_id="k", tenant_id="t", key_hash="h", status="revoked").usable(now)
     grace = KeyRecord(key_id="k", tenant_id="t", key_hash="h", expires_at=now + timedelta(1))
     assert grace.usable(now) and not grace.usable(now + timedelta(days=2))
+
+
+def test_settings_repr_never_shows_the_pepper() -> None:
+    from aimaas.config import Settings
+
+    settings = Settings.from_env({"AIMAAS_KEY_PEPPER": "pepper-value-123"})
+    assert settings.extra["AIMAAS_KEY_PEPPER"] == "pepper-value-123"
+    assert "pepper-value-123" not in repr(settings)

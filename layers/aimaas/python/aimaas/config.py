@@ -101,7 +101,9 @@ class Settings:
     trust_authorizer: bool = False
     max_body_bytes: int = 6 * 1024 * 1024
     onnx_threads: int = 0  # 0: let ONNX Runtime decide
-    extra: Mapping[str, str] = field(default_factory=dict)
+    # Every AIMAAS_* variable, for adapters with settings of their own; kept out of repr() since
+    # it can hold secrets (AIMAAS_KEY_PEPPER).
+    extra: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
