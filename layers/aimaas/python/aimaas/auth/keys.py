@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Literal
 
-from aimaas.config import Settings
+from aimaas.config import Settings, build_adapter
 
 KEY_PREFIX = "amk_"
 KEY_ID_LENGTH = 12
@@ -254,10 +254,4 @@ def build_key_store(settings: Settings) -> KeyStore:
     ValueError
         Unknown adapter, or incomplete settings.
     """
-    try:
-        factory = KEY_STORES[settings.key_store]
-    except KeyError:
-        raise ValueError(
-            f"unknown key store {settings.key_store!r}; known: {sorted(KEY_STORES)}"
-        ) from None
-    return factory(settings)
+    return build_adapter("key store", KEY_STORES, settings.key_store, settings)

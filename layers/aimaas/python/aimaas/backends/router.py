@@ -7,7 +7,7 @@ from typing import Any
 
 from aimaas import errors
 from aimaas.backends.base import InferenceBackend
-from aimaas.config import Settings
+from aimaas.config import Settings, build_adapter
 from aimaas.manifest import ModelManifest
 
 
@@ -57,13 +57,7 @@ def build_gpu_backend(settings: Settings) -> InferenceBackend:
     ValueError
         Unknown name or missing settings (a configuration error, caught at start-up).
     """
-    try:
-        factory = GPU_BACKENDS[settings.gpu_backend]
-    except KeyError:
-        raise ValueError(
-            f"unknown GPU backend {settings.gpu_backend!r}; known: {sorted(GPU_BACKENDS)}"
-        ) from None
-    return factory(settings)
+    return build_adapter("GPU backend", GPU_BACKENDS, settings.gpu_backend, settings)
 
 
 class BackendRouter:

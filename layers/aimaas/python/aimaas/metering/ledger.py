@@ -19,7 +19,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
-from aimaas.config import Settings
+from aimaas.config import Settings, build_adapter
 from aimaas.metering.records import Period, UsageCell, UsageRecord, UsageTotals, month_bucket
 
 
@@ -92,8 +92,4 @@ def build_ledger(settings: Settings) -> UsageLedger:
     ValueError
         Unknown adapter name, or its settings are incomplete.
     """
-    try:
-        factory = LEDGERS[settings.ledger]
-    except KeyError:
-        raise ValueError(f"unknown ledger {settings.ledger!r}; known: {sorted(LEDGERS)}") from None
-    return factory(settings)
+    return build_adapter("ledger", LEDGERS, settings.ledger, settings)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from aimaas import errors
-from aimaas.config import Settings
+from aimaas.config import Settings, build_adapter
 from aimaas.manifest import MANIFEST_FILENAME, ModelManifest, version_key
 
 
@@ -216,10 +216,4 @@ def build_store(settings: Settings) -> ModelStore:
     ValueError
         For an unknown store name (a configuration error, caught at start-up).
     """
-    try:
-        factory = STORES[settings.model_store]
-    except KeyError:
-        raise ValueError(
-            f"unknown model store {settings.model_store!r}; known: {sorted(STORES)}"
-        ) from None
-    return factory(settings)
+    return build_adapter("model store", STORES, settings.model_store, settings)
