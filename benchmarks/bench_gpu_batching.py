@@ -32,7 +32,7 @@ if str(REPO) not in sys.path:
 
 from functions.gpu_server.gpuserve.launcher import running_server  # noqa: E402
 
-MODEL = "all-minilm-l6-v2"  # the fp32 model config/stages.toml sends to the GPU
+MODEL = "all-minilm-l6-v2"  # the fp32 model aimaas/data/stages.toml sends to the GPU
 HEADER = "X-Amzn-SageMaker-Target-Model"
 
 # Sentences of everyday lengths (5 to ~60 tokens), the traffic an embeddings API sees.
@@ -198,7 +198,6 @@ def run_engine(args: argparse.Namespace) -> list[dict[str, Any]]:
     """
     from aimaas.batching import BatchingOptions
     from aimaas.registry import FolderStore, ModelRegistry
-
     from functions.gpu_server.gpuserve.engine import EngineOptions, build_target
     from functions.gpu_server.gpuserve.models import ModelPool
 

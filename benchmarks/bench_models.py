@@ -33,9 +33,8 @@ REPO = Path(__file__).resolve().parents[1]
 SPIN = "--passive" not in sys.argv
 if not SPIN:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read when libgomp starts
-for extra in (REPO, REPO / "layers" / "aimaas" / "python"):
-    if str(extra) not in sys.path:
-        sys.path.insert(0, str(extra))
+if str(REPO) not in sys.path:  # model_export, when run as a file rather than `-m benchmarks`
+    sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 import onnxruntime as ort  # noqa: E402

@@ -7,7 +7,7 @@
 2. Cold start: a fresh interpreter, from spawn to the first prediction through the handler
    (target <= 0.8 s), its handler import time, and the same model served by PyTorch eager
    (``transformers`` from the shipped weights) for comparison; medians of a few runs.
-3. HTTP throughput: ``python -m aimaas.local serve`` (uvicorn, one process) on 127.0.0.1 with 1,
+3. HTTP throughput: ``python -m aimaas_local serve`` (uvicorn, one process) on 127.0.0.1 with 1,
    8 and 32 concurrent closed-loop clients; requests/s and p50/p99 latency, against bare ORT
    throughput (sequential ``session.run``, batch 1) on the same machine.
 
@@ -369,7 +369,7 @@ def http_throughput(levels: list[int], per_level: int, work_dir: Path) -> dict[s
         [
             sys.executable,
             "-m",
-            "aimaas.local",
+            "aimaas_local",
             "serve",
             "--registry",
             str(REGISTRY),

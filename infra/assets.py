@@ -1,54 +1,52 @@
 """Local staging of the zip assets (no Docker bundling): the shared-code Lambda layer.
 
-A Python layer is unpacked under ``/opt``; ``/opt/python`` is on ``sys.path``, and
-``aimaas.config`` looks for its TOML files in ``python/aimaas/config/`` beside the code. So the
-layer tree is ``python/aimaas/**`` plus ``python/aimaas/config/*.toml``, copied at synth time into
+A Python layer is unpacked under ``/opt``; ``/opt/python`` is on ``sys.path``. What goes in is
+declared in ``layers/aimaas/layer.toml`` (the runtime core's packages under ``src/``; their
+plans and stages travel inside as package data). The tree is copied at synth time into
 ``build/assets/`` (an ignored folder) and zipped by CDK from there.
 """
 
 from __future__ import annotations
 
 import shutil
+import tomllib
 from pathlib import Path
 
-from infra.settings import CONFIG_DIR, REPO_ROOT
+from infra.settings import REPO_ROOT
 
-LAYER_SOURCE = REPO_ROOT / "layers" / "aimaas" / "python" / "aimaas"
+LAYER_SPEC = REPO_ROOT / "layers" / "aimaas" / "layer.toml"
+SOURCE_ROOT = REPO_ROOT / "src"
 ASSETS_DIR = REPO_ROOT / "build" / "assets"
-
-# Byte-code and caches differ per machine and would change the asset hash for nothing.
-_IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", ".ruff_cache")
 
 
 def stage_core_layer(
     destination: Path = ASSETS_DIR / "aimaas-layer",
-    source: Path = LAYER_SOURCE,
-    config_dir: Path = CONFIG_DIR,
+    spec: Path = LAYER_SPEC,
+    source_root: Path = SOURCE_ROOT,
 ) -> Path:
-    """Copy the runtime core and its configuration into a Lambda layer tree.
+    """Copy the packages the layer spec names into a Lambda layer tree.
 
     Parameters
     ----------
     destination
-        The layer root to (re)create; it ends up holding ``python/aimaas/``.
-    source
-        The ``aimaas`` package folder.
-    config_dir
-        The folder of ``*.toml`` files shipped as ``python/aimaas/config/``.
+        The layer root to (re)create; it ends up holding ``python/<package>/``.
+    spec
+        The layer's ``layer.toml``.
+    source_root
+        The folder holding the packages (``src/``).
 
     Returns
     -------
     Path
         ``destination``, ready for ``lambda_.Code.from_asset``.
     """
-    if not (source / "__init__.py").is_file():
-        raise FileNotFoundError(f"the aimaas core package is missing at {source}")
+    layer = tomllib.loads(spec.read_text())["layer"]
+    ignore = shutil.ignore_patterns(*layer.get("exclude", ()))
     # Rebuilt from scratch each synth so a deleted module never lingers in the layer.
     shutil.rmtree(destination, ignore_errors=True)
-    package = destination / "python" / "aimaas"
-    shutil.copytree(source, package, ignore=_IGNORED)
-    shipped_config = package / "config"
-    shipped_config.mkdir(exist_ok=True)
-    for toml in sorted(config_dir.glob("*.toml")):
-        shutil.copy2(toml, shipped_config / toml.name)
+    for package in layer["packages"]:
+        source = source_root / package
+        if not (source / "__init__.py").is_file():
+            raise FileNotFoundError(f"the layer's package {package!r} is missing at {source}")
+        shutil.copytree(source, destination / "python" / package, ignore=ignore)
     return destination

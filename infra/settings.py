@@ -1,9 +1,8 @@
 """What one synthesis deploys: the stage, the profile and their options, resolved once.
 
-The data comes from the same files the runtime reads (``config/stages.toml``, ``config/plans.toml``,
-parsed with ``tomllib``; no runtime code is imported) plus CDK context (``-c key=value``), which
-overrides a stage's defaults. Context values from the CLI arrive as strings, so every flag and
-number is parsed here and nowhere else.
+The data comes from the same files the runtime reads (``aimaas/data/stages.toml`` and
+``plans.toml``) plus CDK context (``-c key=value``), which overrides a stage's defaults. Context
+values from the CLI arrive as strings, so every flag and number is parsed here and nowhere else.
 """
 
 from __future__ import annotations
@@ -14,8 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aimaas.config import PACKAGED_CONFIG_DIR
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-CONFIG_DIR = REPO_ROOT / "config"
+CONFIG_DIR = PACKAGED_CONFIG_DIR
 
 # Stage options that are not (yet) in stages.toml get these defaults; prod turns on what costs
 # money but protects data or users, dev keeps the idle bill near zero.

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+
 from aimaas.manifest import ModelManifest
 
 

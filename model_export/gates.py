@@ -8,6 +8,7 @@ met, so a model that disagrees with its reference never reaches the registry.
 from __future__ import annotations
 
 import numpy as np
+
 from aimaas.manifest import ParityReport
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import onnx
 import onnxruntime as ort
+
 from aimaas.manifest import ExporterInfo, TensorSpec
 
 OPSET = 17

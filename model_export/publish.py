@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from aimaas.manifest import MANIFEST_FILENAME
-
 from model_export.registry import verify_entry
 
 

@@ -21,13 +21,13 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+import aimaas.preprocess
 from aimaas.manifest import MANIFEST_FILENAME, ModelManifest, sha256_file
-
 from model_export.base import BuildContext, ModelExporter
 
 BUILD_INFO = "build-info.json"
 _PACKAGE_DIR = Path(__file__).resolve().parent
-_PREPROCESS_DIR = _PACKAGE_DIR.parent / "layers" / "aimaas" / "python" / "aimaas" / "preprocess"
+_PREPROCESS_DIR = Path(aimaas.preprocess.__file__).resolve().parent
 # Code shared by every exporter: a change here rebuilds everything.
 _COMMON_FILES = ("base.py", "gates.py", "onnx_tools.py", "registry.py")
 _TOOL_PACKAGES = ("torch", "onnx", "onnxruntime", "transformers", "tokenizers", "numpy")

@@ -40,7 +40,6 @@ import shlex
 import subprocess
 import sys
 import time
-import tomllib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -49,6 +48,8 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+
+from aimaas.plans import load_catalog
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -279,11 +280,11 @@ def create_tables(dynamodb: Any, prefix: str) -> dict[str, str]:
     """Create the tenants, usage and audit tables; return their names by role.
 
     The key schemas are the core's own (``aimaas.auth.dynamodb``, ``aimaas.metering.dynamodb``,
-    ``aimaas.admin.audit``), the same constants the CDK app's AWS profile is tested against.
+    ``aimaas_admin.audit``), the same constants the CDK app's AWS profile is tested against.
     """
-    from aimaas.admin.audit import KEY_SCHEMA as AUDIT_SCHEMA
     from aimaas.auth.dynamodb import create_table as create_tenants_table
     from aimaas.metering.dynamodb import create_table as create_usage_table
+    from aimaas_admin.audit import KEY_SCHEMA as AUDIT_SCHEMA
 
     names = {role: f"{prefix}-{role}" for role in ("tenants", "usage", "audit")}
     create_tenants_table(dynamodb, names["tenants"])
@@ -346,8 +347,8 @@ def check_published(s3: Any, deployment: Deployment, prefix: str) -> int:
 
 
 def admin(*args: str, env: Mapping[str, str]) -> str:
-    """Run ``python -m aimaas.admin --store aws ...`` and return what it printed."""
-    command = [PYTHON, "-m", "aimaas.admin", "--store", "aws", *args]
+    """Run ``python -m aimaas_admin --store aws ...`` and return what it printed."""
+    command = [PYTHON, "-m", "aimaas_admin", "--store", "aws", *args]
     done = subprocess.run(
         command, cwd=REPO, env=dict(env), capture_output=True, text=True, check=False
     )
@@ -418,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
     for stack in stacks:
         with step(f"create stack {stack.stack_name}"):
             outputs.update(deploy_stack(cfn, stack))
-    plans = list(tomllib.loads((REPO / "config" / "plans.toml").read_text())["plans"])
+    plans = list(load_catalog().plans)
     deployment = parse_outputs(outputs)
     log(f"REST API {deployment.rest_api_id}, stage {deployment.stage}, bucket {deployment.bucket}")
     missing = sorted(set(plans) - set(deployment.usage_plans))

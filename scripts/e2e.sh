@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The end-to-end stage of `make test`: the one suite in tests/e2e/, run against each target.
-#   local       python -m aimaas.local serve (folder registry, SQLite keys and ledger)
+#   local       python -m aimaas_local serve (folder registry, SQLite keys and ledger)
 #   localstack  LocalStack API Gateway (API keys, usage plans, HTTP_PROXY) -> the same app, with
 #               its models in LocalStack S3 (SSE-KMS) and its keys/ledger in moto_server DynamoDB
 # Everything started here is stopped on exit, also on failure or Ctrl-C; on failure the ends of
@@ -95,7 +95,7 @@ target_local() {
 	port="$(free_port)"
 	mkdir -p "$WORK/local"
 	AIMAAS_SQLITE_PATH="$db" AIMAAS_REGISTRY="$REGISTRY" \
-		start_server local "$port" "$BIN/python" -m aimaas.local serve \
+		start_server local "$port" "$BIN/python" -m aimaas_local serve \
 		--registry "$REGISTRY" --db "$db" --host 127.0.0.1 --port "$port"
 	AIMAAS_E2E_TARGET=local \
 		AIMAAS_E2E_BASE_URL="http://127.0.0.1:$port" \

@@ -30,15 +30,13 @@ import httpx
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-for path in (REPO, REPO / "layers" / "aimaas" / "python"):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
+if str(REPO / "src") not in sys.path:  # a bare GPU machine: the core from this checkout
+    sys.path.insert(0, str(REPO / "src"))
 
 from aimaas.backends.local import LocalOnnxBackend  # noqa: E402
 from aimaas.inference import schemas  # noqa: E402
 from aimaas.manifest import ModelManifest  # noqa: E402
 from aimaas.registry import FolderStore, ModelRegistry  # noqa: E402
-
 from benchmarks import bench_gpu_batching as bench  # noqa: E402
 from functions.gpu_server.gpuserve.launcher import running_server  # noqa: E402
 

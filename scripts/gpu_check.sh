@@ -79,7 +79,7 @@ echo "== install took $((SECONDS - START)) s"
 OUT_DIR="${GPU_CHECK_OUT:-$ROOT/benchmarks/results}"
 mkdir -p "$OUT_DIR"
 export AIMAAS_REGISTRY="$REGISTRY"
-export PYTHONPATH="$ROOT:$ROOT/layers/aimaas/python${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONPATH="$ROOT:$ROOT/src${PYTHONPATH:+:$PYTHONPATH}"
 LEFT=$((480 - (SECONDS - START)))
 (( LEFT > 60 )) || LEFT=60
 NAME=gpu_check; [[ "$TARGET" == cpu ]] && NAME=gpu_check_cpu

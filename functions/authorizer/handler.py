@@ -15,7 +15,7 @@ Deployment contract (for the CDK app)
 - Environment: ``AIMAAS_KEY_STORE=dynamodb``, ``AIMAAS_LEDGER=dynamodb``,
   ``AIMAAS_TENANTS_TABLE``, ``AIMAAS_USAGE_TABLE``, and the pepper as ``AIMAAS_KEY_PEPPER`` or,
   better, ``AIMAAS_KEY_PEPPER_PARAMETER`` (an SSM SecureString name). ``plans.toml`` must ship in
-  the layer as ``aimaas/config/plans.toml`` (or set ``AIMAAS_CONFIG_DIR``).
+  the layer as ``aimaas/aimaas/data/plans.toml`` (or set ``AIMAAS_CONFIG_DIR``).
 - IAM: ``dynamodb:GetItem`` + ``dynamodb:UpdateItem`` (``last_used_at``) on the tenants table,
   ``dynamodb:GetItem`` on the usage table, ``ssm:GetParameter`` on the pepper parameter (if
   used), ``apigateway:GET`` on ``/apikeys/*`` (only for keys whose usage identifier is not
@@ -49,11 +49,12 @@ from functools import cache
 from typing import Any
 
 import boto3
+from aws_lambda_powertools import Logger
+
 from aimaas.auth import Authenticator, Principal, build_authenticator
 from aimaas.config import Settings
 from aimaas.errors import Forbidden, QuotaExceeded, Unauthorized
 from aimaas.metering import build_ledger
-from aws_lambda_powertools import Logger
 
 logger = Logger(service="aimaas-authorizer")
 

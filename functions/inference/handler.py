@@ -26,12 +26,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from aimaas.api import create_app
-from aimaas.api.context import MODEL_HEADER, REQUEST_ID_HEADER, RequestContextFilter
-from aimaas.metering import USAGE_NOT_RECORDED
 from aws_lambda_powertools import Logger, Metrics, single_metric
 from aws_lambda_powertools.metrics import MetricUnit
 from mangum import Mangum
+
+from aimaas.api import create_app
+from aimaas.api.context import MODEL_HEADER, REQUEST_ID_HEADER, RequestContextFilter
+from aimaas.metering import USAGE_NOT_RECORDED
 
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "aimaas-inference")
 

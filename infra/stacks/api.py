@@ -1,4 +1,4 @@
-"""The public face: a REST API with API keys, one usage plan per plan in ``config/plans.toml``,
+"""The public face: a REST API with API keys, one usage plan per plan in ``aimaas/data/plans.toml``,
 JSON access logs, default throttling, binary media types and an optional WAF.
 """
 

@@ -304,7 +304,7 @@ class ServingStack(cdk.Stack):
             code=lambda_.Code.from_asset(str(stage_core_layer())),
             compatible_runtimes=[lambda_.Runtime.PYTHON_3_12],
             compatible_architectures=[lambda_.Architecture.ARM_64],
-            description="aimaas runtime core (python/aimaas) with config/*.toml",
+            description="aimaas runtime core (python/aimaas) with aimaas/data/*.toml",
             removal_policy=cdk.RemovalPolicy.DESTROY,
         )
         powertools = lambda_.LayerVersion.from_layer_version_arn(

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+
 from aimaas.manifest import AccuracyReport, AudioPreprocessing, ModelManifest, Source, file_ref
 from aimaas.preprocess.audio import decode_wav, fit_clip, log_mel, resample
-
 from model_export import gates, onnx_tools
 from model_export.base import BuildContext, ModelExporter, utc_now
 

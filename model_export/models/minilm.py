@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+
 from aimaas.manifest import (
     AccuracyReport,
     ModelManifest,
@@ -23,7 +24,6 @@ from aimaas.manifest import (
     file_ref,
 )
 from aimaas.preprocess.text import TextEncoder
-
 from model_export import gates, onnx_tools
 from model_export.base import BuildContext, ModelExporter, utc_now
 from model_export.models import topic_data

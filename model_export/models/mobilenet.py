@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+
 from aimaas.manifest import AccuracyReport, ImagePreprocessing, ModelManifest, Source, file_ref
 from aimaas.preprocess.image import decode_image, image_to_tensor
-
 from model_export import gates, onnx_tools
 from model_export.base import BuildContext, ModelExporter, utc_now
 

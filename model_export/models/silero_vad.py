@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+
 from aimaas.manifest import (
     AccuracyReport,
     ModelManifest,
@@ -24,7 +25,6 @@ from aimaas.manifest import (
     file_ref,
 )
 from aimaas.preprocess.audio import decode_wav, resample, speech_segments, vad_windows
-
 from model_export import gates, onnx_tools
 from model_export.base import BuildContext, ModelExporter, utc_now
 from model_export.models.keyword_spotter import espeak

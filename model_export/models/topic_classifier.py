@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from aimaas.manifest import AccuracyReport, ModelManifest, ParityReport, Quantization, file_ref
 
+from aimaas.manifest import AccuracyReport, ModelManifest, ParityReport, Quantization, file_ref
 from model_export import gates, onnx_tools
 from model_export.base import BuildContext, ModelExporter, utc_now
 from model_export.gates import GateError

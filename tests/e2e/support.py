@@ -1,6 +1,6 @@
 """The one end-to-end suite: real HTTP against a running target, configured ONLY by environment.
 
-The same tests run against the local server (``python -m aimaas.local serve``), the LocalStack
+The same tests run against the local server (``python -m aimaas_local serve``), the LocalStack
 deployment (API Gateway ``HTTP_PROXY`` in front of the local server) and a real AWS stage. What
 differs between targets is data, read here from the environment (see ``tests/e2e/README.md``):
 
@@ -13,7 +13,7 @@ differs between targets is data, read here from the environment (see ``tests/e2e
 ``AIMAAS_E2E_ADMIN``
     The store flags of the admin CLI for that target, e.g. ``--store sqlite --db PATH`` or
     ``--store aws``: the suite creates its own tenants and keys with
-    ``python -m aimaas.admin <flags> ...``, reads usage and revokes keys the same way.
+    ``python -m aimaas_admin <flags> ...``, reads usage and revokes keys the same way.
 ``AIMAAS_E2E_API_KEY``
     Alternatively, an existing key; the tests that need the admin CLI are then skipped.
 ``AIMAAS_E2E_BEARER_OK``
@@ -164,14 +164,14 @@ class HeaderKeyMirror:
 
 
 class AdminCli:
-    """``python -m aimaas.admin`` with the target's store flags, as an operator would run it."""
+    """``python -m aimaas_admin`` with the target's store flags, as an operator would run it."""
 
     def __init__(self, flags: tuple[str, ...]) -> None:
         self.flags = flags
 
     def run(self, *args: str) -> str:
         """Run one admin command; return its standard output (fail with both streams)."""
-        command = [sys.executable, "-m", "aimaas.admin", *self.flags, *args]
+        command = [sys.executable, "-m", "aimaas_admin", *self.flags, *args]
         done = subprocess.run(
             command, capture_output=True, text=True, timeout=120, cwd=REPO, check=False
         )

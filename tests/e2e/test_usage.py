@@ -24,14 +24,14 @@ CALLS = [
 
 
 def _list_price(task: str, model: str) -> tuple[str, float]:
-    """(unit, USD per unit) read from config/plans.toml here, not through the platform's code."""
-    prices = tomllib.loads((REPO / "config" / "plans.toml").read_text())["prices"]
+    """(unit, USD per unit) read from plans.toml here, not through the platform's code."""
+    prices = tomllib.loads((REPO / "src/aimaas/data/plans.toml").read_text())["prices"]
     price = prices.get("models", {}).get(model) or prices["tasks"][task]
     return price["unit"], float(price["usd"])
 
 
 def _multiplier(plan: str) -> float:
-    plans = tomllib.loads((REPO / "config" / "plans.toml").read_text())["plans"]
+    plans = tomllib.loads((REPO / "src/aimaas/data/plans.toml").read_text())["plans"]
     return float(plans[plan]["price_multiplier"])
 
 

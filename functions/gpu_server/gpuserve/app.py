@@ -27,13 +27,14 @@ import uuid
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from aimaas import errors
-from aimaas.inference.schemas import REQUEST_ADAPTER, RESULT_ADAPTER, TARGET_MODEL_HEADER
-from aimaas.registry import ModelRegistry, build_store
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from aimaas import errors
+from aimaas.inference.schemas import REQUEST_ADAPTER, RESULT_ADAPTER, TARGET_MODEL_HEADER
+from aimaas.registry import ModelRegistry, build_store
 
 from .engine import build_target
 from .models import ModelPool, rows

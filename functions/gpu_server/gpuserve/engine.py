@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from aimaas import errors
 from aimaas.inference.runners import session_options
 from aimaas.manifest import ModelManifest, TensorSpec, TextPreprocessing, VadPreprocessing

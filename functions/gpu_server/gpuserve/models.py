@@ -23,11 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel
+
 from aimaas.batching import DEFAULT_LENGTH_EDGES, BatchingOptions, DynamicBatcher, length_bucket
 from aimaas.inference.runners import RUNNERS, ModelRunner
 from aimaas.manifest import ModelManifest
 from aimaas.registry import ModelRegistry
-from pydantic import BaseModel
 
 from .engine import ExecutionTarget, LoadedSession, probe_feeds
 

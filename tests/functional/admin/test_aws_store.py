@@ -9,13 +9,14 @@ from unittest import mock
 
 import boto3
 import pytest
-from aimaas.admin import AdminService
-from aimaas.admin.cli import app
-from aimaas.config import Settings
-from aimaas.metering.testing import moto_tables, sample_record
-from aimaas.plans import load_catalog, usage_plan_name
 from botocore.stub import Stubber
 from typer.testing import CliRunner
+
+from aimaas.config import Settings
+from aimaas.plans import load_catalog, usage_plan_name
+from aimaas_admin import AdminService
+from aimaas_admin.cli import app
+from aimaas_testing.metering import moto_tables, sample_record
 
 DAY = date(2026, 5, 10)
 

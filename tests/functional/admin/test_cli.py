@@ -11,13 +11,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from aimaas.admin.cli import app
+from typer.testing import CliRunner
+
 from aimaas.auth import build_authenticator
 from aimaas.config import Settings
 from aimaas.errors import Forbidden
 from aimaas.metering import build_ledger
-from aimaas.metering.testing import sample_record
-from typer.testing import CliRunner
+from aimaas_admin.cli import app
+from aimaas_testing.metering import sample_record
 
 
 @pytest.fixture

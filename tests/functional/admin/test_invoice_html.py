@@ -10,11 +10,11 @@ from decimal import Decimal
 from html.parser import HTMLParser
 from pathlib import Path
 
-from aimaas.admin import AdminService
 from aimaas.config import Settings
-from aimaas.metering.invoice import render_html
-from aimaas.metering.testing import sample_record
 from aimaas.plans import load_catalog, to_billing_units
+from aimaas_admin import AdminService
+from aimaas_admin.invoice_html import render_html
+from aimaas_testing.metering import sample_record
 
 START = datetime(2026, 2, 1, tzinfo=UTC)
 

@@ -1,4 +1,4 @@
-"""Local mode over real HTTP: `python -m aimaas.local serve` on a free loopback port.
+"""Local mode over real HTTP: `python -m aimaas_local serve` on a free loopback port.
 
 Real keys (issued through ``aimaas.auth``), the real SQLite ledger, real models, and the two
 client programs customers actually run: ``requests`` with ``data=json.dumps(...)`` (no
@@ -52,7 +52,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         [
             sys.executable,
             "-m",
-            "aimaas.local",
+            "aimaas_local",
             "serve",
             "--registry",
             str(REGISTRY),

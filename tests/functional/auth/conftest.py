@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from aimaas.admin import AdminService
-from aimaas.admin.provisioner import NoProvisioner
+
 from aimaas.auth import Authenticator, KeyStore, build_authenticator
 from aimaas.config import Settings
 from aimaas.metering import UsageLedger
-from aimaas.metering.testing import moto_tables
+from aimaas_admin import AdminService
+from aimaas_admin.provisioner import NoProvisioner
+from aimaas_testing.metering import moto_tables
 
 
 @dataclass

@@ -6,12 +6,13 @@ from datetime import UTC, datetime, timedelta
 from unittest import mock
 
 import pytest
-from aimaas.admin import AdminService
-from aimaas.admin.provisioner import NoProvisioner
+
 from aimaas.auth import Authenticator, Principal
 from aimaas.errors import Forbidden, QuotaExceeded, Unauthorized
-from aimaas.metering.testing import sample_record
 from aimaas.plans import load_catalog
+from aimaas_admin import AdminService
+from aimaas_admin.provisioner import NoProvisioner
+from aimaas_testing.metering import sample_record
 
 
 def test_both_headers_resolve_the_same_principal(world) -> None:

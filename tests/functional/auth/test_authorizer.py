@@ -9,11 +9,12 @@ from unittest import mock
 
 import boto3
 import pytest
-from aimaas.admin import AdminService
-from aimaas.admin.provisioner import ApiGatewayProvisioner
+
 from aimaas.config import Settings
-from aimaas.metering.testing import moto_tables, sample_record
 from aimaas.plans import load_catalog, usage_plan_name
+from aimaas_admin import AdminService
+from aimaas_admin.provisioner import ApiGatewayProvisioner
+from aimaas_testing.metering import moto_tables, sample_record
 
 METHOD_ARN = "arn:aws:execute-api:us-east-1:123456789012:abc123defg/dev/POST/v1/embeddings"
 

@@ -10,12 +10,13 @@ from decimal import Decimal
 from types import SimpleNamespace
 
 import pytest
-from aimaas.api.app import create_app
-from aimaas.metering import Meter
-from aimaas.metering.testing import sample_record
-from aimaas.plans import load_catalog
 from fastapi.testclient import TestClient
 from mangum import Mangum
+
+from aimaas.api.app import create_app
+from aimaas.metering import Meter
+from aimaas.plans import load_catalog
+from aimaas_testing.metering import sample_record
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 DAY1 = (NOW - timedelta(days=2)).replace(hour=10)

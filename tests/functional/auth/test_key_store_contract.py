@@ -6,6 +6,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from aimaas.auth import (
     KeyRecord,
     KeyStore,
@@ -81,9 +82,10 @@ def test_build_key_store_by_name(tmp_path) -> None:
 
 def test_pepper_from_ssm_parameter_and_lazy_in_the_authenticator() -> None:
     import boto3
+
     from aimaas.auth import build_authenticator
     from aimaas.auth.keys import _ssm_secret, pepper_from
-    from aimaas.metering.testing import moto_tables
+    from aimaas_testing.metering import moto_tables
 
     with moto_tables() as env:
         boto3.client("ssm").put_parameter(

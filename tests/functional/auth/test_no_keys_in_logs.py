@@ -10,13 +10,14 @@ import os
 from types import SimpleNamespace
 from unittest import mock
 
-from aimaas.admin.cli import app as cli_app
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
 from aimaas.api.app import create_app
 from aimaas.errors import ApiError
 from aimaas.metering import Meter
-from aimaas.metering.testing import FlakyLedger, sample_record
-from fastapi.testclient import TestClient
-from typer.testing import CliRunner
+from aimaas_admin.cli import app as cli_app
+from aimaas_testing.metering import FlakyLedger, sample_record
 
 
 def test_keys_never_logged(world, caplog, capfd, tmp_path) -> None:

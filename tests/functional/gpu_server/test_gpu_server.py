@@ -18,11 +18,11 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from PIL import Image
+
 from aimaas.backends.local import LocalOnnxBackend
 from aimaas.inference import schemas
 from aimaas.registry import FolderStore, ModelRegistry
-from PIL import Image
-
 from functions.gpu_server.gpuserve.launcher import running_server
 
 REPO = Path(__file__).resolve().parents[3]

@@ -1,8 +1,8 @@
 """The Lambda image's file tree, built without Docker, serving real events in a clean interpreter.
 
-The tree is what ``functions/inference/Dockerfile`` puts in ``/var/task``:
-``pip install --target`` of ``functions/inference/requirements.txt``, the ``aimaas`` package,
-``config/``, ``handler.py`` and the served models. Differences from the real image, on purpose:
+The tree is what ``functions/inference/Dockerfile`` puts in ``/var/task``: ``pip install
+--target`` of ``functions/inference/requirements.txt``, the ``aimaas`` package (with its plans
+and stages), ``handler.py`` and the served models. Differences from the real image, on purpose:
 wheels are this machine's (x86_64, not arm64), and the interpreter is CPython 3.12 from pyenv
 when present (the Lambda runtime's version), else the running one.
 
@@ -97,8 +97,7 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     # Hard links: the cached pip tree is not copied byte by byte, and never modified.
     shutil.copytree(site, root, dirs_exist_ok=True, copy_function=os.link)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    shutil.copytree(ROOT / "layers/aimaas/python/aimaas", root / "aimaas", ignore=ignore)
-    shutil.copytree(ROOT / "config", root / "config")
+    shutil.copytree(ROOT / "src/aimaas", root / "aimaas", ignore=ignore)
     shutil.copy2(ROOT / "functions/inference/handler.py", root / "handler.py")
     # As the Dockerfile: all files of the served models, only the manifest of the others.
     for name in SERVED:
@@ -203,7 +202,6 @@ def test_handler_serves_real_events_from_the_image_tree(
         "AIMAAS_STAGE": "dev",  # dev sends all-minilm-l6-v2 to a GPU; no GPU backend here
         "AIMAAS_MODEL_STORE": "folder",
         "AIMAAS_REGISTRY": str(root / "registry"),
-        "AIMAAS_CONFIG_DIR": str(root / "config"),
         "AIMAAS_SQLITE_PATH": str(tmp_path / "aimaas.db"),
         "AIMAAS_TRUST_AUTHORIZER": "true",
         "POWERTOOLS_SERVICE_NAME": "aimaas-inference",

@@ -212,7 +212,7 @@ def test_unrecorded_usage_is_a_503_and_a_ledger_failure_metric(
     lambda_env: dict, capfd: Any
 ) -> None:
     from aimaas.metering import Meter
-    from aimaas.metering.testing import FlakyLedger
+    from aimaas_testing.metering import FlakyLedger
 
     container = lambda_env["module"].app.state.container
     healthy = container.meter

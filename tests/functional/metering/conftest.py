@@ -6,10 +6,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from aimaas.metering import UsageLedger
 from aimaas.metering.dynamodb import DynamoDbLedger
 from aimaas.metering.sqlite import SqliteLedger
-from aimaas.metering.testing import MOTO_TABLES, moto_tables
+from aimaas_testing.metering import MOTO_TABLES, moto_tables
 
 
 @pytest.fixture(params=["sqlite", "dynamodb"])

@@ -15,11 +15,12 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+
 from aimaas.metering import UsageLedger
 from aimaas.metering.dynamodb import DynamoDbLedger
 from aimaas.metering.records import day_bucket, month_bucket
 from aimaas.metering.sqlite import SqliteLedger
-from aimaas.metering.testing import MOTO_TABLES, hammer, moto_tables
+from aimaas_testing.metering import MOTO_TABLES, hammer, moto_tables
 
 START = datetime(2026, 3, 30, 22, 0, tzinfo=UTC)
 END = datetime(2026, 6, 1, tzinfo=UTC)

@@ -26,11 +26,12 @@ import boto3
 import httpx
 import pytest
 import uvicorn
-from aimaas.admin.service import AdminService
+
 from aimaas.api import create_app
 from aimaas.config import Settings
 from aimaas.metering import build_ledger, day_bucket, month_bucket
-from aimaas.metering.testing import moto_tables
+from aimaas_admin.service import AdminService
+from aimaas_testing.metering import moto_tables
 
 ROOT = Path(__file__).resolve().parents[3]
 REGISTRY = Path(os.environ.get("AIMAAS_REGISTRY", ROOT / "build" / "registry")).resolve()

@@ -8,11 +8,12 @@ from decimal import Decimal
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
+
 from aimaas.config import Settings
 from aimaas.metering import UsageLedger, build_ledger, summarize, usage_summary
 from aimaas.metering.dynamodb import DynamoDbLedger
-from aimaas.metering.testing import MOTO_TABLES, moto_tables, sample_record
-from botocore.exceptions import ClientError
+from aimaas_testing.metering import MOTO_TABLES, moto_tables, sample_record
 
 T0 = datetime(2026, 1, 31, 23, 59, 0, tzinfo=UTC)
 

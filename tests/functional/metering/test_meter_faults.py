@@ -6,10 +6,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+
 from aimaas.errors import BackendUnavailable
 from aimaas.metering import Meter, UsageLedger
 from aimaas.metering.sqlite import SqliteLedger
-from aimaas.metering.testing import FlakyLedger, hammer, sample_record
+from aimaas_testing.metering import FlakyLedger, hammer, sample_record
 
 START = datetime(2026, 5, 1, tzinfo=UTC)
 END = datetime(2026, 7, 1, tzinfo=UTC)

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from aimaas.manifest import ModelManifest
 from onnx import numpy_helper
 
+from aimaas.manifest import ModelManifest
 from model_export import onnx_tools
 from model_export.base import BuildContext
 from model_export.models import EXPORTERS
@@ -71,7 +71,7 @@ def test_cli_builds_then_skips(tmp_path: Path) -> None:
     ]
     env = {
         **os.environ,
-        "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'layers/aimaas/python'}",
+        "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'src'}",
         "COLUMNS": "200",
     }
     first = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)

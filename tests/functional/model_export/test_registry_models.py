@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
+
 from aimaas.manifest import ModelManifest
 from aimaas.preprocess.audio import decode_wav, resample, speech_segments, vad_windows
 from aimaas.preprocess.image import preprocess_images
 from aimaas.preprocess.text import TextEncoder
-
 from model_export.registry import verify_entry
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from aimaas.manifest import ModelManifest
 from aimaas.plans import UNIT_CONVERSIONS, load_catalog
 

@@ -1,8 +1,8 @@
 """Helpers of the pressure tier: a real local server (uvicorn in its own process), inputs.
 
 Every test module that asks for ``live_server`` gets one process (module scope) started with
-``python -m aimaas.local serve`` on a free loopback port, a fresh SQLite database in a temp
-folder, and two tenants with real keys issued through :class:`aimaas.admin.service.AdminService`.
+``python -m aimaas_local serve`` on a free loopback port, a fresh SQLite database in a temp
+folder, and two tenants with real keys issued through :class:`aimaas_admin.service.AdminService`.
 The process's stdout and stderr (every log line, at DEBUG) go to a file the security tests grep.
 """
 
@@ -23,10 +23,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from PIL import Image
+
 from aimaas.config import Settings
 from aimaas.metering import UsageRecord
 from aimaas.metering.sqlite import SqliteLedger
-from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[3]
 REGISTRY = Path(os.environ.get("AIMAAS_REGISTRY", ROOT / "build" / "registry")).resolve()
@@ -36,7 +37,7 @@ _LAUNCHER = (
     "import logging, sys\n"
     "logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,"
     " format='%(asctime)s %(levelname)s %(name)s %(message)s')\n"
-    "from aimaas.local.cli import main\n"
+    "from aimaas_local.cli import main\n"
     "sys.exit(main(sys.argv[1:]))\n"
 )
 
@@ -117,7 +118,7 @@ class LiveServer:
 
 def provision(db_path: Path, names: Mapping[str, str]) -> dict[str, Credentials]:
     """Create one tenant per ``names`` entry (alias -> plan) with a key, in the SQLite db."""
-    from aimaas.admin.service import AdminService
+    from aimaas_admin.service import AdminService
 
     settings = Settings(key_store="sqlite", ledger="sqlite", sqlite_path=db_path)
     admin = AdminService(settings, actor="pressure-tests", host="localhost")
@@ -139,7 +140,7 @@ def start_server(
     registry: Path = REGISTRY,
     tenants: Mapping[str, str] | None = None,
 ) -> LiveServer:
-    """Provision tenants, start ``python -m aimaas.local serve`` and wait for ``/health``."""
+    """Provision tenants, start ``python -m aimaas_local serve`` and wait for ``/health``."""
     workdir.mkdir(parents=True, exist_ok=True)
     db_path = workdir / "aimaas.db"
     creds = provision(db_path, tenants or {"a": "pro", "b": "pro"})

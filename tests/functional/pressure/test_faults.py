@@ -25,15 +25,15 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+
 from aimaas.api import Container, create_app
 from aimaas.auth import build_authenticator
 from aimaas.backends import BackendRouter, LocalOnnxBackend, UnconfiguredGpuBackend
 from aimaas.config import Settings, StageConfig
 from aimaas.metering import Meter, UsageLedger
 from aimaas.metering.sqlite import SqliteLedger
-from aimaas.metering.testing import FlakyLedger
 from aimaas.registry import FolderStore, ModelRegistry, S3Store
-
+from aimaas_testing.metering import FlakyLedger
 from tests.functional.pressure.load import Request, run_load
 from tests.functional.pressure.support import (
     REGISTRY,
@@ -175,7 +175,7 @@ def black_hole() -> Iterator[str]:
 def test_gpu_backend_timeout_is_503_and_not_billed(tmp_path: Path, black_hole: str) -> None:
     require_model("all-minilm-l6-v2")
     require_model(EMBED)
-    # The dev stage sends all-minilm-l6-v2 to the GPU backend (config/stages.toml).
+    # The dev stage sends all-minilm-l6-v2 to the GPU backend (aimaas/data/stages.toml).
     env = {
         "AIMAAS_STAGE": "dev",
         "AIMAAS_GPU_BACKEND": "http",

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from aimaas.config import Settings
 
+from aimaas.config import Settings
 from tests.functional.pressure.support import (
     ROOT,
     LiveServer,
@@ -98,11 +98,12 @@ def test_sqlite_holds_only_key_hashes(live_server: LiveServer) -> None:
 
 def test_dynamodb_holds_only_key_hashes() -> None:
     import boto3
-    from aimaas.admin.provisioner import NoProvisioner
-    from aimaas.admin.service import AdminService
+
     from aimaas.auth import build_authenticator
     from aimaas.metering import build_ledger
-    from aimaas.metering.testing import moto_tables
+    from aimaas_admin.provisioner import NoProvisioner
+    from aimaas_admin.service import AdminService
+    from aimaas_testing.metering import moto_tables
 
     with moto_tables() as env:
         settings = Settings.from_env(env)

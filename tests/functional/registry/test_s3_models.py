@@ -13,12 +13,13 @@ from typing import Any
 import boto3
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
+from moto import mock_aws
+
 from aimaas.api import build_container, create_app
 from aimaas.api.security import require_principal
 from aimaas.auth import Principal
 from aimaas.config import Settings
-from fastapi.testclient import TestClient
-from moto import mock_aws
 
 ROOT = Path(__file__).resolve().parents[3]
 REGISTRY = Path(os.environ.get("AIMAAS_REGISTRY", ROOT / "build" / "registry"))

@@ -8,8 +8,9 @@ import json
 from datetime import UTC, date, datetime
 
 import pytest
-from aimaas.admin.audit import AuditEvent, export_events
-from aimaas.admin.reconcile import ReconcileDay, gateway_daily_usage
+
+from aimaas_admin.audit import AuditEvent, export_events
+from aimaas_admin.reconcile import ReconcileDay, gateway_daily_usage
 
 EVENT = AuditEvent(
     action="key.create",

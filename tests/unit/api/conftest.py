@@ -16,6 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
 from aimaas import errors
 from aimaas.api import Container, create_app
 from aimaas.auth import Principal
@@ -25,8 +28,6 @@ from aimaas.config import Settings, StageConfig
 from aimaas.metering import Meter, UsageLedger, UsageRecord
 from aimaas.metering.sqlite import SqliteLedger
 from aimaas.registry import FolderStore, ModelRegistry
-from fastapi.testclient import TestClient
-from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[3]
 REGISTRY = Path(os.environ.get("AIMAAS_REGISTRY", ROOT / "build" / "registry"))

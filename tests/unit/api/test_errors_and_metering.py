@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from aimaas import errors
 from aimaas.api.context import resolve_request_id
 from aimaas.backends import InferenceBackend, LocalOnnxBackend
-from aimaas.metering.testing import FlakyLedger
 from aimaas.registry import FolderStore, ModelRegistry
+from aimaas_testing.metering import FlakyLedger
 
 REGISTRY = Path(
     os.environ.get("AIMAAS_REGISTRY", Path(__file__).resolve().parents[3] / "build" / "registry")

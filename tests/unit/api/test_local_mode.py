@@ -6,12 +6,12 @@ import argparse
 import stat
 from pathlib import Path
 
-from aimaas.admin import AdminService
 from aimaas.auth import build_authenticator
 from aimaas.config import Settings
-from aimaas.local.cli import banner, local_settings
-from aimaas.local.demo import DEMO_FILE, ensure_demo_key
 from aimaas.metering import build_ledger
+from aimaas_admin import AdminService
+from aimaas_local.cli import banner, local_settings
+from aimaas_local.demo import DEMO_FILE, ensure_demo_key
 
 
 def test_demo_key_is_reused_and_replaced_when_revoked(tmp_path: Path) -> None:

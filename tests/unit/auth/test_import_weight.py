@@ -34,7 +34,7 @@ def test_runtime_auth_imports_stay_light() -> None:
         [sys.executable, "-c", code],
         cwd=ROOT,
         env={
-            "PYTHONPATH": f"{ROOT}:{ROOT / 'layers/aimaas/python'}",
+            "PYTHONPATH": f"{ROOT}:{ROOT / 'src'}",
             "PATH": "/usr/bin:/bin",
             "AWS_DEFAULT_REGION": "us-east-1",
         },

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from aimaas.auth import extract_key, generate_key, hash_key, parse_key
 from aimaas.auth.keys import KeyRecord, key_matches
 from aimaas.errors import Unauthorized

@@ -13,6 +13,9 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.response import StreamingBody
+from botocore.stub import Stubber
+
 from aimaas import errors
 from aimaas.backends import (
     GPU_BACKENDS,
@@ -26,8 +29,6 @@ from aimaas.backends.sagemaker import SageMakerBackend
 from aimaas.config import Settings
 from aimaas.inference import TARGET_MODEL_HEADER, EmbeddingsRequest, EmbeddingsResult
 from aimaas.registry import FolderStore, ModelRegistry
-from botocore.response import StreamingBody
-from botocore.stub import Stubber
 
 ROOT = Path(__file__).resolve().parents[3]
 REGISTRY = Path(os.environ.get("AIMAAS_REGISTRY", ROOT / "build" / "registry"))

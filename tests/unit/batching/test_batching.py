@@ -9,6 +9,7 @@ from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
 import pytest
+
 from aimaas.batching import (
     BatcherClosed,
     BatcherOverloaded,

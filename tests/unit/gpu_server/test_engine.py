@@ -9,10 +9,10 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from aimaas.manifest import ModelManifest
-from aimaas.registry import FolderStore, ModelRegistry
 from onnx import TensorProto, helper
 
+from aimaas.manifest import ModelManifest
+from aimaas.registry import FolderStore, ModelRegistry
 from functions.gpu_server.gpuserve.engine import (
     CPU,
     CUDA,

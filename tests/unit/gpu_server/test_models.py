@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from aimaas import errors
 from aimaas.batching import BatchingOptions
 from aimaas.inference import schemas
 from aimaas.manifest import ModelManifest
 from aimaas.registry import FolderStore, ModelRegistry
-
 from functions.gpu_server.gpuserve.app import custom_attribute, parse_target_model
 from functions.gpu_server.gpuserve.engine import CpuTarget, EngineOptions
 from functions.gpu_server.gpuserve.models import (

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from aimaas import errors
 from aimaas.backends import LocalOnnxBackend
 from aimaas.inference import (
@@ -21,7 +23,6 @@ from aimaas.inference import (
 from aimaas.inference.runners import VadRunner, softmax, top_labels
 from aimaas.manifest import VadPreprocessing
 from aimaas.registry import FolderStore, ModelRegistry
-from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[3]
 REGISTRY = Path(os.environ.get("AIMAAS_REGISTRY", ROOT / "build" / "registry"))

@@ -8,9 +8,8 @@ from typing import Any
 
 import pytest
 
-PLANS = tomllib.loads((Path(__file__).resolve().parents[3] / "config" / "plans.toml").read_text())[
-    "plans"
-]
+PLANS_TOML = Path(__file__).resolve().parents[3] / "src" / "aimaas" / "data" / "plans.toml"
+PLANS = tomllib.loads(PLANS_TOML.read_text())["plans"]
 PERIODS = {"DAY": "DAY", "WEEK": "WEEK", "MONTH": "MONTH"}
 
 

@@ -159,5 +159,5 @@ def test_core_layer_ships_the_config_files(dev: Any) -> None:
     assert (package / "__init__.py").is_file()
     assert (package / "config.py").is_file()
     for name in PLANS_AND_STAGES:
-        assert (package / "config" / name).is_file()
+        assert (package / "data" / name).is_file()
     assert not list(package.rglob("__pycache__"))

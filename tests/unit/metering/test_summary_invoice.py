@@ -7,11 +7,12 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+
 from aimaas.metering import summarize
 from aimaas.metering.invoice import build_invoice, render_csv, render_json
 from aimaas.metering.records import UsageRecord, next_month_start
-from aimaas.metering.testing import sample_record
 from aimaas.plans import load_catalog
+from aimaas_testing.metering import sample_record
 
 T0 = datetime(2026, 2, 27, 12, tzinfo=UTC)
 

@@ -11,6 +11,8 @@ from typing import Any, ClassVar
 
 import onnx
 import pytest
+from onnx import TensorProto, helper
+
 from aimaas.manifest import (
     ExporterInfo,
     ImagePreprocessing,
@@ -19,8 +21,6 @@ from aimaas.manifest import (
     Source,
     file_ref,
 )
-from onnx import TensorProto, helper
-
 from model_export import gates
 from model_export.base import BuildContext, ModelExporter, utc_now
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import boto3
 import pytest
-from aimaas.manifest import ModelManifest
 from moto import mock_aws
 
+from aimaas.manifest import ModelManifest
 from model_export.base import BuildContext
 from model_export.publish import PublishError, publish_registry
 from model_export.registry import build_one

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from aimaas.manifest import ModelManifest
 
+from aimaas.manifest import ModelManifest
 from model_export.base import BuildContext
 from model_export.registry import BUILD_INFO, build_one, fingerprint, verify_entry
 

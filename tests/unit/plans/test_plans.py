@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+
 from aimaas.config import load_toml
 from aimaas.plans import load_catalog, parse_catalog, price, to_billing_units, usage_plan_name
 

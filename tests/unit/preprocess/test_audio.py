@@ -6,6 +6,7 @@ import struct
 
 import numpy as np
 import pytest
+
 from aimaas.errors import InvalidInput
 from aimaas.manifest import AudioPreprocessing, VadPreprocessing
 from aimaas.preprocess.audio import (

@@ -6,9 +6,10 @@ import io
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from aimaas.errors import InvalidInput
 from aimaas.preprocess.image import decode_image, image_to_tensor, preprocess_images
-from PIL import Image
 
 MEAN = [0.485, 0.456, 0.406]
 STD = [0.229, 0.224, 0.225]

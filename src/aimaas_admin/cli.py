@@ -1,4 +1,4 @@
-"""``python -m aimaas.admin``: the operator's command line (typer).
+"""``python -m aimaas_admin``: the operator's command line (typer).
 
 Store selection: ``--store sqlite --db PATH`` (local file, the default) or ``--store aws``
 (DynamoDB tables from ``--tenants-table/--usage-table/--audit-table`` or the ``AIMAAS_*_TABLE``
@@ -17,11 +17,11 @@ from typing import Annotated
 
 import typer
 
-from aimaas.admin.audit import export_events
-from aimaas.admin.service import AdminService, today
 from aimaas.config import Settings
-from aimaas.metering.invoice import RENDERERS
 from aimaas.plans import load_catalog
+from aimaas_admin.audit import export_events
+from aimaas_admin.invoice_html import RENDERERS
+from aimaas_admin.service import AdminService, today
 
 app = typer.Typer(
     help="aimaas administration: tenants, keys, plans, usage, invoices, audit.",

@@ -1,7 +1,7 @@
-"""Invoices: a month of ledger records, priced per plan, as JSON, CSV or HTML with a chart.
+"""Invoices: a month of ledger records, priced per plan, as JSON or CSV.
 
-:func:`build_invoice` is standard library only. The renderers import jinja2 and matplotlib
-lazily: only the admin tooling renders invoices, never the Lambdas.
+Standard library only. The HTML rendering (jinja2, matplotlib) is operator tooling and lives in
+:mod:`aimaas_admin.invoice_html`, outside what the Lambdas ship.
 
 Every amount is exact: ``quantity`` (the sum of the records' units in the billing unit) times
 ``unit_price`` (list price times the plan's multiplier); the total is the sum of the lines.
@@ -11,21 +11,19 @@ is the total rounded half-up to cents.
 
 from __future__ import annotations
 
-import base64
 import csv
 import io
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from pathlib import Path
 from typing import Any
 
 from aimaas.metering.records import UsageCell, UsageRecord, day_bucket, next_month_start
 from aimaas.plans import Catalog, load_catalog, to_billing_units
 
-SHOWN = Decimal("0.000001")
+SHOWN = Decimal("0.000001")  # amounts are shown with 6 decimals
 CENTS = Decimal("0.01")
 
 
@@ -272,38 +270,4 @@ def render_csv(invoice: Invoice) -> str:
     return out.getvalue()
 
 
-def daily_chart_png(invoice: Invoice) -> bytes:
-    """A PNG bar chart of calls per day with the day's cost as a line (matplotlib, no GUI)."""
-    from matplotlib.figure import Figure
-
-    labels = [date.fromisoformat(d.day).day for d in invoice.days]
-    figure = Figure(figsize=(8, 3), dpi=100)
-    calls_axis = figure.add_subplot()
-    calls_axis.bar(labels, [d.calls for d in invoice.days], color="#4c78a8", label="calls")
-    calls_axis.set_xlabel(f"day of {invoice.month}")
-    calls_axis.set_ylabel("calls")
-    cost_axis = calls_axis.twinx()
-    cost_axis.plot(labels, [float(d.cost) for d in invoice.days], color="#f58518", marker=".")
-    cost_axis.set_ylabel(f"cost ({invoice.currency})")
-    figure.suptitle("Daily usage and cost")
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
-
-
-def render_html(invoice: Invoice) -> str:
-    """A self-contained HTML invoice (jinja2 template, chart embedded as base64 PNG)."""
-    import jinja2
-
-    environment = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
-        autoescape=jinja2.select_autoescape(["html", "j2"]),
-        undefined=jinja2.StrictUndefined,
-    )
-    environment.filters["money"] = lambda value: f"{Decimal(value).quantize(SHOWN):f}"
-    chart = base64.b64encode(daily_chart_png(invoice)).decode("ascii")
-    return environment.get_template("invoice.html.j2").render(invoice=invoice, chart=chart)
-
-
-RENDERERS = {"json": render_json, "csv": render_csv, "html": render_html}
+RENDERERS = {"json": render_json, "csv": render_csv}

@@ -1,4 +1,4 @@
-"""``python -m aimaas.local serve``: the platform on one machine, same app, local adapters."""
+"""``python -m aimaas_local serve``: the platform on one machine, same app, local adapters."""
 
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from aimaas.api import create_app
-    from aimaas.local.demo import ensure_demo_key
+    from aimaas_local.demo import ensure_demo_key
 
     settings = local_settings(args)
     if not settings.registry_path.is_dir():
@@ -81,8 +81,8 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m aimaas.local``."""
-    parser = argparse.ArgumentParser(prog="python -m aimaas.local")
+    """Entry point of ``python -m aimaas_local``."""
+    parser = argparse.ArgumentParser(prog="python -m aimaas_local")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("serve", help="serve the API on this machine")
     run.add_argument("--registry", default=os.environ.get("AIMAAS_REGISTRY", "build/registry"))

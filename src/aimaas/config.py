@@ -3,7 +3,7 @@
 Nothing in the core asks "am I local?": the environment names an adapter for each port
 (``AIMAAS_MODEL_STORE=folder|s3``, ``AIMAAS_KEY_STORE=sqlite|dynamodb``, ...) and each package
 turns that name into an instance through its own factory. Plans and stages are data files in
-``config/`` shared with the CDK app. Standard library only (the authorizer imports it).
+``aimaas/data/`` shared with the CDK app. Standard library only (the authorizer imports it).
 """
 
 from __future__ import annotations
@@ -16,24 +16,15 @@ from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
 
-_HERE = Path(__file__).resolve()
-_DEFAULT_CONFIG_DIRS = (
-    # A source checkout: <repo>/layers/aimaas/python/aimaas/config.py. A Lambda image has
-    # /var/task/aimaas/config.py, which has only four parents: no IndexError at import there.
-    *([_HERE.parents[4] / "config"] if len(_HERE.parents) > 4 else []),
-    _HERE.parent / "config",  # a Lambda image or layer ships it beside the code
-)
+#: Where ``plans.toml`` and ``stages.toml`` live: package data, so the layer, the images and an
+#: installed checkout all find them the same way (``AIMAAS_CONFIG_DIR`` overrides, for tests).
+PACKAGED_CONFIG_DIR = Path(__file__).resolve().parent / "data"
 
 
 def config_dir() -> Path:
     """The folder holding ``plans.toml`` and ``stages.toml`` (``AIMAAS_CONFIG_DIR`` overrides)."""
     explicit = os.environ.get("AIMAAS_CONFIG_DIR")
-    if explicit:
-        return Path(explicit)
-    for candidate in _DEFAULT_CONFIG_DIRS:
-        if (candidate / "plans.toml").is_file():
-            return candidate
-    raise FileNotFoundError("config/plans.toml not found; set AIMAAS_CONFIG_DIR")
+    return Path(explicit) if explicit else PACKAGED_CONFIG_DIR
 
 
 @cache
@@ -45,7 +36,7 @@ def load_toml(name: str, directory: Path | None = None) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class StageConfig:
-    """One stage of ``config/stages.toml``."""
+    """One stage of ``aimaas/data/stages.toml``."""
 
     name: str
     gpu_enabled: bool = False

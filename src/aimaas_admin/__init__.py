@@ -1,10 +1,10 @@
 """Administration: tenants, keys, plans, usage, invoices, audit and reconciliation.
 
-Command line: ``python -m aimaas.admin --help`` (see :mod:`aimaas.admin.cli`).
+Command line: ``python -m aimaas_admin --help`` (see :mod:`aimaas_admin.cli`).
 
 Python API (what local mode uses to make a demo tenant and key)::
 
-    from aimaas.admin import AdminService
+    from aimaas_admin import AdminService
     from aimaas.config import Settings
 
     admin = AdminService(Settings.from_env(), actor="local-serve")
@@ -24,6 +24,6 @@ call is written to the append-only audit log. This package is for operators and 
 it may import jinja2/matplotlib/typer lazily; the Lambdas never import it.
 """
 
-from aimaas.admin.service import AdminService
+from aimaas_admin.service import AdminService
 
 __all__ = ["AdminService"]

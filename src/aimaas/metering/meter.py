@@ -9,7 +9,7 @@ retry after an ambiguous failure (the write landed but its acknowledgement was l
 retry finds the record and returns False, and the call is served.
 
 The one residual case: every attempt fails, yet one of them had in fact landed. The call is then
-recorded but answered 503. Reconciliation (``python -m aimaas.admin reconcile``) and the
+recorded but answered 503. Reconciliation (``python -m aimaas_admin reconcile``) and the
 ``status`` field of records make such cases visible; they are over-billing by at most the calls
 that failed this way, never under-billing.
 

@@ -13,21 +13,21 @@ from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from aimaas.admin.audit import (
-    AuditEvent,
-    AuditLog,
-    build_audit_log,
-    default_actor,
-    default_host,
-)
-from aimaas.admin.provisioner import ApiGatewayProvisioner, KeyProvisioner, NoProvisioner
-from aimaas.admin.reconcile import ReconcileReport, reconcile
 from aimaas.auth import KeyRecord, KeyStore, Tenant, build_key_store, issue_key, revoke_key
 from aimaas.auth.keys import new_tenant_id, now_utc, pepper_from
 from aimaas.config import Settings
 from aimaas.metering import UsageLedger, UsageSummary, build_ledger, usage_summary
 from aimaas.metering.invoice import Invoice, build_invoice_from_cells, month_bounds
 from aimaas.plans import Catalog, load_catalog
+from aimaas_admin.audit import (
+    AuditEvent,
+    AuditLog,
+    build_audit_log,
+    default_actor,
+    default_host,
+)
+from aimaas_admin.provisioner import ApiGatewayProvisioner, KeyProvisioner, NoProvisioner
+from aimaas_admin.reconcile import ReconcileReport, reconcile
 
 _TENANT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 

@@ -1,6 +1,6 @@
 """The append-only audit log of admin actions: who, what, when, from where.
 
-Every :class:`~aimaas.admin.service.AdminService` action writes one :class:`AuditEvent`
+Every :class:`~aimaas_admin.service.AdminService` action writes one :class:`AuditEvent`
 *before* it returns. Events are never updated or deleted by this code: the SQLite adapter only
 ``INSERT`` s (and a trigger refuses ``UPDATE``/``DELETE``); the DynamoDB adapter puts with
 ``attribute_not_exists(pk)`` (grant the admin role ``dynamodb:PutItem`` and ``Query`` on the

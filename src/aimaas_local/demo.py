@@ -1,6 +1,6 @@
 """The demo tenant and key of local mode, created once and reused across restarts.
 
-The tenant and key are made through :class:`aimaas.admin.AdminService`, so the audit log
+The tenant and key are made through :class:`aimaas_admin.AdminService`, so the audit log
 records them. Keys are stored only as hashes, so the demo key itself is kept in a file beside
 the SQLite database (mode 0600, in the ignored ``.aimaas/`` folder) to be printed again.
 """
@@ -55,7 +55,7 @@ def ensure_demo_key(settings: Settings, plan: str = "pro") -> DemoCredentials:
     DemoCredentials
         The tenant id and the full API key.
     """
-    from aimaas.admin import AdminService  # audited tenant and key creation
+    from aimaas_admin import AdminService  # audited tenant and key creation
 
     path = Path(settings.sqlite_path).parent / DEMO_FILE
     admin = AdminService(settings, actor="local-serve")

@@ -1,4 +1,4 @@
-"""Plans and prices: ``config/plans.toml`` as typed, immutable data.
+"""Plans and prices: ``aimaas/data/plans.toml`` as typed, immutable data.
 
 The same file is read by the CDK app (API Gateway usage plans from ``throttle`` and ``quota``)
 and by the runtime (hard monthly limits, which the platform enforces from its own ledger, and

@@ -28,7 +28,7 @@ Task = Literal[
     "voice-activity-detection",
 ]
 Target = Literal["cpu", "gpu"]
-# How usage of a model is counted for billing; prices per unit live in config/plans.toml.
+# How usage of a model is counted for billing; prices per unit live in aimaas/data/plans.toml.
 BillingUnit = Literal["call", "1k_tokens", "image", "audio_second"]
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}[a-z0-9]$")

@@ -1,7 +1,0 @@
-"""``python -m aimaas.local serve --registry build/registry [--host 127.0.0.1 --port 8000]``."""
-
-import sys
-
-from aimaas.local.cli import main
-
-sys.exit(main())
