@@ -26,8 +26,15 @@ Task = Literal[
     "image-classification",
     "audio-classification",
     "voice-activity-detection",
+    "automatic-speech-recognition",
+    "object-detection",
+    "text-generation",
 ]
 Target = Literal["cpu", "gpu"]
+#: The engine that runs the artifact: one runner port, several runner kinds. Models arriving
+#: already converted for another engine (Whisper in CTranslate2 format, language models built
+#: for ONNX Runtime GenAI) are registered, verified and routed like any other.
+Runtime = Literal["onnxruntime", "ctranslate2", "onnxruntime-genai"]
 # How usage of a model is counted for billing; prices per unit live in aimaas/data/plans.toml.
 BillingUnit = Literal["call", "1k_tokens", "image", "audio_second"]
 
@@ -168,6 +175,7 @@ class ModelManifest(_Strict):
     task: Task
     description: str
     target: Target = "cpu"
+    runtime: Runtime = "onnxruntime"
     artifact: FileRef
     files: list[FileRef] = Field(default_factory=list)
     inputs: list[TensorSpec]
