@@ -51,10 +51,10 @@ from typing import Any
 import boto3
 from aws_lambda_powertools import Logger
 
-from aimaas.auth import Authenticator, Principal, build_authenticator
+from aimaas.auth import Authenticator, Principal
 from aimaas.config import Settings
 from aimaas.errors import Forbidden, QuotaExceeded, Unauthorized
-from aimaas.metering import build_ledger
+from aimaas.wiring import build_authenticator, build_ledger
 
 logger = Logger(service="aimaas-authorizer")
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 #: Where ``plans.toml`` and ``stages.toml`` live: package data, so the layer, the images and an
 #: installed checkout all find them the same way (``AIMAAS_CONFIG_DIR`` overrides, for tests).
@@ -57,41 +57,6 @@ class StageConfig:
             default_models=dict(data.get("default_models", {})),
             raw=data,
         )
-
-
-Adapter = TypeVar("Adapter")
-
-
-def build_adapter(
-    kind: str,
-    adapters: Mapping[str, Callable[[Settings], Adapter]],
-    name: str,
-    settings: Settings,
-) -> Adapter:
-    """Build the adapter of one port that configuration ``name``s, from its factory table.
-
-    Parameters
-    ----------
-    kind
-        What the port is, for the error message ("ledger", "model store", ...).
-    adapters
-        The port's factories by name (each package keeps its own table).
-    name
-        The configured name (``settings.ledger``, ``settings.model_store``, ...).
-    settings
-        Passed to the factory.
-
-    Raises
-    ------
-    ValueError
-        An unknown name (a configuration error, caught at start-up), or incomplete settings
-        from the factory itself.
-    """
-    try:
-        factory = adapters[name]
-    except KeyError:
-        raise ValueError(f"unknown {kind} {name!r}; known: {sorted(adapters)}") from None
-    return factory(settings)
 
 
 def _flag(value: str | None, default: bool) -> bool:

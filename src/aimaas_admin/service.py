@@ -13,12 +13,13 @@ from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from aimaas.auth import KeyRecord, KeyStore, Tenant, build_key_store, issue_key, revoke_key
-from aimaas.auth.keys import new_tenant_id, now_utc, pepper_from
+from aimaas.auth import KeyRecord, KeyStore, Tenant, issue_key, revoke_key
+from aimaas.auth.keys import new_tenant_id, now_utc
 from aimaas.config import Settings
-from aimaas.metering import UsageLedger, UsageSummary, build_ledger, usage_summary
+from aimaas.metering import UsageLedger, UsageSummary, usage_summary
 from aimaas.metering.invoice import Invoice, build_invoice_from_cells, month_bounds
 from aimaas.plans import Catalog, load_catalog
+from aimaas.wiring import build_key_store, build_ledger, pepper_from
 from aimaas_admin.audit import (
     AuditEvent,
     AuditLog,

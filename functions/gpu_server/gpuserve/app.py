@@ -34,7 +34,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from aimaas import errors
 from aimaas.inference.schemas import REQUEST_ADAPTER, RESULT_ADAPTER, TARGET_MODEL_HEADER
-from aimaas.registry import ModelRegistry, build_store
+from aimaas.registry import ModelRegistry
+from aimaas.wiring import build_model_store
 
 from .engine import build_target
 from .models import ModelPool, rows
@@ -118,7 +119,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        registry = ModelRegistry(build_store(settings.core))
+        registry = ModelRegistry(build_model_store(settings.core))
         target = build_target(settings.target, settings.engine)
         pool = ModelPool(registry, target, settings.batching)
         app.state.pool = pool

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from aimaas.backends import BackendRouter, LocalOnnxBackend, build_gpu_backend
+from aimaas.backends import BackendRouter, LocalOnnxBackend
 from aimaas.config import Settings
-from aimaas.registry import ModelRegistry, build_store
+from aimaas.registry import ModelRegistry
+from aimaas.wiring import build_authenticator, build_gpu_backend, build_ledger, build_model_store
 
 
 @dataclass
@@ -47,20 +48,18 @@ class Container:
 def build_container(settings: Settings) -> Container:
     """Wire the adapters named by ``settings``.
 
-    Each port picks its adapter through its own name -> factory mapping
-    (``aimaas.registry.STORES``, ``aimaas.backends.GPU_BACKENDS``, the ledger's and the
-    authenticator's), so nothing here branches on "local or cloud".
+    Each port picks its adapter by name through :mod:`aimaas.wiring`, so nothing here
+    branches on "local or cloud".
 
     Raises
     ------
     ValueError
         An unknown adapter name or a missing setting.
     """
-    from aimaas.auth import build_authenticator
-    from aimaas.metering import Meter, build_ledger
+    from aimaas.metering import Meter
 
     stage = settings.stage_config
-    registry = ModelRegistry(build_store(settings), stage.default_models)
+    registry = ModelRegistry(build_model_store(settings), stage.default_models)
     cpu = LocalOnnxBackend(registry, threads=settings.onnx_threads)
     backends = BackendRouter(cpu, build_gpu_backend(settings), stage.gpu_models)
     ledger = build_ledger(settings)

@@ -34,8 +34,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from aimaas.auth.keys import KeyStore, build_key_store, key_matches, now_utc, parse_key, pepper_from
-from aimaas.config import Settings
+from aimaas.auth.keys import KeyStore, key_matches, now_utc, parse_key
 from aimaas.errors import Forbidden, QuotaExceeded, Unauthorized
 from aimaas.metering.ledger import UsageLedger
 from aimaas.metering.records import next_month_start
@@ -232,8 +231,3 @@ class Authenticator:
                 f"'{plan.name}' is reached; it resets at the start of next month (UTC).",
                 retry_after=retry_after,
             )
-
-
-def build_authenticator(settings: Settings, ledger: UsageLedger) -> Authenticator:
-    """The authenticator for ``settings``: key store adapter and pepper from configuration."""
-    return Authenticator(build_key_store(settings), ledger, pepper=lambda: pepper_from(settings))

@@ -23,13 +23,9 @@ import re
 import secrets
 import string
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from functools import cache
 from typing import Literal
-
-from aimaas.config import Settings, build_adapter
 
 KEY_PREFIX = "amk_"
 KEY_ID_LENGTH = 12
@@ -85,24 +81,6 @@ def hash_key(key: str, pepper: str) -> str:
 def key_matches(key: str, stored_hash: str, pepper: str) -> bool:
     """Constant-time check of ``key`` against its stored hash."""
     return hmac.compare_digest(hash_key(key, pepper), stored_hash)
-
-
-@cache
-def _ssm_secret(name: str) -> str:
-    import boto3
-
-    response = boto3.client("ssm").get_parameter(Name=name, WithDecryption=True)
-    return str(response["Parameter"]["Value"])
-
-
-def pepper_from(settings: Settings) -> str:
-    """The key-hash pepper: the SSM SecureString named by ``AIMAAS_KEY_PEPPER_PARAMETER``, else
-    ``AIMAAS_KEY_PEPPER``, else the local default. Every reader and writer of one key store
-    must use the same pepper."""
-    parameter = settings.extra.get("AIMAAS_KEY_PEPPER_PARAMETER")
-    if parameter:
-        return _ssm_secret(parameter)
-    return settings.extra.get("AIMAAS_KEY_PEPPER") or DEFAULT_PEPPER
 
 
 @dataclass(frozen=True)
@@ -223,35 +201,3 @@ def revoke_key(store: KeyStore, key_id: str, *, at: datetime | None = None) -> K
     revoked = replace(record, status="revoked", expires_at=record.expires_at or at or now_utc())
     store.save_key(revoked)
     return revoked
-
-
-KeyStoreFactory = Callable[[Settings], KeyStore]
-
-
-def _sqlite(settings: Settings) -> KeyStore:
-    from aimaas.auth.sqlite import SqliteKeyStore
-
-    return SqliteKeyStore(settings.sqlite_path)
-
-
-def _dynamodb(settings: Settings) -> KeyStore:
-    from aimaas.auth.dynamodb import DynamoDbKeyStore
-
-    if not settings.tenants_table:
-        raise ValueError("AIMAAS_TENANTS_TABLE is required for the dynamodb key store")
-    return DynamoDbKeyStore(settings.tenants_table)
-
-
-#: Key store adapters by the name ``AIMAAS_KEY_STORE`` selects.
-KEY_STORES: dict[str, KeyStoreFactory] = {"sqlite": _sqlite, "dynamodb": _dynamodb}
-
-
-def build_key_store(settings: Settings) -> KeyStore:
-    """Build the key store that ``settings.key_store`` names.
-
-    Raises
-    ------
-    ValueError
-        Unknown adapter, or incomplete settings.
-    """
-    return build_adapter("key store", KEY_STORES, settings.key_store, settings)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 from aimaas import errors
 from aimaas.backends.base import InferenceBackend
-from aimaas.config import Settings, build_adapter
 from aimaas.manifest import ModelManifest
 
 
@@ -20,44 +19,6 @@ class UnconfiguredGpuBackend(InferenceBackend):
         raise errors.BackendUnavailable(
             "GPU backend not configured for this stage.", code="gpu_backend_not_configured"
         )
-
-
-def _none(settings: Settings) -> InferenceBackend:
-    return UnconfiguredGpuBackend()
-
-
-def _http(settings: Settings) -> InferenceBackend:
-    from aimaas.backends.http import HttpGpuBackend
-
-    if not settings.gpu_url:
-        raise ValueError("AIMAAS_GPU_URL must be set for the http GPU backend")
-    return HttpGpuBackend(settings.gpu_url, timeout_s=settings.gpu_timeout_s)
-
-
-def _sagemaker(settings: Settings) -> InferenceBackend:
-    from aimaas.backends.sagemaker import SageMakerBackend
-
-    if not settings.sagemaker_endpoint:
-        raise ValueError("AIMAAS_SAGEMAKER_ENDPOINT must be set for the sagemaker GPU backend")
-    return SageMakerBackend(settings.sagemaker_endpoint, timeout_s=settings.gpu_timeout_s)
-
-
-GPU_BACKENDS: Mapping[str, Callable[[Settings], InferenceBackend]] = {
-    "none": _none,
-    "http": _http,
-    "sagemaker": _sagemaker,
-}
-
-
-def build_gpu_backend(settings: Settings) -> InferenceBackend:
-    """The GPU backend named by ``settings.gpu_backend``.
-
-    Raises
-    ------
-    ValueError
-        Unknown name or missing settings (a configuration error, caught at start-up).
-    """
-    return build_adapter("GPU backend", GPU_BACKENDS, settings.gpu_backend, settings)
 
 
 class BackendRouter:

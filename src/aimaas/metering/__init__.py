@@ -2,13 +2,13 @@
 
 Public face::
 
-    from aimaas.metering import UsageRecord, UsageLedger, build_ledger, Meter
+    from aimaas.metering import UsageRecord, UsageLedger, Meter
 
 - :class:`UsageRecord`: one billed call (idempotent on ``(tenant_id, request_id)``).
 - :class:`UsageLedger`: the port; adapters ``sqlite``
   (:class:`~aimaas.metering.sqlite.SqliteLedger`) and ``dynamodb``
   (:class:`~aimaas.metering.dynamodb.DynamoDbLedger`), chosen by
-  :func:`build_ledger` from ``Settings.ledger``.
+  :func:`aimaas.wiring.build_ledger` from ``Settings.ledger``.
 - :class:`Meter`: ``record(record) -> bool`` with retries; raises
   :class:`aimaas.errors.BackendUnavailable` when the record cannot be made durable. POLICY: a
   call whose usage cannot be recorded is not served (503) and not billed; see
@@ -20,7 +20,7 @@ Everything here except :mod:`aimaas.metering.invoice` uses only the standard lib
 the core (tenacity is imported lazily by :class:`Meter`).
 """
 
-from aimaas.metering.ledger import LEDGERS, UsageLedger, build_ledger
+from aimaas.metering.ledger import UsageLedger
 from aimaas.metering.meter import USAGE_NOT_RECORDED, Meter
 from aimaas.metering.records import UsageCell, UsageRecord, UsageTotals, day_bucket, month_bucket
 from aimaas.metering.summary import (
@@ -32,7 +32,6 @@ from aimaas.metering.summary import (
 )
 
 __all__ = [
-    "LEDGERS",
     "USAGE_NOT_RECORDED",
     "Meter",
     "UsageCell",
@@ -41,7 +40,6 @@ __all__ = [
     "UsageRecord",
     "UsageSummary",
     "UsageTotals",
-    "build_ledger",
     "day_bucket",
     "month_bucket",
     "summarize",

@@ -1,6 +1,7 @@
 """The usage ledger port: an append-only, idempotent record of billed calls plus counters.
 
-Adapters are registered by name in :data:`LEDGERS` and built by :func:`build_ledger` from
+Adapters are registered by name in :data:`aimaas.wiring.LEDGERS` and built by
+:func:`aimaas.wiring.build_ledger` from
 ``Settings.ledger`` (``sqlite`` or ``dynamodb``).
 
 Contract every adapter keeps (checked by the shared contract tests):
@@ -16,10 +17,9 @@ Contract every adapter keeps (checked by the shared contract tests):
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from aimaas.config import Settings, build_adapter
 from aimaas.metering.records import Period, UsageCell, UsageRecord, UsageTotals, month_bucket
 
 
@@ -59,37 +59,3 @@ class UsageLedger(ABC):
 
     def close(self) -> None:  # noqa: B027 - adapters without resources need no close
         """Release connections."""
-
-
-LedgerFactory = Callable[[Settings], UsageLedger]
-
-
-def _sqlite(settings: Settings) -> UsageLedger:
-    from aimaas.metering.sqlite import SqliteLedger
-
-    return SqliteLedger(settings.sqlite_path)
-
-
-def _dynamodb(settings: Settings) -> UsageLedger:
-    from aimaas.metering.dynamodb import DynamoDbLedger
-
-    if not settings.usage_table:
-        raise ValueError("AIMAAS_USAGE_TABLE is required for the dynamodb ledger")
-    retention = int(settings.extra.get("AIMAAS_USAGE_RETENTION_DAYS", "400"))
-    shards = int(settings.extra.get("AIMAAS_USAGE_COUNTER_SHARDS", "8"))
-    return DynamoDbLedger(settings.usage_table, retention_days=retention, counter_shards=shards)
-
-
-#: Ledger adapters by the name ``AIMAAS_LEDGER`` selects.
-LEDGERS: dict[str, LedgerFactory] = {"sqlite": _sqlite, "dynamodb": _dynamodb}
-
-
-def build_ledger(settings: Settings) -> UsageLedger:
-    """Build the ledger adapter that ``settings.ledger`` names.
-
-    Raises
-    ------
-    ValueError
-        Unknown adapter name, or its settings are incomplete.
-    """
-    return build_adapter("ledger", LEDGERS, settings.ledger, settings)

@@ -11,12 +11,11 @@ import json
 import os
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from aimaas import errors
-from aimaas.config import Settings, build_adapter
 from aimaas.manifest import MANIFEST_FILENAME, ModelManifest, version_key
 
 
@@ -193,27 +192,3 @@ def _unlink_all(folder: Path) -> None:
         for path in folder.iterdir():
             if path.is_file():
                 path.unlink(missing_ok=True)
-
-
-def _folder(settings: Settings) -> ModelStore:
-    return FolderStore(settings.registry_path)
-
-
-def _s3(settings: Settings) -> ModelStore:
-    if not settings.model_bucket:
-        raise ValueError("AIMAAS_MODEL_BUCKET must be set for the s3 model store")
-    return S3Store(settings.model_bucket, settings.model_prefix, settings.model_cache_dir)
-
-
-STORES: Mapping[str, Callable[[Settings], ModelStore]] = {"folder": _folder, "s3": _s3}
-
-
-def build_store(settings: Settings) -> ModelStore:
-    """The model store named by ``settings.model_store``.
-
-    Raises
-    ------
-    ValueError
-        For an unknown store name (a configuration error, caught at start-up).
-    """
-    return build_adapter("model store", STORES, settings.model_store, settings)

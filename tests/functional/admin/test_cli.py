@@ -13,10 +13,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from aimaas.auth import build_authenticator
 from aimaas.config import Settings
 from aimaas.errors import Forbidden
-from aimaas.metering import build_ledger
+from aimaas.wiring import build_authenticator, build_ledger
 from aimaas_admin.cli import app
 from aimaas_testing.metering import sample_record
 

@@ -98,9 +98,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 @pytest.fixture(scope="module")
 def api_key(server: Server) -> str:
     """A key issued through the auth package for a tenant of its own (not the demo one)."""
-    from aimaas.auth import Tenant, build_key_store, issue_key
-    from aimaas.auth.keys import new_tenant_id, pepper_from
+    from aimaas.auth import Tenant, issue_key
+    from aimaas.auth.keys import new_tenant_id
     from aimaas.config import Settings
+    from aimaas.wiring import build_key_store, pepper_from
 
     settings = Settings(sqlite_path=server.db)
     store = build_key_store(settings)
@@ -188,9 +189,10 @@ def test_concurrent_requests_are_each_billed_once(server: Server, api_key: str) 
     with ThreadPoolExecutor(8) as pool:
         codes = list(pool.map(call, range(16)))
     assert codes == [200] * 16
-    from aimaas.auth import build_key_store, parse_key
+    from aimaas.auth import parse_key
     from aimaas.config import Settings
     from aimaas.metering.sqlite import SqliteLedger
+    from aimaas.wiring import build_key_store
 
     store = build_key_store(Settings(sqlite_path=server.db))
     tenant = store.get_key(parse_key(api_key) or "").tenant_id

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from aimaas.auth import Authenticator, KeyStore, build_authenticator
+from aimaas.auth import Authenticator, KeyStore
 from aimaas.config import Settings
 from aimaas.metering import UsageLedger
+from aimaas.wiring import build_authenticator
 from aimaas_admin import AdminService
 from aimaas_admin.provisioner import NoProvisioner
 from aimaas_testing.metering import moto_tables

@@ -7,16 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from aimaas.auth import (
-    KeyRecord,
-    KeyStore,
-    Tenant,
-    build_key_store,
-    hash_key,
-    issue_key,
-    revoke_key,
-)
+from aimaas.auth import KeyRecord, KeyStore, Tenant, hash_key, issue_key, revoke_key
 from aimaas.config import Settings
+from aimaas.wiring import build_key_store
 
 T0 = datetime(2026, 4, 1, 8, tzinfo=UTC)
 
@@ -83,8 +76,7 @@ def test_build_key_store_by_name(tmp_path) -> None:
 def test_pepper_from_ssm_parameter_and_lazy_in_the_authenticator() -> None:
     import boto3
 
-    from aimaas.auth import build_authenticator
-    from aimaas.auth.keys import _ssm_secret, pepper_from
+    from aimaas.wiring import _ssm_secret, build_authenticator, pepper_from
     from aimaas_testing.metering import moto_tables
 
     with moto_tables() as env:
@@ -101,7 +93,7 @@ def test_pepper_from_ssm_parameter_and_lazy_in_the_authenticator() -> None:
         )
         assert pepper_from(settings) == "from-ssm"
         _ssm_secret.cache_clear()
-        from aimaas.metering import build_ledger
+        from aimaas.wiring import build_ledger
 
         authenticator = build_authenticator(settings, build_ledger(settings))
         assert callable(authenticator._pepper)  # nothing read at construction

@@ -29,7 +29,8 @@ import uvicorn
 
 from aimaas.api import create_app
 from aimaas.config import Settings
-from aimaas.metering import build_ledger, day_bucket, month_bucket
+from aimaas.metering import day_bucket, month_bucket
+from aimaas.wiring import build_ledger
 from aimaas_admin.service import AdminService
 from aimaas_testing.metering import moto_tables
 

@@ -11,8 +11,9 @@ import pytest
 from botocore.exceptions import ClientError
 
 from aimaas.config import Settings
-from aimaas.metering import UsageLedger, build_ledger, summarize, usage_summary
+from aimaas.metering import UsageLedger, summarize, usage_summary
 from aimaas.metering.dynamodb import DynamoDbLedger
+from aimaas.wiring import build_ledger
 from aimaas_testing.metering import MOTO_TABLES, moto_tables, sample_record
 
 T0 = datetime(2026, 1, 31, 23, 59, 0, tzinfo=UTC)

@@ -27,12 +27,12 @@ import pytest
 import uvicorn
 
 from aimaas.api import Container, create_app
-from aimaas.auth import build_authenticator
 from aimaas.backends import BackendRouter, LocalOnnxBackend, UnconfiguredGpuBackend
 from aimaas.config import Settings, StageConfig
 from aimaas.metering import Meter, UsageLedger
 from aimaas.metering.sqlite import SqliteLedger
 from aimaas.registry import FolderStore, ModelRegistry, S3Store
+from aimaas.wiring import build_authenticator
 from aimaas_testing.metering import FlakyLedger
 from tests.functional.pressure.load import Request, run_load
 from tests.functional.pressure.support import (

@@ -99,8 +99,7 @@ def test_sqlite_holds_only_key_hashes(live_server: LiveServer) -> None:
 def test_dynamodb_holds_only_key_hashes() -> None:
     import boto3
 
-    from aimaas.auth import build_authenticator
-    from aimaas.metering import build_ledger
+    from aimaas.wiring import build_authenticator, build_ledger
     from aimaas_admin.provisioner import NoProvisioner
     from aimaas_admin.service import AdminService
     from aimaas_testing.metering import moto_tables

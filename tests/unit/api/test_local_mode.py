@@ -6,9 +6,8 @@ import argparse
 import stat
 from pathlib import Path
 
-from aimaas.auth import build_authenticator
 from aimaas.config import Settings
-from aimaas.metering import build_ledger
+from aimaas.wiring import build_authenticator, build_ledger
 from aimaas_admin import AdminService
 from aimaas_local.cli import banner, local_settings
 from aimaas_local.demo import DEMO_FILE, ensure_demo_key

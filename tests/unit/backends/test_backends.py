@@ -17,18 +17,13 @@ from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
 from aimaas import errors
-from aimaas.backends import (
-    GPU_BACKENDS,
-    BackendRouter,
-    InferenceBackend,
-    UnconfiguredGpuBackend,
-    build_gpu_backend,
-)
+from aimaas.backends import BackendRouter, InferenceBackend, UnconfiguredGpuBackend
 from aimaas.backends.http import HttpGpuBackend
 from aimaas.backends.sagemaker import SageMakerBackend
 from aimaas.config import Settings
 from aimaas.inference import TARGET_MODEL_HEADER, EmbeddingsRequest, EmbeddingsResult
 from aimaas.registry import FolderStore, ModelRegistry
+from aimaas.wiring import GPU_BACKENDS, build_gpu_backend
 
 ROOT = Path(__file__).resolve().parents[3]
 REGISTRY = Path(os.environ.get("AIMAAS_REGISTRY", ROOT / "build" / "registry"))

@@ -14,7 +14,8 @@ from moto import mock_aws
 from aimaas import errors
 from aimaas.config import Settings
 from aimaas.manifest import MANIFEST_FILENAME, ModelManifest, file_ref
-from aimaas.registry import FolderStore, ModelRegistry, S3Store, build_store
+from aimaas.registry import FolderStore, ModelRegistry, S3Store
+from aimaas.wiring import build_model_store
 
 ROOT = Path(__file__).resolve().parents[3]
 REGISTRY = Path(os.environ.get("AIMAAS_REGISTRY", ROOT / "build" / "registry"))
@@ -98,11 +99,11 @@ def test_invalid_manifest_is_a_backend_error_not_a_crash(store: FolderStore) -> 
 
 
 def test_build_store_by_name(tmp_path: Path) -> None:
-    assert isinstance(build_store(Settings(registry_path=tmp_path)), FolderStore)
+    assert isinstance(build_model_store(Settings(registry_path=tmp_path)), FolderStore)
     with pytest.raises(ValueError, match="unknown model store"):
-        build_store(Settings(model_store="ftp"))
+        build_model_store(Settings(model_store="ftp"))
     with pytest.raises(ValueError, match="MODEL_BUCKET"):
-        build_store(Settings(model_store="s3"))
+        build_model_store(Settings(model_store="s3"))
 
 
 @mock_aws

@@ -1,0 +1,221 @@
+"""Wiring: which adapter serves each port, chosen by name from :class:`~aimaas.config.Settings`.
+
+This is the one module that knows every adapter. Ports (``aimaas.auth.keys.KeyStore``,
+``aimaas.metering.ledger.UsageLedger``, ``aimaas.registry.store.ModelStore``,
+``aimaas.backends.base.InferenceBackend``) never import their adapters; the factory tables here
+do, lazily, so that importing this module costs nothing and a deployable loads only the adapters
+its configuration names (the authorizer zip never imports FastAPI, ONNX Runtime or urllib3).
+
+Every port is built the same way: ``build_<port>(settings)`` looks ``settings.<port>`` up in the
+port's table (``KEY_STORES``, ``LEDGERS``, ``MODEL_STORES``, ``GPU_BACKENDS``); an unknown name or
+incomplete settings raise :class:`ValueError` at start-up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from functools import cache
+from typing import TYPE_CHECKING, TypeVar
+
+from aimaas.config import Settings
+
+if TYPE_CHECKING:  # the adapters' modules are imported by the factories, on demand
+    from aimaas.auth.authenticator import Authenticator
+    from aimaas.auth.keys import KeyStore
+    from aimaas.backends.base import InferenceBackend
+    from aimaas.metering.ledger import UsageLedger
+    from aimaas.registry.store import ModelStore
+
+Adapter = TypeVar("Adapter")
+
+
+def build_adapter(
+    kind: str,
+    adapters: Mapping[str, Callable[[Settings], Adapter]],
+    name: str,
+    settings: Settings,
+) -> Adapter:
+    """Build the adapter of one port that configuration ``name``s, from its factory table.
+
+    Parameters
+    ----------
+    kind
+        What the port is, for the error message ("ledger", "model store", ...).
+    adapters
+        The port's factories by name.
+    name
+        The configured name (``settings.ledger``, ``settings.model_store``, ...).
+    settings
+        Passed to the factory.
+
+    Raises
+    ------
+    ValueError
+        An unknown name (a configuration error, caught at start-up), or incomplete settings
+        from the factory itself.
+    """
+    try:
+        factory = adapters[name]
+    except KeyError:
+        raise ValueError(f"unknown {kind} {name!r}; known: {sorted(adapters)}") from None
+    return factory(settings)
+
+
+def _required(value: str | None, variable: str, what: str) -> str:
+    if not value:
+        raise ValueError(f"{variable} is required for {what}")
+    return value
+
+
+# ---- key store --------------------------------------------------------------------------------
+
+
+def _sqlite_key_store(settings: Settings) -> KeyStore:
+    from aimaas.auth.sqlite import SqliteKeyStore
+
+    return SqliteKeyStore(settings.sqlite_path)
+
+
+def _dynamodb_key_store(settings: Settings) -> KeyStore:
+    from aimaas.auth.dynamodb import DynamoDbKeyStore
+
+    table = _required(settings.tenants_table, "AIMAAS_TENANTS_TABLE", "the dynamodb key store")
+    return DynamoDbKeyStore(table)
+
+
+#: Key store adapters by the name ``AIMAAS_KEY_STORE`` selects.
+KEY_STORES: Mapping[str, Callable[[Settings], KeyStore]] = {
+    "sqlite": _sqlite_key_store,
+    "dynamodb": _dynamodb_key_store,
+}
+
+
+def build_key_store(settings: Settings) -> KeyStore:
+    """The key store that ``settings.key_store`` names."""
+    return build_adapter("key store", KEY_STORES, settings.key_store, settings)
+
+
+# ---- usage ledger -----------------------------------------------------------------------------
+
+
+def _sqlite_ledger(settings: Settings) -> UsageLedger:
+    from aimaas.metering.sqlite import SqliteLedger
+
+    return SqliteLedger(settings.sqlite_path)
+
+
+def _dynamodb_ledger(settings: Settings) -> UsageLedger:
+    from aimaas.metering.dynamodb import DynamoDbLedger
+
+    table = _required(settings.usage_table, "AIMAAS_USAGE_TABLE", "the dynamodb ledger")
+    retention = int(settings.extra.get("AIMAAS_USAGE_RETENTION_DAYS", "400"))
+    shards = int(settings.extra.get("AIMAAS_USAGE_COUNTER_SHARDS", "8"))
+    return DynamoDbLedger(table, retention_days=retention, counter_shards=shards)
+
+
+#: Ledger adapters by the name ``AIMAAS_LEDGER`` selects.
+LEDGERS: Mapping[str, Callable[[Settings], UsageLedger]] = {
+    "sqlite": _sqlite_ledger,
+    "dynamodb": _dynamodb_ledger,
+}
+
+
+def build_ledger(settings: Settings) -> UsageLedger:
+    """The usage ledger that ``settings.ledger`` names."""
+    return build_adapter("ledger", LEDGERS, settings.ledger, settings)
+
+
+# ---- model store ------------------------------------------------------------------------------
+
+
+def _folder_store(settings: Settings) -> ModelStore:
+    from aimaas.registry.store import FolderStore
+
+    return FolderStore(settings.registry_path)
+
+
+def _s3_store(settings: Settings) -> ModelStore:
+    from aimaas.registry.store import S3Store
+
+    bucket = _required(settings.model_bucket, "AIMAAS_MODEL_BUCKET", "the s3 model store")
+    return S3Store(bucket, settings.model_prefix, settings.model_cache_dir)
+
+
+#: Model store adapters by the name ``AIMAAS_MODEL_STORE`` selects.
+MODEL_STORES: Mapping[str, Callable[[Settings], ModelStore]] = {
+    "folder": _folder_store,
+    "s3": _s3_store,
+}
+
+
+def build_model_store(settings: Settings) -> ModelStore:
+    """The model store that ``settings.model_store`` names."""
+    return build_adapter("model store", MODEL_STORES, settings.model_store, settings)
+
+
+# ---- GPU backend ------------------------------------------------------------------------------
+
+
+def _no_gpu(settings: Settings) -> InferenceBackend:
+    from aimaas.backends.router import UnconfiguredGpuBackend
+
+    return UnconfiguredGpuBackend()
+
+
+def _http_gpu(settings: Settings) -> InferenceBackend:
+    from aimaas.backends.http import HttpGpuBackend
+
+    url = _required(settings.gpu_url, "AIMAAS_GPU_URL", "the http GPU backend")
+    return HttpGpuBackend(url, timeout_s=settings.gpu_timeout_s)
+
+
+def _sagemaker_gpu(settings: Settings) -> InferenceBackend:
+    from aimaas.backends.sagemaker import SageMakerBackend
+
+    endpoint = _required(
+        settings.sagemaker_endpoint, "AIMAAS_SAGEMAKER_ENDPOINT", "the sagemaker GPU backend"
+    )
+    return SageMakerBackend(endpoint, timeout_s=settings.gpu_timeout_s)
+
+
+#: GPU backends by the name ``AIMAAS_GPU_BACKEND`` selects.
+GPU_BACKENDS: Mapping[str, Callable[[Settings], InferenceBackend]] = {
+    "none": _no_gpu,
+    "http": _http_gpu,
+    "sagemaker": _sagemaker_gpu,
+}
+
+
+def build_gpu_backend(settings: Settings) -> InferenceBackend:
+    """The GPU backend that ``settings.gpu_backend`` names."""
+    return build_adapter("GPU backend", GPU_BACKENDS, settings.gpu_backend, settings)
+
+
+# ---- key pepper and authenticator -------------------------------------------------------------
+
+
+@cache  # one read per process: the key store's pepper never changes under a running function
+def _ssm_secret(name: str) -> str:
+    import boto3
+
+    response = boto3.client("ssm").get_parameter(Name=name, WithDecryption=True)
+    return str(response["Parameter"]["Value"])
+
+
+def pepper_from(settings: Settings) -> str:
+    """The key-hash pepper: the SSM SecureString named by ``AIMAAS_KEY_PEPPER_PARAMETER``, else
+    ``AIMAAS_KEY_PEPPER``, else the local default. Every reader and writer of one key store
+    must use the same pepper."""
+    from aimaas.auth.keys import DEFAULT_PEPPER
+
+    parameter = settings.extra.get("AIMAAS_KEY_PEPPER_PARAMETER")
+    if parameter:
+        return _ssm_secret(parameter)
+    return settings.extra.get("AIMAAS_KEY_PEPPER") or DEFAULT_PEPPER
+
+
+def build_authenticator(settings: Settings, ledger: UsageLedger) -> Authenticator:
+    """The authenticator for ``settings``: its key store, and the pepper read on first use."""
+    from aimaas.auth.authenticator import Authenticator
+
+    return Authenticator(build_key_store(settings), ledger, pepper=lambda: pepper_from(settings))
