@@ -117,7 +117,7 @@ target_localstack() {
 	# shellcheck source=/dev/null
 	source "$WORK/localstack.env"
 	# The same app, wired to the cloud adapters by its environment (Settings.from_env).
-	start_server localstack "$port" "$BIN/python" -m uvicorn --factory aimaas.api.app:create_app \
+	start_server localstack "$port" "$BIN/python" -m uvicorn --factory aimaas.api:create_app \
 		--host 127.0.0.1 --port "$port" --no-access-log
 	run_suite localstack
 	stop_server

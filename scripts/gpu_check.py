@@ -34,13 +34,13 @@ if str(REPO / "src") not in sys.path:  # a bare GPU machine: the core from this 
     sys.path.insert(0, str(REPO / "src"))
 
 from aimaas.backends.local import LocalOnnxBackend  # noqa: E402
-from aimaas.inference import schemas  # noqa: E402
+from aimaas.inference import wire  # noqa: E402
 from aimaas.manifest import ModelManifest  # noqa: E402
 from aimaas.registry import FolderStore, ModelRegistry  # noqa: E402
 from benchmarks import bench_gpu_batching as bench  # noqa: E402
 from functions.gpu_server.gpuserve.launcher import running_server  # noqa: E402
 
-HEADER = schemas.TARGET_MODEL_HEADER
+HEADER = wire.TARGET_MODEL_HEADER
 
 
 def providers_step(target: str) -> dict[str, Any]:
@@ -138,7 +138,7 @@ def requests_for(manifest: ModelManifest) -> list[Any]:
         for b in bodies
         for i in range(0, len(b[field]), limit)
     ]
-    return [schemas.REQUEST_ADAPTER.validate_python({"task": task, **b}) for b in chunks]
+    return [wire.REQUEST_ADAPTER.validate_python({"task": task, **b}) for b in chunks]
 
 
 def compare(got: dict[str, Any], want: dict[str, Any], acc: dict[str, Any]) -> None:
@@ -187,7 +187,7 @@ def parity_step(target: str, registry_path: Path, fp16: str) -> list[dict[str, A
             acc: dict[str, Any] = {}
             for request in requests_for(manifest):
                 body = json.loads(
-                    schemas.RESULT_ADAPTER.dump_json(reference.invoke(manifest, request))
+                    wire.RESULT_ADAPTER.dump_json(reference.invoke(manifest, request))
                 )
                 response = httpx.post(
                     f"{url}/invocations",

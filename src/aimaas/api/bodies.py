@@ -11,6 +11,7 @@ import base64
 import binascii
 import json
 from collections.abc import Collection
+from dataclasses import dataclass
 from typing import TypeVar
 
 from fastapi import Request
@@ -18,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 
 from aimaas import errors
+from aimaas.api import schemas as api
 from aimaas.api.handlers import summarize_validation
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -119,6 +121,59 @@ async def read_files(request: Request, accepted: Collection[str], what: str) -> 
         f"Content-Type {media!r} is not accepted for {what}; send one of "
         f"{sorted(accepted)}, multipart/form-data or application/json."
     )
+
+
+async def json_body(request: Request, model: type[ModelT]) -> ModelT:
+    """The body of ``request`` parsed into ``model`` (415 for a non-JSON content type)."""
+    check_json(request)
+    return parse_json(await request.body(), model)
+
+
+def base64_files(
+    one: str | None, many: list[str] | None, field: str, kind: str = ""
+) -> list[bytes]:
+    """The files of a JSON body that holds exactly one of ``field`` (one base64 file) or
+    ``field + "s"`` (a list of them).
+
+    Raises
+    ------
+    aimaas.errors.InvalidInput
+        Both or neither are given, or an item is not valid base64.
+    """
+    if (one is None) == (many is None):
+        raise errors.InvalidInput(
+            f"Send exactly one of '{field}' (base64{' ' + kind if kind else ''}) or "
+            f"'{field}s' (a list)."
+        )
+    if one is not None:
+        return [decode_base64(one, field)]
+    return [decode_base64(item, f"{field}s[{i}]") for i, item in enumerate(many or [])]
+
+
+@dataclass(frozen=True)
+class ImageInputs:
+    """The images of an image request, and the ``top_k`` its JSON body asked for, if any."""
+
+    images: list[bytes]
+    top_k: int | None = None
+
+
+async def image_inputs(request: Request) -> ImageInputs:
+    """Images from raw bytes, a multipart upload or JSON base64 (a FastAPI dependency)."""
+    files = await read_files(request, IMAGE_TYPES, "image")
+    if files is not None:
+        return ImageInputs(files)
+    body = parse_json(await request.body(), api.ImageJsonIn)
+    return ImageInputs(base64_files(body.image, body.images, "image"), body.top_k)
+
+
+async def audio_inputs(request: Request) -> list[bytes]:
+    """Clips from raw bytes, a multipart upload or JSON base64 (a FastAPI dependency)."""
+    files = await read_files(request, AUDIO_TYPES, "audio")
+    if files is not None:
+        return files
+    body = parse_json(await request.body(), api.AudioJsonIn)
+    return base64_files(body.audio, body.audios, "audio", "WAV")
 
 
 def binary_body_openapi(accepted: Collection[str], json_model: type[BaseModel]) -> dict:

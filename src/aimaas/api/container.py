@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
+from aimaas.auth import Authenticator
 from aimaas.backends import BackendRouter, LocalOnnxBackend
 from aimaas.config import Settings
+from aimaas.metering import Meter, UsageLedger
 from aimaas.registry import ModelRegistry
 from aimaas.wiring import build_authenticator, build_gpu_backend, build_ledger, build_model_store
 
@@ -24,9 +25,9 @@ class Container:
     backends
         Chooses where each model runs (in process or the GPU backend).
     authenticator
-        ``aimaas.auth.Authenticator``: API key -> Principal (read by ``require_principal``).
+        API key -> :class:`~aimaas.auth.Principal` (read by ``require_principal``).
     meter
-        ``aimaas.metering.Meter``: durable, idempotent usage records.
+        Durable, idempotent usage records.
     ledger
         The usage ledger behind ``meter`` (``GET /v1/usage`` reads it).
     """
@@ -34,15 +35,14 @@ class Container:
     settings: Settings
     registry: ModelRegistry
     backends: BackendRouter
-    authenticator: Any
-    meter: Any
-    ledger: Any = None
+    authenticator: Authenticator
+    meter: Meter
+    ledger: UsageLedger
 
     def close(self) -> None:
         """Release connections of the backends and the ledger."""
         self.backends.close()
-        if self.ledger is not None and hasattr(self.ledger, "close"):
-            self.ledger.close()
+        self.ledger.close()
 
 
 def build_container(settings: Settings) -> Container:
@@ -56,8 +56,6 @@ def build_container(settings: Settings) -> Container:
     ValueError
         An unknown adapter name or a missing setting.
     """
-    from aimaas.metering import Meter
-
     stage = settings.stage_config
     registry = ModelRegistry(build_model_store(settings), stage.default_models)
     cpu = LocalOnnxBackend(registry, threads=settings.onnx_threads)

@@ -1,4 +1,9 @@
-"""Per-request context (request id, model) for log lines, carried in context variables.
+"""Per-request context: what API Gateway said (read once), the request id, the model served.
+
+Mangum puts the Lambda event in ``scope["aws.event"]``; :class:`GatewayContext` is the only
+reader of it, once per request, in :class:`aimaas.api.middleware.RequestContextMiddleware`,
+which leaves the result on the request state for the request id, the stage prefix, the
+authorizer's context and the choice to run work inline.
 
 Context variables follow a request into the thread pool that runs synchronous work, so every
 log line of a request, whichever thread writes it, can carry its request id and model.
@@ -9,8 +14,10 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from contextvars import ContextVar
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from aimaas import errors
@@ -27,7 +34,51 @@ model_var: ContextVar[str | None] = ContextVar("aimaas_model", default=None)
 _IDEMPOTENCY_KEY = re.compile(r"^[ -\"$-~]{1,128}$")
 
 
-def resolve_request_id(headers: Mapping[str, str], scope: Mapping[str, Any]) -> str:
+@dataclass(frozen=True)
+class GatewayContext:
+    """What API Gateway (through Mangum's event) tells the app about one request.
+
+    Attributes
+    ----------
+    request_id
+        API Gateway's ``requestContext.requestId``.
+    stage_prefix
+        ``/<stage>`` when the client called a URL that starts with the stage (an execute-api
+        URL), so ``/docs`` can point at ``/<stage>/openapi.json``.
+    authorizer
+        ``requestContext.authorizer``: what the Lambda authorizer returned (empty without one).
+    """
+
+    request_id: str | None = None
+    stage_prefix: str | None = None
+    authorizer: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    @classmethod
+    def from_scope(cls, scope: Mapping[str, Any]) -> GatewayContext | None:
+        """Read Mangum's event from an ASGI scope; None when the app is not behind Lambda."""
+        event = scope.get("aws.event")
+        if not isinstance(event, Mapping):
+            return None
+        context = event.get("requestContext")
+        context = context if isinstance(context, Mapping) else {}
+        authorizer = context.get("authorizer")
+        authorizer = dict(authorizer) if isinstance(authorizer, Mapping) else {}
+        return cls(
+            request_id=str(context["requestId"]) if context.get("requestId") else None,
+            stage_prefix=_stage_prefix(context),
+            authorizer=MappingProxyType(authorizer),
+        )
+
+
+def _stage_prefix(context: Mapping[str, Any]) -> str | None:
+    stage, full_path = context.get("stage"), context.get("path")
+    if not stage or not isinstance(full_path, str) or stage == "$default":
+        return None
+    prefix = f"/{stage}"
+    return prefix if full_path.startswith(prefix + "/") else None
+
+
+def resolve_request_id(headers: Mapping[str, str], gateway: GatewayContext | None) -> str:
     """The id of a request: ``Idempotency-Key``, else API Gateway's request id, else a uuid4.
 
     Raises
@@ -42,11 +93,8 @@ def resolve_request_id(headers: Mapping[str, str], scope: Mapping[str, Any]) -> 
                 "Idempotency-Key must be 1 to 128 printable ASCII characters, without '#'."
             )
         return key
-    event = scope.get("aws.event")
-    if isinstance(event, Mapping):
-        context = event.get("requestContext")
-        if isinstance(context, Mapping) and context.get("requestId"):
-            return str(context["requestId"])
+    if gateway is not None and gateway.request_id:
+        return gateway.request_id
     return str(uuid.uuid4())
 
 
@@ -68,15 +116,15 @@ class RequestContextFilter(logging.Filter):
         return True
 
 
-def mark_model(state: Any, model_id: str) -> None:
+def mark_model(state: MutableMapping[str, Any], model_id: str) -> None:
     """Record the model serving this request: for log lines and the ``X-Aimaas-Model`` header.
 
     Parameters
     ----------
     state
-        ``request.state`` (shared with the middleware through the ASGI scope).
+        The request's state (``scope["state"]``, shared with the middleware).
     model_id
         ``name@version``.
     """
-    state.model_id = model_id
+    state["model_id"] = model_id
     model_var.set(model_id)

@@ -2,6 +2,9 @@
 
 It is plain ASGI (not ``BaseHTTPMiddleware``) so that it can
 
+- read Mangum's Lambda event once (:class:`~aimaas.api.context.GatewayContext`) and leave it
+  on the request state (``gateway``) for everything after it;
+
 - refuse an over-limit body before the application reads it: ``Content-Length`` is checked
   first, then the body is read up to the limit (a chunked or lying client is caught too);
 - replay the buffered body to the application, so every route sees the same bytes;
@@ -22,6 +25,7 @@ from aimaas import errors
 from aimaas.api.context import (
     MODEL_HEADER,
     REQUEST_ID_HEADER,
+    GatewayContext,
     model_var,
     request_id_var,
     resolve_request_id,
@@ -44,19 +48,6 @@ async def send_error(send: Send, error: errors.ApiError, request_id: str | None)
     await send({"type": "http.response.body", "body": body})
 
 
-def _stage_prefix(scope: Scope) -> str | None:
-    """``/<stage>`` when API Gateway was called through a URL that starts with the stage."""
-    event = scope.get("aws.event")
-    if not isinstance(event, dict):
-        return None
-    context = event.get("requestContext") or {}
-    stage, full_path = context.get("stage"), context.get("path")
-    if not stage or not isinstance(full_path, str) or stage == "$default":
-        return None
-    prefix = f"/{stage}"
-    return prefix if full_path.startswith(prefix + "/") else None
-
-
 class RequestContextMiddleware:
     """See the module docstring.
 
@@ -77,19 +68,21 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
+        gateway = GatewayContext.from_scope(scope)
         try:
-            request_id = resolve_request_id(headers, scope)
+            request_id = resolve_request_id(headers, gateway)
         except errors.ApiError as exc:
             # The client's key is unusable: answer under the id we would have used without it.
-            await send_error(send, exc, resolve_request_id({}, scope))
+            await send_error(send, exc, resolve_request_id({}, gateway))
             return
-        scope.setdefault("state", {})["request_id"] = request_id
-        stage_prefix = _stage_prefix(scope)
-        if stage_prefix and not scope.get("root_path"):
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        state["gateway"] = gateway
+        if gateway is not None and gateway.stage_prefix and not scope.get("root_path"):
             # Behind an execute-api URL the browser sees /<stage>/docs: /docs and the OpenAPI
             # "servers" must point at /<stage>/openapi.json. Routing is unaffected (the path
             # Mangum passes has no stage prefix).
-            scope["root_path"] = stage_prefix
+            scope["root_path"] = gateway.stage_prefix
         request_token = request_id_var.set(request_id)
         model_token = model_var.set(None)
         try:

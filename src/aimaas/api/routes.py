@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Security
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
-from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel
 
-from aimaas import __version__
+from aimaas import __version__, errors
 from aimaas.api import bodies, tasks
 from aimaas.api import schemas as api
-from aimaas.api.security import api_key_scheme, bearer_scheme, require_principal
-from aimaas.api.service import container_of, run_blocking
-from aimaas.auth import Principal
+from aimaas.api.calls import Call
+from aimaas.api.container import Container
+from aimaas.api.dependencies import CallDep, ContainerDep
 from aimaas.manifest import ModelManifest
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -34,24 +35,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def caller(
-    request: Request,
-    _api_key: Annotated[str | None, Security(api_key_scheme)] = None,
-    _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)] = None,
-) -> Principal:
-    """``require_principal`` run inline under Lambda and in the thread pool under uvicorn.
-
-    A key lookup may block on I/O; where only one request is in flight (see
-    :func:`aimaas.api.service.run_blocking`) a thread hop would only add latency.
-    """
-    # Honour overrides of require_principal (tests replace it), as FastAPI would.
-    check = request.app.dependency_overrides.get(require_principal, require_principal)
-    if check is require_principal:
-        return await run_blocking(request, require_principal, request)
-    return await run_blocking(request, check)
-
-
-Caller = Annotated[Principal, Depends(caller)]
 ModelName = Annotated[str | None, Query(description="Model name (default: the stage's).")]
 Version = Annotated[str | None, Query(description="Model version (default: newest).")]
 TopK = Annotated[int, Query(ge=1, le=20, description="How many labels to return.")]
@@ -77,9 +60,9 @@ def respond(model: BaseModel) -> Response:
     summary="Classify text (topic model, or zero-shot over candidate labels)",
 )
 async def classify_text(
-    body: api.TextClassificationIn, request: Request, principal: Caller
+    body: api.TextClassificationIn, container: ContainerDep, call: CallDep
 ) -> Response:
-    return respond(await run_blocking(request, tasks.text_classification, request, principal, body))
+    return respond(await call.run(tasks.text_classification, container, call, body))
 
 
 @router.post(
@@ -89,24 +72,9 @@ async def classify_text(
     summary="Sentence embeddings (OpenAI-compatible)",
 )
 async def create_embeddings(
-    body: api.EmbeddingsIn, request: Request, principal: Caller
+    body: api.EmbeddingsIn, container: ContainerDep, call: CallDep
 ) -> Response:
-    return respond(await run_blocking(request, tasks.embeddings, request, principal, body))
-
-
-async def _images(request: Request) -> tuple[list[bytes], int | None]:
-    files = await bodies.read_files(request, bodies.IMAGE_TYPES, "image")
-    if files is not None:
-        return files, None
-    parsed = bodies.parse_json(await request.body(), api.ImageJsonIn)
-    return tasks.image_files_from_json(parsed), parsed.top_k
-
-
-async def _clips(request: Request) -> list[bytes]:
-    files = await bodies.read_files(request, bodies.AUDIO_TYPES, "audio")
-    if files is not None:
-        return files
-    return tasks.audio_files_from_json(bodies.parse_json(await request.body(), api.AudioJsonIn))
+    return respond(await call.run(tasks.embeddings, container, call, body))
 
 
 @router.post(
@@ -116,24 +84,15 @@ async def _clips(request: Request) -> list[bytes]:
     openapi_extra=bodies.binary_body_openapi(bodies.IMAGE_TYPES, api.ImageJsonIn),
 )
 async def classify_image(
-    request: Request,
-    principal: Caller,
+    container: ContainerDep,
+    call: CallDep,
+    images: Annotated[bodies.ImageInputs, Depends(bodies.image_inputs)],
     top_k: TopK = 5,
     model: ModelName = None,
     version: Version = None,
 ) -> Response:
-    images, json_top_k = await _images(request)
-    manifest = tasks.resolve(request, "image-classification", model, version)
-    result = await run_blocking(
-        request,
-        tasks.image_classification,
-        request,
-        principal,
-        images,
-        json_top_k or top_k,
-        manifest,
-    )
-    return respond(result)
+    manifest = tasks.resolve(container, "image-classification", model, version)
+    return respond(await _run_images(container, call, manifest, images, top_k))
 
 
 @router.post(
@@ -143,18 +102,33 @@ async def classify_image(
     openapi_extra=bodies.binary_body_openapi(bodies.AUDIO_TYPES, api.AudioJsonIn),
 )
 async def classify_audio(
-    request: Request,
-    principal: Caller,
+    container: ContainerDep,
+    call: CallDep,
+    clips: Annotated[list[bytes], Depends(bodies.audio_inputs)],
     vad: Vad = False,
     model: ModelName = None,
     version: Version = None,
 ) -> Response:
-    clips = await _clips(request)
-    manifest = tasks.resolve(request, "audio-classification", model, version)
-    result = await run_blocking(
-        request, tasks.audio_classification, request, principal, clips, vad, manifest
-    )
+    manifest = tasks.resolve(container, "audio-classification", model, version)
+    result = await call.run(tasks.audio_classification, container, call, clips, vad, manifest)
     return respond(result)
+
+
+async def _run_images(
+    container: Container,
+    call: Call,
+    manifest: ModelManifest,
+    images: bodies.ImageInputs,
+    top_k: int,
+) -> BaseModel:
+    return await call.run(
+        tasks.image_classification,
+        container,
+        call,
+        images.images,
+        images.top_k or top_k,  # a JSON body's own top_k wins over the query's
+        manifest,
+    )
 
 
 # ---- catalogue and generic predict ------------------------------------------------------------
@@ -168,11 +142,11 @@ _ENDPOINTS = {
 }
 
 
-def model_info(request: Request, name: str) -> api.ModelInfo:
+def model_info(container: Container, name: str) -> api.ModelInfo:
     """The catalogue entry of ``name`` (its newest version's manifest)."""
     from aimaas.plans import load_catalog
 
-    registry = container_of(request).registry
+    registry = container.registry
     manifest = registry.resolve(name)
     catalog = load_catalog()
     try:
@@ -204,53 +178,85 @@ def model_info(request: Request, name: str) -> api.ModelInfo:
 
 
 @router.get("/models", response_model=api.ModelList, summary="The model catalogue")
-async def list_models(request: Request, principal: Caller) -> api.ModelList:
-    registry = container_of(request).registry
-
+async def list_models(container: ContainerDep, call: CallDep) -> api.ModelList:
     def build() -> api.ModelList:  # lists the store: file system or S3 I/O
-        return api.ModelList(data=[model_info(request, name) for name in registry.names()])
+        names = container.registry.names()
+        return api.ModelList(data=[model_info(container, name) for name in names])
 
-    return await run_blocking(request, build)
+    return await call.run(build)
 
 
 @router.get("/models/{model}", response_model=api.ModelInfo, summary="One model")
 async def get_model(
-    request: Request, principal: Caller, model: Annotated[str, Path()]
+    container: ContainerDep, call: CallDep, model: Annotated[str, Path()]
 ) -> api.ModelInfo:
-    return await run_blocking(request, model_info, request, model)
+    return await call.run(model_info, container, model)
 
 
-async def _predict(
-    request: Request, principal: Any, manifest: ModelManifest, top_k: int, vad: bool
-) -> Any:
-    task = manifest.task
-    if task in ("text-classification", "embeddings"):
-        bodies.check_json(request)
-        raw = await request.body()
-        if task == "text-classification":
-            text_in = bodies.parse_json(raw, api.TextClassificationIn)
-            return await run_blocking(
-                request, tasks.text_classification, request, principal, text_in, manifest
-            )
-        emb_in = bodies.parse_json(raw, api.EmbeddingsIn)
-        return await run_blocking(request, tasks.embeddings, request, principal, emb_in, manifest)
-    if task == "image-classification":
-        images, json_top_k = await _images(request)
-        return await run_blocking(
-            request,
-            tasks.image_classification,
-            request,
-            principal,
-            images,
-            json_top_k or top_k,
-            manifest,
-        )
-    clips = await _clips(request)
-    if task == "audio-classification":
-        return await run_blocking(
-            request, tasks.audio_classification, request, principal, clips, vad, manifest
-        )
-    return await run_blocking(request, tasks.voice_activity, request, principal, clips, manifest)
+@dataclass(frozen=True)
+class PredictOptions:
+    """The query parameters of the generic predict route."""
+
+    top_k: int
+    vad: bool
+
+
+Predictor = Callable[
+    [Request, Container, Call, ModelManifest, PredictOptions], Awaitable[BaseModel]
+]
+
+
+async def _predict_text(
+    request: Request, container: Container, call: Call, manifest: ModelManifest, _: PredictOptions
+) -> BaseModel:
+    body = await bodies.json_body(request, api.TextClassificationIn)
+    return await call.run(tasks.text_classification, container, call, body, manifest)
+
+
+async def _predict_embeddings(
+    request: Request, container: Container, call: Call, manifest: ModelManifest, _: PredictOptions
+) -> BaseModel:
+    body = await bodies.json_body(request, api.EmbeddingsIn)
+    return await call.run(tasks.embeddings, container, call, body, manifest)
+
+
+async def _predict_images(
+    request: Request,
+    container: Container,
+    call: Call,
+    manifest: ModelManifest,
+    options: PredictOptions,
+) -> BaseModel:
+    images = await bodies.image_inputs(request)
+    return await _run_images(container, call, manifest, images, options.top_k)
+
+
+async def _predict_audio(
+    request: Request,
+    container: Container,
+    call: Call,
+    manifest: ModelManifest,
+    options: PredictOptions,
+) -> BaseModel:
+    clips = await bodies.audio_inputs(request)
+    return await call.run(tasks.audio_classification, container, call, clips, options.vad, manifest)
+
+
+async def _predict_vad(
+    request: Request, container: Container, call: Call, manifest: ModelManifest, _: PredictOptions
+) -> BaseModel:
+    clips = await bodies.audio_inputs(request)
+    return await call.run(tasks.voice_activity, container, call, clips, manifest)
+
+
+#: How the generic predict route reads a body and answers, by the model's task.
+PREDICTORS: dict[str, Predictor] = {
+    "text-classification": _predict_text,
+    "embeddings": _predict_embeddings,
+    "image-classification": _predict_images,
+    "audio-classification": _predict_audio,
+    "voice-activity-detection": _predict_vad,
+}
 
 
 @router.post(
@@ -264,22 +270,27 @@ async def _predict(
 )
 async def predict(
     request: Request,
-    principal: Caller,
+    container: ContainerDep,
+    call: CallDep,
     model: Annotated[str, Path()],
     version: Version = None,
     top_k: TopK = 5,
     vad: Vad = False,
 ) -> Response:
-    manifest = container_of(request).registry.resolve(model, version)
-    return respond(await _predict(request, principal, manifest, top_k, vad))
+    manifest = container.registry.resolve(model, version)
+    predictor = PREDICTORS.get(manifest.task)
+    if predictor is None:
+        raise errors.InvalidInput(
+            f"{manifest.name} serves {manifest.task!r}: call {_ENDPOINTS[manifest.task]}."
+        )
+    return respond(await predictor(request, container, call, manifest, PredictOptions(top_k, vad)))
 
 
 health_router = APIRouter()
 
 
 @health_router.get("/health", response_model=api.Health, summary="Liveness (no auth)")
-async def health(request: Request) -> api.Health:
-    container = container_of(request)
+async def health(container: ContainerDep) -> api.Health:
     return api.Health(
         version=__version__,
         stage=container.settings.stage,

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from aimaas.inference.schemas import LabelScore, Segment
+from aimaas.inference.wire import LabelScore, Segment
 
 NonEmptyText = Annotated[str, Field(min_length=1, max_length=100_000)]
 

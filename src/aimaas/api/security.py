@@ -4,8 +4,8 @@ Two ways in, chosen by configuration, not by guessing:
 
 - ``Settings.trust_authorizer`` true (behind API Gateway): the REQUEST Lambda authorizer
   (``functions/authorizer``) has already checked the key, its status and the hard limit, and
-  put ``tenant_id``, ``key_id`` and ``plan`` in ``requestContext.authorizer`` of the event that
-  Mangum exposes as ``request.scope["aws.event"]``. The principal is built from that context
+  put ``tenant_id``, ``key_id`` and ``plan`` in ``requestContext.authorizer`` of the event
+  (read by the middleware into ``request.state.gateway``). The principal is built from that context
   without a second lookup. If the authorizer flagged the tenant as over its hard limit
   (``quota_retry_after``), the call is refused here with 429.
 - Otherwise (local mode, or no authorizer context): ``container.authenticator`` checks the
@@ -23,6 +23,7 @@ from typing import Annotated, Any
 from fastapi import Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from aimaas.api.context import GatewayContext
 from aimaas.auth import Principal
 from aimaas.errors import QuotaExceeded
 
@@ -40,14 +41,12 @@ bearer_scheme = HTTPBearer(
 
 
 def _authorizer_context(request: Request) -> Mapping[str, Any] | None:
-    event = request.scope.get("aws.event")
-    if not isinstance(event, Mapping):
+    gateway: GatewayContext | None = getattr(request.state, "gateway", None)
+    if gateway is None:
         return None
-    context = (event.get("requestContext") or {}).get("authorizer")
+    context = gateway.authorizer
     required = ("tenant_id", "key_id", "plan")
-    if isinstance(context, Mapping) and all(context.get(name) for name in required):
-        return context
-    return None
+    return context if all(context.get(name) for name in required) else None
 
 
 def require_principal(

@@ -11,41 +11,18 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
-
-from fastapi import Request
-from starlette.concurrency import run_in_threadpool
+from typing import Any
 
 from aimaas import errors
+from aimaas.api.calls import Call
 from aimaas.api.container import Container
-from aimaas.api.context import mark_model
 from aimaas.api.schemas import Usage
-from aimaas.inference.schemas import batch_size
+from aimaas.inference.wire import batch_size
 from aimaas.manifest import ModelManifest
 
 logger = logging.getLogger("aimaas.api")
-T = TypeVar("T")
-
-
-async def run_blocking(request: Request, fn: Callable[..., T], *args: Any) -> T:
-    """Run CPU-bound or blocking ``fn(*args)`` for a route.
-
-    Under Lambda (Mangum puts the event in ``scope["aws.event"]``) a process serves exactly one
-    request at a time, so ``fn`` runs inline: a thread-pool hop would only add latency (and
-    Mangum's per-invocation root task makes AnyIO start a fresh worker thread every time).
-    Under uvicorn ``fn`` goes to the thread pool so the event loop keeps serving others.
-    """
-    if "aws.event" in request.scope:
-        return fn(*args)
-    return await run_in_threadpool(fn, *args)
-
-
-def container_of(request: Request) -> Container:
-    """The app's :class:`Container`."""
-    return request.app.state.container
 
 
 @dataclass(frozen=True)
@@ -83,11 +60,11 @@ def check_batch(manifest: ModelManifest, wire_request: Any) -> None:
         )
 
 
-def invoke(request: Request, manifest: ModelManifest, wire_request: Any) -> Any:
+def invoke(container: Container, call: Call, manifest: ModelManifest, wire_request: Any) -> Any:
     """Run one batch on the backend chosen for ``manifest`` (in process or GPU)."""
     check_batch(manifest, wire_request)
-    mark_model(request.state, manifest.model_id)
-    return container_of(request).backends.invoke(manifest, wire_request)
+    call.mark_model(manifest.model_id)
+    return container.backends.invoke(manifest, wire_request)
 
 
 def price_of(task: str, model: str, billed: Billable, plan: str) -> float | None:
@@ -117,8 +94,8 @@ def _refuse_a_reused_key(stored: Any, record: Any) -> None:
 
 
 def meter(
-    request: Request,
-    principal: Any,
+    container: Container,
+    call: Call,
     manifest: ModelManifest,
     task: str,
     billed: Billable,
@@ -134,8 +111,9 @@ def meter(
     from aimaas.metering import UsageRecord
 
     latency_ms = (time.perf_counter() - started) * 1000.0
+    principal = call.principal
     record = UsageRecord(
-        request_id=request.state.request_id,
+        request_id=call.request_id,
         tenant_id=principal.tenant_id,
         key_id=principal.key_id,
         model=manifest.name,
@@ -147,7 +125,7 @@ def meter(
         status=200,
         timestamp=datetime.now(UTC),
     )
-    meter = container_of(request).meter
+    meter = container.meter
     new = meter.record(record)
     if not new:
         try:

@@ -1,22 +1,23 @@
 """Task logic behind the routes: parsed input in, response model out (synchronous, CPU-bound).
 
-Both the task routes (``/v1/text-classification``, ...) and the generic
-``/v1/models/{model}/predict`` call these functions, so a model answers the same either way.
+Plain functions of ``(container, call, inputs...)``: they never see the Starlette request, so
+the task routes (``/v1/text-classification``, ...), the generic ``/v1/models/{model}/predict``
+and any other entry point call them the same way, and a model answers the same either way.
 """
 
 from __future__ import annotations
 
 import base64
 import time
-from typing import Any
 
 import numpy as np
-from fastapi import Request
 
 from aimaas import errors
 from aimaas.api import schemas as api
-from aimaas.api.service import billable, container_of, invoke, meter
-from aimaas.inference import schemas as wire
+from aimaas.api.calls import Call
+from aimaas.api.container import Container
+from aimaas.api.service import billable, invoke, meter
+from aimaas.inference import wire
 from aimaas.inference.runners import softmax
 from aimaas.manifest import ModelManifest, Task
 
@@ -29,9 +30,11 @@ ZERO_SHOT_SCALE = 20.0
 LABEL_TEMPLATE = "This text is about {}."
 
 
-def resolve(request: Request, task: Task, name: str | None, version: str | None) -> ModelManifest:
+def resolve(
+    container: Container, task: Task, name: str | None, version: str | None
+) -> ModelManifest:
     """The manifest serving ``task``: the named model or the stage's default."""
-    return container_of(request).registry.resolve_for_task(task, name, version)
+    return container.registry.resolve_for_task(task, name, version)
 
 
 def _as_list(value: str | list[str]) -> tuple[list[str], bool]:
@@ -42,8 +45,8 @@ def _as_list(value: str | list[str]) -> tuple[list[str], bool]:
 
 
 def text_classification(
-    request: Request,
-    principal: Any,
+    container: Container,
+    call: Call,
     body: api.TextClassificationIn,
     manifest: ModelManifest | None = None,
 ) -> api.TextClassificationOut:
@@ -53,15 +56,15 @@ def text_classification(
     if body.labels:
         if len(set(body.labels)) != len(body.labels):
             raise errors.InvalidInput("Candidate labels must be distinct.")
-        manifest = manifest or resolve(request, "embeddings", body.model, body.version)
+        manifest = manifest or resolve(container, "embeddings", body.model, body.version)
         if manifest.task != "embeddings":
             raise errors.InvalidInput(
                 "Zero-shot classification (with labels) needs an embeddings model."
             )
-        results, result = _zero_shot(request, manifest, texts, body.labels)
+        results, result = _zero_shot(container, call, manifest, texts, body.labels)
     else:
-        manifest = manifest or resolve(request, "text-classification", body.model, body.version)
-        result = invoke(request, manifest, wire.TextClassificationRequest(texts=texts))
+        manifest = manifest or resolve(container, "text-classification", body.model, body.version)
+        result = invoke(container, call, manifest, wire.TextClassificationRequest(texts=texts))
         results = [
             api.TextPrediction(
                 label=preds[0].label,
@@ -71,7 +74,7 @@ def text_classification(
             for preds in result.predictions
         ]
     usage = meter(
-        request, principal, manifest, "text-classification", billable(manifest, [result]), started
+        container, call, manifest, "text-classification", billable(manifest, [result]), started
     )
     first = results[0] if single else None
     return api.TextClassificationOut(
@@ -85,11 +88,12 @@ def text_classification(
 
 
 def _zero_shot(
-    request: Request, manifest: ModelManifest, texts: list[str], labels: list[str]
+    container: Container, call: Call, manifest: ModelManifest, texts: list[str], labels: list[str]
 ) -> tuple[list[api.TextPrediction], wire.EmbeddingsResult]:
     # Texts and candidate labels go through the model as ONE batch.
     result = invoke(
-        request,
+        container,
+        call,
         manifest,
         wire.EmbeddingsRequest(texts=[*texts, *(LABEL_TEMPLATE.format(x) for x in labels)]),
     )
@@ -111,14 +115,14 @@ def _zero_shot(
 
 
 def embeddings(
-    request: Request,
-    principal: Any,
+    container: Container,
+    call: Call,
     body: api.EmbeddingsIn,
     manifest: ModelManifest | None = None,
 ) -> api.EmbeddingsOut:
     """OpenAI-compatible embeddings of one text or a batch."""
     texts, _ = _as_list(body.input)
-    manifest = manifest or resolve(request, "embeddings", body.model, None)
+    manifest = manifest or resolve(container, "embeddings", body.model, None)
     size = manifest.outputs[0].shape[-1]
     if body.dimensions is not None and body.dimensions != size:
         raise errors.InvalidInput(
@@ -126,8 +130,8 @@ def embeddings(
             "omit dimensions or set it to that size."
         )
     started = time.perf_counter()
-    result = invoke(request, manifest, wire.EmbeddingsRequest(texts=texts))
-    usage = meter(request, principal, manifest, "embeddings", billable(manifest, [result]), started)
+    result = invoke(container, call, manifest, wire.EmbeddingsRequest(texts=texts))
+    usage = meter(container, call, manifest, "embeddings", billable(manifest, [result]), started)
     data = []
     for index, vector in enumerate(result.embeddings):
         value: list[float] | str = vector
@@ -154,33 +158,20 @@ def embeddings(
 # ---- images -----------------------------------------------------------------------------------
 
 
-def image_files_from_json(body: api.ImageJsonIn) -> list[bytes]:
-    """The images of a JSON image request (``image`` or ``images``, base64)."""
-    if (body.image is None) == (body.images is None):
-        raise errors.InvalidInput("Send exactly one of 'image' (base64) or 'images' (a list).")
-    if body.image is not None:
-        return [_b64(body.image, "image")]
-    return [_b64(item, f"images[{i}]") for i, item in enumerate(body.images or [])]
-
-
-def _b64(value: str, what: str) -> bytes:
-    from aimaas.api.bodies import decode_base64
-
-    return decode_base64(value, what)
-
-
 def image_classification(
-    request: Request,
-    principal: Any,
+    container: Container,
+    call: Call,
     images: list[bytes],
     top_k: int,
     manifest: ModelManifest,
 ) -> api.ImageClassificationOut:
     """Top-``top_k`` labels of each image."""
     started = time.perf_counter()
-    result = invoke(request, manifest, wire.ImageClassificationRequest(images=images, top_k=top_k))
+    result = invoke(
+        container, call, manifest, wire.ImageClassificationRequest(images=images, top_k=top_k)
+    )
     usage = meter(
-        request, principal, manifest, "image-classification", billable(manifest, [result]), started
+        container, call, manifest, "image-classification", billable(manifest, [result]), started
     )
     results = [
         api.ImagePrediction(label=preds[0].label, score=preds[0].score, predictions=preds)
@@ -200,35 +191,24 @@ def image_classification(
 # ---- audio ------------------------------------------------------------------------------------
 
 
-def audio_files_from_json(body: api.AudioJsonIn) -> list[bytes]:
-    """The clips of a JSON audio request (``audio`` or ``audios``, base64 WAV)."""
-    if (body.audio is None) == (body.audios is None):
-        raise errors.InvalidInput("Send exactly one of 'audio' (base64 WAV) or 'audios' (a list).")
-    if body.audio is not None:
-        return [_b64(body.audio, "audio")]
-    return [_b64(item, f"audios[{i}]") for i, item in enumerate(body.audios or [])]
-
-
 def audio_classification(
-    request: Request,
-    principal: Any,
+    container: Container,
+    call: Call,
     clips: list[bytes],
     vad: bool,
     manifest: ModelManifest,
 ) -> api.AudioClassificationOut:
     """Keyword scores of each clip, plus speech segments from the VAD model with ``vad``."""
     started = time.perf_counter()
-    result = invoke(request, manifest, wire.AudioClassificationRequest(audio=clips))
+    result = invoke(container, call, manifest, wire.AudioClassificationRequest(audio=clips))
     segments: list[list[wire.Segment] | None] = [None] * len(clips)
     if vad:
-        vad_manifest = container_of(request).registry.default("voice-activity-detection")
-        vad_result = container_of(request).backends.invoke(
-            vad_manifest, wire.VadRequest(audio=clips)
-        )
+        vad_manifest = container.registry.default("voice-activity-detection")
+        vad_result = container.backends.invoke(vad_manifest, wire.VadRequest(audio=clips))
         segments = list(vad_result.segments)
     # One record per call: the keyword model's audio seconds; segments come at no extra charge.
     usage = meter(
-        request, principal, manifest, "audio-classification", billable(manifest, [result]), started
+        container, call, manifest, "audio-classification", billable(manifest, [result]), started
     )
     results = [
         api.AudioPrediction(
@@ -256,14 +236,14 @@ def audio_classification(
 
 
 def voice_activity(
-    request: Request, principal: Any, clips: list[bytes], manifest: ModelManifest
+    container: Container, call: Call, clips: list[bytes], manifest: ModelManifest
 ) -> api.VadOut:
     """Speech segments of each clip."""
     started = time.perf_counter()
-    result = invoke(request, manifest, wire.VadRequest(audio=clips))
+    result = invoke(container, call, manifest, wire.VadRequest(audio=clips))
     usage = meter(
-        request,
-        principal,
+        container,
+        call,
         manifest,
         "voice-activity-detection",
         billable(manifest, [result]),

@@ -10,12 +10,10 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
-from starlette.concurrency import run_in_threadpool
 
-from aimaas.api.security import require_principal
-from aimaas.auth import Principal
+from aimaas.api.dependencies import CallDep, ContainerDep
 from aimaas.errors import Forbidden, InvalidInput
 from aimaas.metering import usage_summary
 from aimaas.metering.summary import GROUP_KEYS
@@ -88,8 +86,8 @@ def _groups(raw: list[str]) -> list[str]:
     },
 )
 async def get_usage(
-    request: Request,
-    principal: Annotated[Principal, Depends(require_principal)],
+    container: ContainerDep,
+    call: CallDep,
     start: Annotated[
         str | None,
         Query(
@@ -113,6 +111,7 @@ async def get_usage(
     Whole-day ranges are answered from the daily counters; a range with a time of day reads
     the raw records.
     """
+    principal = call.principal
     if tenant_id is not None and tenant_id != principal.tenant_id:
         raise Forbidden("You can only read your own usage.")
     now = datetime.now(UTC)
@@ -124,7 +123,7 @@ async def get_usage(
     if end_at - start_at > timedelta(days=MAX_RANGE_DAYS):
         raise InvalidInput(f"The range is limited to {MAX_RANGE_DAYS} days.")
     groups = _groups(group_by)
-    ledger = request.app.state.container.ledger
+    ledger = container.ledger
     catalog = load_catalog()
 
     def build() -> UsageReport:
@@ -154,4 +153,4 @@ async def get_usage(
             monthly_limit=catalog.plan(principal.plan).monthly_requests,
         )
 
-    return await run_in_threadpool(build)
+    return await call.run(build)

@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from typing import Any
 
 from aimaas import errors
-from aimaas.inference import schemas
+from aimaas.inference import wire
 from aimaas.manifest import ModelManifest
 
 
@@ -42,7 +42,7 @@ def target_model(manifest: ModelManifest) -> str:
 def parse_result(manifest: ModelManifest, payload: bytes | str) -> Any:
     """Validate a remote backend's answer against the wire schema of ``manifest.task``."""
     try:
-        result = schemas.RESULT_ADAPTER.validate_json(payload)
+        result = wire.RESULT_ADAPTER.validate_json(payload)
     except ValueError as exc:
         raise errors.BackendUnavailable("The GPU backend answered with an invalid result.") from exc
     if result.task != manifest.task:

@@ -14,7 +14,7 @@ from aimaas.backends.base import (
     remote_error_message,
     target_model,
 )
-from aimaas.inference import schemas
+from aimaas.inference import wire
 from aimaas.manifest import ModelManifest
 
 
@@ -69,7 +69,7 @@ class HttpGpuBackend(InferenceBackend):
                 body=body,
                 headers={
                     "Content-Type": "application/json",
-                    schemas.TARGET_MODEL_HEADER: target_model(manifest),
+                    wire.TARGET_MODEL_HEADER: target_model(manifest),
                 },
             )
         except urllib3.exceptions.HTTPError as exc:

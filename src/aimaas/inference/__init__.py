@@ -1,11 +1,11 @@
-"""Inference: the task wire format (:mod:`.schemas`) and the ONNX task runners (:mod:`.runners`).
+"""Inference: the task wire format (:mod:`.wire`) and the ONNX task runners (:mod:`.runners`).
 
-The schemas are the contract between the API, the backends and the GPU server; see
-:mod:`aimaas.inference.schemas` for the transport. Importing this package does not import
+The wire models are the contract between the API, the backends and the GPU server (see
+:mod:`aimaas.inference.wire`). Importing this package does not import
 ONNX Runtime (runners create sessions lazily).
 """
 
-from aimaas.inference.schemas import (
+from aimaas.inference.wire import (
     REQUEST_ADAPTER,
     RESULT_ADAPTER,
     TARGET_MODEL_HEADER,

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from aimaas import errors
-from aimaas.inference import schemas
+from aimaas.inference import wire
 from aimaas.manifest import (
     AudioPreprocessing,
     ImagePreprocessing,
@@ -61,12 +61,12 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 def top_labels(
     probabilities: np.ndarray, labels: Sequence[str], top_k: int | None
-) -> list[list[schemas.LabelScore]]:
+) -> list[list[wire.LabelScore]]:
     """Per row, the ``top_k`` labels (all when None), best first."""
     k = len(labels) if top_k is None else min(top_k, len(labels))
     order = np.argsort(-probabilities, axis=-1, kind="stable")[:, :k]
     return [
-        [schemas.LabelScore(label=labels[i], score=float(row[i])) for i in idx]
+        [wire.LabelScore(label=labels[i], score=float(row[i])) for i in idx]
         for row, idx in zip(probabilities, order, strict=True)
     ]
 
@@ -112,10 +112,10 @@ class _TextRunner(ModelRunner):
 class EmbeddingsRunner(_TextRunner):
     task = "embeddings"
 
-    def run(self, request: schemas.EmbeddingsRequest) -> schemas.EmbeddingsResult:
+    def run(self, request: wire.EmbeddingsRequest) -> wire.EmbeddingsResult:
         vectors, counts = self._forward(request.texts)
         # Built here from arrays the graph returned: skip re-validating every float.
-        return schemas.EmbeddingsResult.model_construct(
+        return wire.EmbeddingsResult.model_construct(
             task="embeddings", embeddings=vectors.astype(np.float32).tolist(), token_counts=counts
         )
 
@@ -128,10 +128,10 @@ class EmbeddingsRunner(_TextRunner):
 class TextClassificationRunner(_TextRunner):
     task = "text-classification"
 
-    def run(self, request: schemas.TextClassificationRequest) -> schemas.TextClassificationResult:
+    def run(self, request: wire.TextClassificationRequest) -> wire.TextClassificationResult:
         logits, counts = self._forward(request.texts)
         labels = self.manifest.labels or []
-        return schemas.TextClassificationResult(
+        return wire.TextClassificationResult(
             predictions=top_labels(self._probabilities(logits), labels, request.top_k),
             token_counts=counts,
         )
@@ -140,7 +140,7 @@ class TextClassificationRunner(_TextRunner):
 class ImageClassificationRunner(ModelRunner):
     task = "image-classification"
 
-    def run(self, request: schemas.ImageClassificationRequest) -> schemas.ImageClassificationResult:
+    def run(self, request: wire.ImageClassificationRequest) -> wire.ImageClassificationResult:
         from aimaas.preprocess.image import preprocess_images
 
         p = self.manifest.preprocessing
@@ -150,7 +150,7 @@ class ImageClassificationRunner(ModelRunner):
         )
         (logits,) = self.session.run([self.output_name], {self.input_names[0]: pixels})
         labels = self.manifest.labels or []
-        return schemas.ImageClassificationResult(
+        return wire.ImageClassificationResult(
             predictions=top_labels(self._probabilities(logits), labels, request.top_k)
         )
 
@@ -158,7 +158,7 @@ class ImageClassificationRunner(ModelRunner):
 class AudioClassificationRunner(ModelRunner):
     task = "audio-classification"
 
-    def run(self, request: schemas.AudioClassificationRequest) -> schemas.AudioClassificationResult:
+    def run(self, request: wire.AudioClassificationRequest) -> wire.AudioClassificationResult:
         from aimaas.preprocess.audio import wav_to_features
 
         p = self.manifest.preprocessing
@@ -176,7 +176,7 @@ class AudioClassificationRunner(ModelRunner):
             batch = batch[:, None, :, :]
         (logits,) = self.session.run([self.output_name], {self.input_names[0]: batch})
         labels = self.manifest.labels or []
-        return schemas.AudioClassificationResult(
+        return wire.AudioClassificationResult(
             predictions=top_labels(self._probabilities(logits), labels, request.top_k),
             durations_s=durations,
         )
@@ -204,17 +204,17 @@ class VadRunner(ModelRunner):
         return probs
 
     @staticmethod
-    def segments(probs: np.ndarray, params: VadPreprocessing) -> list[schemas.Segment]:
+    def segments(probs: np.ndarray, params: VadPreprocessing) -> list[wire.Segment]:
         """Speech segments of the window probabilities (:func:`~aimaas.preprocess.audio.
         speech_segments`, the same code the export gate checked), rounded to milliseconds."""
         from aimaas.preprocess.audio import speech_segments
 
         return [
-            schemas.Segment(start=round(start, 3), end=round(end, 3))
+            wire.Segment(start=round(start, 3), end=round(end, 3))
             for start, end in speech_segments(probs, params)
         ]
 
-    def run(self, request: schemas.VadRequest) -> schemas.VadResult:
+    def run(self, request: wire.VadRequest) -> wire.VadResult:
         from aimaas.preprocess.audio import decode_wav, resample
 
         p = self.manifest.preprocessing
@@ -228,7 +228,7 @@ class VadRunner(ModelRunner):
             samples = resample(audio.samples, audio.sample_rate, p.sample_rate)
             segments.append(self.segments(self.speech_probabilities(samples, p), p))
             durations.append(audio.duration_s)
-        return schemas.VadResult(segments=segments, durations_s=durations)
+        return wire.VadResult(segments=segments, durations_s=durations)
 
 
 RUNNERS: Mapping[str, type[ModelRunner]] = {

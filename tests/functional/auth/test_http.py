@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from mangum import Mangum
 
-from aimaas.api.app import create_app
+from aimaas.api import create_app
 from aimaas.metering import Meter
 from aimaas.plans import load_catalog
 from aimaas_testing.metering import sample_record

@@ -13,7 +13,7 @@ from unittest import mock
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from aimaas.api.app import create_app
+from aimaas.api import create_app
 from aimaas.errors import ApiError
 from aimaas.metering import Meter
 from aimaas_admin.cli import app as cli_app

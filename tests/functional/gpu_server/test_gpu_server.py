@@ -21,7 +21,7 @@ import pytest
 from PIL import Image
 
 from aimaas.backends.local import LocalOnnxBackend
-from aimaas.inference import schemas
+from aimaas.inference import wire
 from aimaas.registry import FolderStore, ModelRegistry
 from functions.gpu_server.gpuserve.launcher import running_server
 
@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[3]
 REGISTRY = Path(os.environ.get("AIMAAS_REGISTRY", REPO / "build" / "registry"))
 TEXT_MODEL = "all-minilm-l6-v2"
 IMAGE_MODEL = "mobilenet-v2"
-HEADER = schemas.TARGET_MODEL_HEADER
+HEADER = wire.TARGET_MODEL_HEADER
 BODY_LIMIT = 200_000
 
 if not all((REGISTRY / m).is_dir() for m in (TEXT_MODEL, IMAGE_MODEL)):
@@ -72,9 +72,9 @@ def reference() -> Iterator[tuple[ModelRegistry, LocalOnnxBackend]]:
 def expected(reference: tuple[ModelRegistry, LocalOnnxBackend], model: str, body: dict) -> Any:
     """What the Lambda's in-process backend answers, as the JSON the wire carries."""
     registry, backend = reference
-    request = schemas.REQUEST_ADAPTER.validate_python(body)
+    request = wire.REQUEST_ADAPTER.validate_python(body)
     result = backend.invoke(registry.resolve(model), request)
-    return json.loads(schemas.RESULT_ADAPTER.dump_json(result))
+    return json.loads(wire.RESULT_ADAPTER.dump_json(result))
 
 
 def png(seed: int) -> bytes:
@@ -129,10 +129,10 @@ def test_sagemaker_custom_attributes_also_pick_the_model(server: str, reference:
 
 def test_image_classification_equals_the_lambda_path_exactly(server: str, reference: Any) -> None:
     body = {"task": "image-classification", "images": [png(1), png(2)], "top_k": 3}
-    wire = json.loads(
-        schemas.REQUEST_ADAPTER.dump_json(schemas.REQUEST_ADAPTER.validate_python(body))
+    payload = json.loads(
+        wire.REQUEST_ADAPTER.dump_json(wire.REQUEST_ADAPTER.validate_python(body))
     )
-    response = post(server, wire, IMAGE_MODEL)
+    response = post(server, payload, IMAGE_MODEL)
     assert response.status_code == 200, response.text
     assert response.json() == expected(reference, IMAGE_MODEL, body)
     assert all(len(p) == 3 for p in response.json()["predictions"])
@@ -173,16 +173,16 @@ def test_sixteen_concurrent_requests_are_batched_and_answered_correctly(
 def test_one_bad_input_fails_only_its_own_request(server: str, reference: Any) -> None:
     good = [{"task": "image-classification", "images": [png(10 + i)]} for i in range(5)]
     bad = {"task": "image-classification", "images": [b"definitely not an image"]}
-    wire = [
+    payloads = [
         (
             IMAGE_MODEL,
             json.loads(
-                schemas.REQUEST_ADAPTER.dump_json(schemas.REQUEST_ADAPTER.validate_python(b))
+                wire.REQUEST_ADAPTER.dump_json(wire.REQUEST_ADAPTER.validate_python(b))
             ),
         )
         for b in [*good[:2], bad, *good[2:]]
     ]
-    responses = asyncio.run(_concurrent(server, wire))
+    responses = asyncio.run(_concurrent(server, payloads))
     assert_error(responses[2], 422, "invalid_input")
     for body, response in zip(good, responses[:2] + responses[3:], strict=True):
         assert response.status_code == 200, response.text
@@ -276,9 +276,9 @@ def test_the_http_gpu_backend_gets_what_the_lambda_path_gets(server: str, refere
             (IMAGE_MODEL, {"task": "image-classification", "images": [png(3)], "top_k": 2}),
         ]:
             manifest = registry.resolve(model)
-            request = schemas.REQUEST_ADAPTER.validate_python(body)
+            request = wire.REQUEST_ADAPTER.validate_python(body)
             assert backend.invoke(manifest, request) == local.invoke(manifest, request)
-        bad = schemas.REQUEST_ADAPTER.validate_python(
+        bad = wire.REQUEST_ADAPTER.validate_python(
             {"task": "image-classification", "images": [b"not an image"]}
         )
         with pytest.raises(errors.InvalidInput):
@@ -299,9 +299,9 @@ def test_audio_models_equal_the_lambda_path(server: str, reference: Any, model: 
     clips = [(AUDIO_DATA / f"kw_{w}.wav").read_bytes() for w in ("yes", "stop", "go")]
     for clip in clips:  # one clip a request: silero-vad takes one at a time
         body = {"task": task, "audio": [clip]}
-        wire = json.loads(
-            schemas.REQUEST_ADAPTER.dump_json(schemas.REQUEST_ADAPTER.validate_python(body))
+        payload = json.loads(
+            wire.REQUEST_ADAPTER.dump_json(wire.REQUEST_ADAPTER.validate_python(body))
         )
-        response = post(server, wire, model)
+        response = post(server, payload, model)
         assert response.status_code == 200, response.text
         assert response.json() == expected(reference, model, body)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -26,6 +27,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
 REGISTRY = Path(os.environ.get("AIMAAS_REGISTRY", ROOT / "build" / "registry"))
+DOCKERFILE = ROOT / "functions" / "inference" / "Dockerfile"
 REQUIREMENTS = ROOT / "functions" / "inference" / "requirements.txt"
 EVENTS = ROOT / "tests" / "functional" / "inference" / "lambda_events.py"
 # The Dockerfile's default MODELS: the stage's default model of every task.
@@ -85,6 +87,25 @@ def _site_packages(python: str) -> Path:
     return target
 
 
+def source_copies() -> list[tuple[Path, str]]:
+    """The final stage's ``COPY <repo path> ${LAMBDA_TASK_ROOT}/<name>`` lines of the Dockerfile
+    (``--from`` stages excluded): what the image takes from this repository, as (source, name)."""
+    stages = DOCKERFILE.read_text().split("\nFROM ")
+    copies = []
+    for line in stages[-1].splitlines():
+        match = re.match(r"^COPY (?!--from)(\S+) \$\{LAMBDA_TASK_ROOT\}/(\S+)$", line.strip())
+        if match:
+            copies.append((ROOT / match.group(1), match.group(2)))
+    return copies
+
+
+def handler_module() -> str:
+    """The module of the image's ``CMD ["<module>.handler"]``."""
+    match = re.search(r'^CMD \["(\w+)\.handler"\]', DOCKERFILE.read_text(), re.M)
+    assert match, "the Dockerfile names no handler"
+    return match.group(1)
+
+
 def _dir_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
 
@@ -97,8 +118,13 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     # Hard links: the cached pip tree is not copied byte by byte, and never modified.
     shutil.copytree(site, root, dirs_exist_ok=True, copy_function=os.link)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    shutil.copytree(ROOT / "src/aimaas", root / "aimaas", ignore=ignore)
-    shutil.copy2(ROOT / "functions/inference/handler.py", root / "handler.py")
+    copies = source_copies()
+    assert copies, "the Dockerfile copies nothing from the repository"
+    for source, name in copies:  # exactly what the Dockerfile copies, under its names
+        if source.is_dir():
+            shutil.copytree(source, root / name, ignore=ignore)
+        else:
+            shutil.copy2(source, root / name)
     # As the Dockerfile: all files of the served models, only the manifest of the others.
     for name in SERVED:
         shutil.copytree(REGISTRY / name, root / "registry" / name)
@@ -119,7 +145,7 @@ spec = importlib.util.spec_from_file_location("lambda_events", sys.argv[2])
 events = importlib.util.module_from_spec(spec)
 sys.modules['lambda_events'] = events
 spec.loader.exec_module(events)
-import handler
+handler = importlib.import_module(sys.argv[4])
 imported = time.perf_counter()
 inputs = json.loads(open(sys.argv[3]).read())
 photo = base64.b64decode(inputs["photo"])
@@ -159,6 +185,18 @@ results["traced"] = handler.tracer is not None
 results["torch"] = any(m == "torch" or m.startswith("torch.") for m in sys.modules)
 print("RESULT " + json.dumps(results))
 """
+
+
+def test_the_image_ships_only_the_runtime(tree: tuple[Path, str]) -> None:
+    root, _ = tree
+    ours = {name for _, name in source_copies()}
+    assert ours == {"aimaas", f"{handler_module()}.py"}  # the core and the handler, no more
+    shipped = {p.name for p in root.iterdir()}
+    for package in ("aimaas_admin", "aimaas_local", "aimaas_testing", "model_export", "tests"):
+        assert package not in shipped
+    assert (root / "aimaas" / "data" / "plans.toml").is_file()  # the core's own data
+    for tool in ("torch", "transformers", "moto", "typer", "jinja2", "matplotlib", "uvicorn"):
+        assert not (root / tool).exists(), f"{tool} is in the image"
 
 
 def test_handler_serves_real_events_from_the_image_tree(
@@ -217,7 +255,7 @@ def test_handler_serves_real_events_from_the_image_tree(
         "AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:2000",
     }
     out = subprocess.run(
-        [python, "-I", "-S", "-c", RUNNER, str(root), str(EVENTS), str(inputs)],
+        [python, "-I", "-S", "-c", RUNNER, str(root), str(EVENTS), str(inputs), handler_module()],
         env=env,
         cwd=tmp_path,
         capture_output=True,

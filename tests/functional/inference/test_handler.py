@@ -20,7 +20,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[3]
 REGISTRY = Path(os.environ.get("AIMAAS_REGISTRY", ROOT / "build" / "registry"))
-HANDLER = ROOT / "functions" / "inference" / "handler.py"
+HANDLER = ROOT / "functions" / "inference" / "inference_handler.py"
 
 
 def _load(name: str, path: Path) -> ModuleType:

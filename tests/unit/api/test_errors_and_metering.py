@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from aimaas import errors
-from aimaas.api.context import resolve_request_id
+from aimaas.api.context import GatewayContext, resolve_request_id
 from aimaas.backends import InferenceBackend, LocalOnnxBackend
 from aimaas.registry import FolderStore, ModelRegistry
 from aimaas_testing.metering import FlakyLedger
@@ -163,11 +163,12 @@ def test_idempotency_key_may_hold_spaces(harness) -> None:
 
 def test_request_id_from_api_gateway_event() -> None:
     scope = {"aws.event": {"requestContext": {"requestId": "apigw-123"}}}
-    assert resolve_request_id({}, scope) == "apigw-123"
-    assert resolve_request_id({"idempotency-key": "mine"}, scope) == "mine"
-    assert len(resolve_request_id({}, {})) == 36  # a uuid4
+    gateway = GatewayContext.from_scope(scope)
+    assert resolve_request_id({}, gateway) == "apigw-123"
+    assert resolve_request_id({"idempotency-key": "mine"}, gateway) == "mine"
+    assert len(resolve_request_id({}, GatewayContext.from_scope({}))) == 36  # a uuid4
     with pytest.raises(errors.MalformedRequest):
-        resolve_request_id({"idempotency-key": "é"}, scope)
+        resolve_request_id({"idempotency-key": "é"}, gateway)
 
 
 def test_ledger_down_means_503_and_no_answer(make_harness, tmp_path: Path) -> None:

@@ -11,11 +11,11 @@ import pytest
 
 from aimaas import errors
 from aimaas.batching import BatchingOptions
-from aimaas.inference import schemas
+from aimaas.inference import wire
 from aimaas.manifest import ModelManifest
 from aimaas.registry import FolderStore, ModelRegistry
-from functions.gpu_server.gpuserve.app import custom_attribute, parse_target_model
 from functions.gpu_server.gpuserve.engine import CpuTarget, EngineOptions
+from functions.gpu_server.gpuserve.invocations import custom_attribute, parse_target_model
 from functions.gpu_server.gpuserve.models import (
     ModelPool,
     merge_requests,
@@ -44,39 +44,39 @@ def test_target_model_header_forms(value: str, name: str, version: str | None) -
 
 
 def test_merge_concatenates_inputs_in_order() -> None:
-    a = schemas.TextClassificationRequest(texts=["a", "b"], top_k=2)
-    b = schemas.TextClassificationRequest(texts=["c"], top_k=2)
+    a = wire.TextClassificationRequest(texts=["a", "b"], top_k=2)
+    b = wire.TextClassificationRequest(texts=["c"], top_k=2)
     merged = merge_requests([a, b])
     assert merged.texts == ["a", "b", "c"] and merged.top_k == 2
     assert rows(merged) == 3 and rows(a) == 2
     assert merge_requests([a]) is a
-    images = schemas.ImageClassificationRequest(images=[b"x", b"y"])
+    images = wire.ImageClassificationRequest(images=[b"x", b"y"])
     assert merge_requests([images, images]).images == [b"x", b"y", b"x", b"y"]
 
 
 def test_params_key_separates_requests_that_cannot_share_a_batch() -> None:
-    k1 = params_key(schemas.TextClassificationRequest(texts=["a"], top_k=1))
-    k2 = params_key(schemas.TextClassificationRequest(texts=["a", "b"], top_k=1))
-    k3 = params_key(schemas.TextClassificationRequest(texts=["a"], top_k=2))
+    k1 = params_key(wire.TextClassificationRequest(texts=["a"], top_k=1))
+    k2 = params_key(wire.TextClassificationRequest(texts=["a", "b"], top_k=1))
+    k3 = params_key(wire.TextClassificationRequest(texts=["a"], top_k=2))
     assert k1 == k2 and k1 != k3
     hash(k1)
 
 
 def test_split_gives_each_request_its_rows() -> None:
-    result = schemas.EmbeddingsResult(
+    result = wire.EmbeddingsResult(
         embeddings=[[float(i)] * 3 for i in range(6)], token_counts=[3, 4, 5, 6, 7, 8]
     )
     parts = split_result(result, [1, 3, 2])
     assert [p.token_counts for p in parts] == [[3], [4, 5, 6], [7, 8]]
     assert [p.embeddings[0][0] for p in parts] == [0.0, 1.0, 4.0]
-    vad = schemas.VadResult(
-        segments=[[schemas.Segment(start=0, end=1)], [], []], durations_s=[1.0, 2.0, 3.0]
+    vad = wire.VadResult(
+        segments=[[wire.Segment(start=0, end=1)], [], []], durations_s=[1.0, 2.0, 3.0]
     )
     first, rest = split_result(vad, [1, 2])
     assert first.durations_s == [1.0] and len(first.segments[0]) == 1
     assert rest.durations_s == [2.0, 3.0] and rest.segments == [[], []]
     with pytest.raises(RuntimeError):
-        split_result(schemas.EmbeddingsResult(embeddings=[[1.0]], token_counts=[1]), [1, 1])
+        split_result(wire.EmbeddingsResult(embeddings=[[1.0]], token_counts=[1]), [1, 1])
 
 
 def test_settings_from_env_follow_sagemaker_and_overrides() -> None:
@@ -129,7 +129,7 @@ def test_pool_batches_text_by_length_bucket_and_matches_unbatched_runs(
     short = [f"short text {i}" for i in range(6)]
     long = ["a considerably longer text " * 6 + str(i) for i in range(3)]
 
-    async def main() -> tuple[list[schemas.EmbeddingsResult], dict]:
+    async def main() -> tuple[list[wire.EmbeddingsResult], dict]:
         pool = ModelPool(
             registry,
             CpuTarget(EngineOptions(threads=1)),
@@ -139,8 +139,8 @@ def test_pool_batches_text_by_length_bucket_and_matches_unbatched_runs(
             worker = await pool.worker(manifest)
             assert worker is await pool.worker(manifest)  # loaded once
             with pytest.raises(errors.InvalidInput):
-                await worker.infer(schemas.EmbeddingsRequest(texts=[" "]))
-            requests = [schemas.EmbeddingsRequest(texts=[t]) for t in [*short, *long]]
+                await worker.infer(wire.EmbeddingsRequest(texts=[" "]))
+            requests = [wire.EmbeddingsRequest(texts=[t]) for t in [*short, *long]]
             results = await asyncio.gather(*(worker.infer(r) for r in requests))
             return results, worker.batcher.stats.snapshot()
         finally:
@@ -151,7 +151,7 @@ def test_pool_batches_text_by_length_bucket_and_matches_unbatched_runs(
     assert stats["batches"] == 2 and stats["batch_rows"] == {"3": 1, "6": 1}
     runner = asyncio.run(_runner(registry, manifest))
     for text, result in zip([*short, *long], results, strict=True):
-        alone = runner.run(schemas.EmbeddingsRequest(texts=[text]))
+        alone = runner.run(wire.EmbeddingsRequest(texts=[text]))
         assert result.token_counts == alone.token_counts
         np.testing.assert_allclose(result.embeddings, alone.embeddings, rtol=0, atol=1e-5)
 

@@ -161,3 +161,17 @@ def test_core_layer_ships_the_config_files(dev: Any) -> None:
     for name in PLANS_AND_STAGES:
         assert (package / "data" / name).is_file()
     assert not list(package.rglob("__pycache__"))
+
+
+def test_core_layer_holds_only_the_runtime(dev: Any) -> None:
+    from infra.assets import ASSETS_DIR
+
+    layer = ASSETS_DIR / "aimaas-layer"
+    assert {p.name for p in layer.iterdir()} == {"python"}
+    assert {p.name for p in (layer / "python").iterdir()} == {"aimaas"}
+    shipped = {p.name for p in (layer / "python" / "aimaas").iterdir()}
+    assert {"auth", "metering", "wiring.py", "plans.py"} <= shipped
+    for module in (layer / "python" / "aimaas").rglob("*.py"):
+        text = module.read_text()
+        for tool in ("aimaas_admin", "aimaas_local", "aimaas_testing", "moto", "typer", "jinja2"):
+            assert f"import {tool}" not in text and f"from {tool}" not in text, module

@@ -1,0 +1,64 @@
+"""One API call as task functions see it: who calls, under which id, and how to run its work.
+
+Routes build a :class:`Call` from the request (a FastAPI dependency,
+:func:`aimaas.api.dependencies.current_call`); task functions take ``(container, call, ...)``
+and never see the Starlette request, so the batch worker, tests and other entry points can call
+them the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from starlette.concurrency import run_in_threadpool
+
+from aimaas.api.context import mark_model
+from aimaas.auth import Principal
+
+T = TypeVar("T")
+
+
+@dataclass
+class Call:
+    """One call to the API.
+
+    Attributes
+    ----------
+    request_id
+        The idempotency key of the call: a retry with the same id is billed once.
+    principal
+        The authenticated caller.
+    inline
+        True where a process serves one request at a time (Lambda): blocking work then runs
+        inline, since a thread-pool hop would only add latency.
+    state
+        The request's state mapping (``scope["state"]``), shared with the middleware, which
+        reads the served model from it for the ``X-Aimaas-Model`` header and metrics.
+    """
+
+    request_id: str
+    principal: Principal
+    inline: bool = False
+    state: MutableMapping[str, Any] = field(default_factory=dict, repr=False)
+
+    def mark_model(self, model_id: str) -> None:
+        """Record the model serving this call (``name@version``) for headers and log lines."""
+        mark_model(self.state, model_id)
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run CPU-bound or blocking ``fn(*args)`` for this call (see :func:`run_blocking`)."""
+        return await run_blocking(self.inline, fn, *args)
+
+
+async def run_blocking(inline: bool, fn: Callable[..., T], *args: Any) -> T:
+    """Run ``fn(*args)`` inline or in the thread pool.
+
+    Under Lambda a process serves exactly one request at a time, so ``fn`` runs inline (and
+    Mangum's per-invocation root task would make AnyIO start a fresh worker thread every time).
+    Under uvicorn ``fn`` goes to the thread pool so the event loop keeps serving others.
+    """
+    if inline:
+        return fn(*args)
+    return await run_in_threadpool(fn, *args)

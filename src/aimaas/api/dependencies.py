@@ -1,0 +1,61 @@
+"""The FastAPI dependencies every route shares: the container, the caller, the call.
+
+Security is a dependency, as FastAPI intends: :func:`caller` runs
+:func:`aimaas.api.security.require_principal` (inline under Lambda, in the thread pool under
+uvicorn, since a key lookup may block on I/O) and :func:`current_call` turns the request into
+the :class:`~aimaas.api.calls.Call` that task functions take.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials
+
+from aimaas.api.calls import Call, run_blocking
+from aimaas.api.container import Container
+from aimaas.api.security import api_key_scheme, bearer_scheme, require_principal
+from aimaas.auth import Principal
+
+
+def get_container(request: Request) -> Container:
+    """The app's :class:`~aimaas.api.container.Container`."""
+    return request.app.state.container
+
+
+def runs_inline(request: Request) -> bool:
+    """Whether this process serves one request at a time (behind Lambda: the middleware found
+    Mangum's event)."""
+    return getattr(request.state, "gateway", None) is not None
+
+
+async def caller(
+    request: Request,
+    _api_key: Annotated[str | None, Security(api_key_scheme)] = None,
+    _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)] = None,
+) -> Principal:
+    """The authenticated caller (401/403/429 otherwise); the two schemes document the headers in
+    OpenAPI."""
+    # Honour overrides of require_principal (tests replace it), as FastAPI would.
+    check = request.app.dependency_overrides.get(require_principal, require_principal)
+    if check is require_principal:
+        return await run_blocking(runs_inline(request), require_principal, request)
+    return await run_blocking(runs_inline(request), check)
+
+
+async def current_call(
+    request: Request, principal: Annotated[Principal, Depends(caller)]
+) -> Call:
+    """The :class:`~aimaas.api.calls.Call` of this request."""
+    return Call(
+        request_id=request.state.request_id,
+        principal=principal,
+        inline=runs_inline(request),
+        state=request.scope.setdefault("state", {}),
+    )
+
+
+ContainerDep = Annotated[Container, Depends(get_container)]
+CallerDep = Annotated[Principal, Depends(caller)]
+CallDep = Annotated[Call, Depends(current_call)]
