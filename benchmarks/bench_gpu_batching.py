@@ -167,7 +167,7 @@ def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 async def _engine_level(worker: Any, clients: int, requests: int) -> dict[str, Any]:
-    from aimaas.inference.schemas import EmbeddingsRequest
+    from aimaas.inference.wire import EmbeddingsRequest
 
     latencies: list[float] = []
     counter = iter(range(requests))

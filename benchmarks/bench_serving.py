@@ -42,7 +42,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 REGISTRY = Path(os.environ.get("AIMAAS_REGISTRY", REPO / "build" / "registry"))
-HANDLER = REPO / "functions" / "inference" / "handler.py"
+HANDLER = REPO / "functions" / "inference" / "inference_handler.py"
 EVENTS = REPO / "tests" / "functional" / "inference" / "lambda_events.py"
 OUT = REPO / "benchmarks" / "results" / "serving.json"
 MODEL = "all-minilm-l6-v2-int8"

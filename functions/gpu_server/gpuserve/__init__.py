@@ -5,7 +5,7 @@ entry point). Execution targets live in :mod:`.engine`, loaded models and batchi
 :mod:`.models`.
 """
 
-from .app import create_app
+from .invocations import create_app
 from .server import main
 from .settings import ServerSettings
 

@@ -1,6 +1,6 @@
 """Loaded models of the GPU server: one task runner and one dynamic batcher per model version.
 
-A request of the wire format (:mod:`aimaas.inference.schemas`) carries a list of inputs
+A request of the wire format (:mod:`aimaas.inference.wire`) carries a list of inputs
 (``texts``, ``images`` or ``audio``). Concurrent requests for the same model are queued in a
 :class:`aimaas.batching.DynamicBatcher`; a batch of requests is *merged* into one request (their
 input lists concatenated), run once by the model's runner, and the result is *split* back by

@@ -40,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     import uvicorn
 
-    from .app import create_app
+    from .invocations import create_app
 
     uvicorn.run(
         create_app(settings),

@@ -1,7 +1,7 @@
 """The GPU server's ASGI application: SageMaker's ``GET /ping`` and ``POST /invocations``.
 
 ``/invocations`` takes one request of the platform's wire format
-(:mod:`aimaas.inference.schemas`) and answers its result. The model (``name/version``,
+(:mod:`aimaas.inference.wire`) and answers its result. The model (``name/version``,
 ``name@version`` or ``name``) is named by, in this order: the ``X-Amzn-SageMaker-Target-Model``
 header (the HTTP backend; a multi-model endpoint), ``model=<id>`` in the
 ``X-Amzn-SageMaker-Custom-Attributes`` header (``invoke_endpoint(CustomAttributes=...)``: how a
@@ -33,7 +33,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from aimaas import errors
-from aimaas.inference.schemas import REQUEST_ADAPTER, RESULT_ADAPTER, TARGET_MODEL_HEADER
+from aimaas.inference.wire import REQUEST_ADAPTER, RESULT_ADAPTER, TARGET_MODEL_HEADER
 from aimaas.registry import ModelRegistry
 from aimaas.wiring import build_model_store
 
