@@ -3,7 +3,8 @@
 Application metrics come from the functions' Powertools EMF output in namespace ``aimaas``
 (``Latency`` and ``Requests`` with dimensions ``service``, ``model``, ``status_class`` from
 functions/inference/inference_handler.py; ``ColdStart``; ``LedgerWriteFailures`` with
-``service``); SEARCH expressions pick up whatever dimension values exist, so a new model needs no dashboard change.
+``service``); SEARCH expressions pick up whatever dimension values exist, so a new model
+needs no dashboard change.
 """
 
 from __future__ import annotations
