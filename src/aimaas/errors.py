@@ -121,6 +121,21 @@ class BackendUnavailable(ApiError):
     code = "backend_unavailable"
 
 
+class Overloaded(BackendUnavailable):
+    """The server is at capacity for this kind of work; ``retry_after`` seconds is a fair wait.
+
+    Answered instead of queueing without bound, so a flood gets clear 503s and then full
+    service again."""
+
+    code = "overloaded"
+
+    def __init__(self, message: str, *, retry_after: int = 1, **kwargs: Any) -> None:
+        headers = dict(kwargs.pop("headers", None) or {})
+        headers["Retry-After"] = str(max(1, int(retry_after)))
+        super().__init__(message, headers=headers, **kwargs)
+        self.retry_after = max(1, int(retry_after))
+
+
 def error_body(error: ApiError, request_id: str | None) -> dict[str, dict[str, str | None]]:
     """Render ``error`` in the platform's single JSON error shape.
 

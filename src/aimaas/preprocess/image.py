@@ -1,36 +1,86 @@
 """Image preprocessing: safe decoding to RGB, resize, centre crop, normalise to NCHW float32.
 
 Decoding is the dangerous part of serving images: a small file can declare billions of pixels
-(a decompression bomb). :func:`decode_image` reads only the header first and refuses anything
-over ``max_pixels`` before a single pixel is decoded.
+(a decompression bomb), or millions of 16- or 32-bit pixels that a naive conversion turns into
+gigabytes of floats. :func:`decode_image` reads only the header first and refuses anything over
+``max_pixels`` or ``max_decoded_bytes`` before a single pixel is decoded, decodes large images at
+a reduced scale when the caller needs less, converts high bit depths to 8 bits in row blocks,
+and reserves its memory from a process-wide :class:`DecodeBudget`.
 """
 
 from __future__ import annotations
 
+import ctypes
 import io
+import math
+import os
+import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
-from aimaas.errors import InvalidInput
+from aimaas.errors import BackendUnavailable, InvalidInput, Overloaded
 
 #: Default pixel limit: about a 36-megapixel photo. Larger inputs are refused, not resized.
 DEFAULT_MAX_PIXELS = 36_000_000
-#: Formats a client may send; anything else (EPS, PSD, ...) is refused before decoding.
-ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF"})
+#: Default limit on the decoded size (pixels x bytes per pixel of the file's own mode), checked
+#: from the header: a 36-megapixel RGB photo (108 MB) or a 6000x6000 float32 scan (144 MB) is
+#: accepted; a float32 or 64-bit RGBA image of the same pixel count is not.
+DEFAULT_MAX_DECODED_BYTES = 150_000_000
+#: Formats a client may send; anything else (EPS, PSD, ...) is refused before decoding. MPO is
+#: what phone cameras write: a JPEG whose first frame is the photo.
+ALLOWED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF"})
+_JPEG_FORMATS = frozenset({"JPEG", "MPO"})
+#: A JPEG needs at least a few bits per 8x8 block; far fewer bytes than this per pixel means the
+#: scan is missing (libjpeg pads a truncated file with gray and only warns).
+_MIN_JPEG_BYTES_PER_PIXEL = 1 / 4096
+_ROWS_PER_BLOCK = 256
+_BYTES_PER_PIXEL = {"1": 1, "L": 1, "P": 1, "LA": 2, "PA": 2, "La": 2, "RGB": 3, "YCbCr": 3,
+                    "LAB": 3, "HSV": 3, "RGBA": 4, "RGBa": 4, "RGBX": 4, "CMYK": 4, "I": 4,
+                    "F": 4}  # fmt: skip
+_ORIENTATION = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
-def _high_bit_depth_to_rgb(image: Image.Image) -> Image.Image:
-    # Modes I;16*, I and F hold more than 8 bits; Pillow's own convert("RGB") clips them.
-    array = np.asarray(image, dtype=np.float64)
-    low, high = float(array.min()), float(array.max())
+def decoded_bytes(image: Image.Image) -> int:
+    """What decoding ``image`` (opened, not loaded) allocates: pixels x bytes per pixel."""
+    mode = image.mode
+    per_pixel = _BYTES_PER_PIXEL.get(mode) or (2 if mode.startswith("I;16") else 8)
+    return image.size[0] * image.size[1] * per_pixel
+
+
+def _to_8_bit(image: Image.Image) -> Image.Image:
+    """An ``I;16*``, ``I`` or ``F`` image as ``L`` (Pillow's own convert clips above 255): 16-bit
+    values by their full range, 32-bit ones stretched between their extremes. Converted in
+    blocks of rows, so no full-size float copy of a large image is ever made."""
     if image.mode.startswith("I;16"):
         low, high = 0.0, 65535.0
-    scaled = (array - low) / (high - low) * 255.0 if high > low else np.zeros_like(array)
-    gray = Image.fromarray(np.clip(scaled + 0.5, 0, 255).astype(np.uint8), mode="L")
-    return gray.convert("RGB")
+    else:
+        low, high = image.getextrema()  # Pillow skips NaN here: finiteness is checked below
+    source = np.asarray(image)
+    out = np.empty(source.shape, dtype=np.uint8)
+    span = float(high) - float(low)
+    factor = np.float32(255.0 / span) if math.isfinite(span) and span > 0 else np.float32(0.0)
+    for top in range(0, source.shape[0], _ROWS_PER_BLOCK):
+        block = source[top : top + _ROWS_PER_BLOCK].astype(np.float32)
+        if not np.isfinite(block).all():
+            raise InvalidInput("the image holds non-finite (NaN or infinite) pixel values")
+        block -= np.float32(low)
+        block *= factor
+        block += np.float32(0.5)
+        np.clip(block, 0, 255, out=block)
+        out[top : top + _ROWS_PER_BLOCK] = block
+    return Image.fromarray(out, mode="L")
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
@@ -38,7 +88,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     if image.mode == "RGB":
         return image
     if image.mode.startswith("I") or image.mode == "F":
-        return _high_bit_depth_to_rgb(image)
+        return _to_8_bit(image).convert("RGB")
     if image.mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
     if image.mode in {"RGBA", "LA", "PA", "RGBa", "La"}:
@@ -49,15 +99,107 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+def _reduce(image: Image.Image, min_side: int) -> Image.Image:
+    """Shrink by an integer factor while the short side stays at or above ``min_side`` (box
+    averaging, before any conversion, so a large image is never converted at full size)."""
+    factor = min(image.size) // min_side
+    if factor < 2:
+        return image
+    if image.mode.startswith("I;16"):  # Pillow cannot reduce these: 8 bits first
+        image = _to_8_bit(image)
+    return image.reduce(factor)
+
+
+#: After a decode this large, once no other decode runs, freed memory is handed back to the OS.
+_TRIM_AFTER_BYTES = 64_000_000
+
+
+def _return_freed_memory() -> None:
+    # glibc keeps freed large blocks in its arenas: without this, one burst of large images
+    # leaves the process at its peak size for good.
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (musl, macOS): nothing to trim
+        return
+    trim = getattr(libc, "malloc_trim", None)
+    if trim is not None:
+        trim(0)
+
+
+class DecodeBudget:
+    """Bounds the memory that concurrent decodes may hold at once.
+
+    Each decode reserves its estimated size (:func:`decoded_bytes`, times a margin for the
+    conversions) before it starts and returns it when done; a decode that does not fit waits,
+    and after ``wait_s`` is refused with 503 so a flood of large images queues instead of
+    exhausting memory.
+
+    Parameters
+    ----------
+    limit_bytes
+        Total bytes that decodes may reserve together.
+    wait_s
+        Longest wait for room.
+    """
+
+    def __init__(self, limit_bytes: int, wait_s: float = 10.0) -> None:
+        self.limit_bytes = limit_bytes
+        self.wait_s = wait_s
+        self._used = 0
+        self._room = threading.Condition()
+
+    @contextmanager
+    def reserve(self, nbytes: int) -> Iterator[None]:
+        """Hold ``nbytes`` (capped at the whole limit) while the block runs."""
+        nbytes = min(nbytes, self.limit_bytes)
+        with self._room:
+            fits = self._room.wait_for(
+                lambda: self._used + nbytes <= self.limit_bytes, timeout=self.wait_s
+            )
+            if not fits:
+                raise Overloaded(
+                    "Too many large images are being decoded right now; retry shortly."
+                )
+            self._used += nbytes
+        try:
+            yield
+        finally:
+            with self._room:
+                self._used -= nbytes
+                idle = self._used == 0
+                self._room.notify_all()
+            if idle and nbytes >= _TRIM_AFTER_BYTES:
+                _return_freed_memory()
+
+
+#: Decodes in this process share one budget (AIMAAS_DECODE_BUDGET_MB, default 1 GB).
+DECODE_BUDGET = DecodeBudget(int(os.environ.get("AIMAAS_DECODE_BUDGET_MB", "1024")) * 1_000_000)
+#: Decoding takes up to about this many times the decoded size at its peak (the decoded pixels,
+#: one converted copy, and small per-block buffers).
+_PEAK_MARGIN = 2
+
+
+def decode_image(
+    data: bytes,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES,
+    min_side: int | None = None,
+) -> Image.Image:
     """Decode image bytes into an RGB :class:`PIL.Image.Image`.
 
     Parameters
     ----------
     data
-        The encoded image (JPEG, PNG, WebP, GIF, BMP or TIFF).
+        The encoded image (JPEG, MPO, PNG, WebP, GIF, BMP or TIFF).
     max_pixels
         Largest ``width * height`` accepted; checked from the header before decoding.
+    max_decoded_bytes
+        Largest decoded size (pixels x bytes per pixel of the file's mode), checked likewise.
+    min_side
+        The short side the caller needs. A larger image is decoded at a reduced scale (JPEG
+        draft mode) or reduced by an integer factor right after decoding, never below it.
+        None keeps the full resolution.
 
     Returns
     -------
@@ -67,7 +209,9 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
     Raises
     ------
     InvalidInput
-        Empty, undecodable, of a refused format, or over ``max_pixels``.
+        Empty, undecodable, truncated, of a refused format, non-finite, or over a limit.
+    aimaas.errors.Overloaded
+        The process's decode budget stayed full (503 with Retry-After).
     """
     if not data:
         raise InvalidInput("the image is empty")
@@ -88,10 +232,27 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
                     f"the image is {width}x{height} pixels, over the limit of {max_pixels}; "
                     "send a smaller image"
                 )
-            image.load()
-            image = ImageOps.exif_transpose(image) or image
-            return _to_rgb(image)
-    except InvalidInput:
+            if decoded_bytes(image) > max_decoded_bytes:
+                raise InvalidInput(
+                    f"the image is {width}x{height} pixels of mode {image.mode}, over the "
+                    f"decoded size limit of {max_decoded_bytes // 1_000_000} MB; send a "
+                    "smaller or 8-bit image"
+                )
+            is_jpeg = image.format in _JPEG_FORMATS
+            if is_jpeg and len(data) < width * height * _MIN_JPEG_BYTES_PER_PIXEL:
+                raise InvalidInput("the image is truncated: the file is far too short")
+            orientation = image.getexif().get(0x0112)
+            if is_jpeg and min_side and min(width, height) >= 2 * min_side:
+                scale = min_side / min(width, height)
+                image.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))
+            with DECODE_BUDGET.reserve(decoded_bytes(image) * _PEAK_MARGIN):
+                image.load()
+                if min_side:
+                    image = _reduce(image, min_side)
+                if orientation in _ORIENTATION:
+                    image = image.transpose(_ORIENTATION[orientation])
+                return _to_rgb(image)
+    except (InvalidInput, BackendUnavailable):
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise InvalidInput(f"the image is too large to decode safely: {exc}") from None
@@ -172,7 +333,9 @@ def preprocess_images(
     for index, item in enumerate(images):
         try:
             image = (
-                item if isinstance(item, Image.Image) else decode_image(item, max_pixels=max_pixels)
+                item
+                if isinstance(item, Image.Image)
+                else decode_image(item, max_pixels=max_pixels, min_side=2 * resize)
             )
         except InvalidInput as exc:
             raise InvalidInput(f"image {index}: {exc.message}") from None

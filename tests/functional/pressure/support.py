@@ -86,11 +86,22 @@ class LiveServer:
 
     def rss_bytes(self) -> int:
         """Resident set size of the server process (from ``/proc``)."""
+        return self._status_bytes("VmRSS")
+
+    def peak_rss_bytes(self) -> int:
+        """The highest resident set size the server process has had (``VmHWM``)."""
+        return self._status_bytes("VmHWM")
+
+    def open_descriptors(self) -> int:
+        """How many file descriptors the server process holds."""
+        return len(list(Path(f"/proc/{self.process.pid}/fd").iterdir()))
+
+    def _status_bytes(self, field: str) -> int:
         status = Path(f"/proc/{self.process.pid}/status").read_text()
         for line in status.splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) * 1024
-        raise RuntimeError("VmRSS not found")
+        raise RuntimeError(f"{field} not found")
 
     def logs(self) -> bytes:
         """Everything the server has written so far."""
