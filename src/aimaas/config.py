@@ -91,6 +91,10 @@ class Settings:
     # Behind API Gateway the Lambda authorizer has already checked the key: trust its context.
     trust_authorizer: bool = False
     max_body_bytes: int = 6 * 1024 * 1024
+    # A slow upload is cut off (408) after this long without data (4x for the whole body);
+    # at most max_uploads bodies are received at once (503 beyond).
+    body_timeout_s: float = 15.0
+    max_uploads: int = 64
     onnx_threads: int = 0  # 0: let ONNX Runtime decide
     # Every AIMAAS_* variable, for adapters with settings of their own; kept out of repr() since
     # it can hold secrets (AIMAAS_KEY_PEPPER).
@@ -124,6 +128,8 @@ class Settings:
             gpu_timeout_s=float(get("GPU_TIMEOUT_S", "10") or 10),
             trust_authorizer=_flag(get("TRUST_AUTHORIZER"), False),
             max_body_bytes=int(get("MAX_BODY_BYTES", str(6 * 1024 * 1024)) or 0),
+            body_timeout_s=float(get("BODY_TIMEOUT_S", "15") or 15),
+            max_uploads=int(get("MAX_UPLOADS", "64") or 64),
             onnx_threads=int(get("ONNX_THREADS", "0") or 0),
             extra={k: v for k, v in env.items() if k.startswith("AIMAAS_")},
         )

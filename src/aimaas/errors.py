@@ -72,6 +72,13 @@ class NotFound(ApiError):
     code = "not_found"
 
 
+class RequestTimeout(ApiError):
+    """The client sent its request too slowly."""
+
+    status = 408
+    code = "request_timeout"
+
+
 class Conflict(ApiError):
     """The request clashes with one already recorded (an ``Idempotency-Key`` reused for a
     different request)."""

@@ -39,7 +39,19 @@ Runtime = Literal["onnxruntime", "ctranslate2", "onnxruntime-genai"]
 BillingUnit = Literal["call", "1k_tokens", "image", "audio_second"]
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}[a-z0-9]$")
-_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
+_VERSION = re.compile(r"^\d{1,6}\.\d{1,6}\.\d{1,6}$")
+#: The naming rule, as a client is told it.
+NAME_RULE = "3 to 64 lower-case letters, digits and '-', starting and ending with a letter or digit"
+
+
+def is_model_name(text: str) -> bool:
+    """Whether ``text`` follows the registry's naming rule (:data:`NAME_RULE`)."""
+    return bool(_NAME.match(text))
+
+
+def is_version(text: str) -> bool:
+    """Whether ``text`` is a ``MAJOR.MINOR.PATCH`` version."""
+    return bool(_VERSION.match(text))
 
 
 class _Strict(BaseModel):

@@ -27,23 +27,28 @@ def local_settings(args: argparse.Namespace) -> Settings:
     )
 
 
-def banner(base_url: str, key: str, registry: Path) -> str:
-    """The start-up text: the demo key and commands to try."""
-    auth = f"Authorization: Bearer {key}"
+def banner(base_url: str, key: str | None, registry: Path, key_file: Path) -> str:
+    """The start-up text: the demo key (once; ``None`` hides it) and commands to try, which read
+    the key from ``$AIMAAS_KEY`` so it is printed only once."""
+    auth = "Authorization: Bearer $AIMAAS_KEY"
+    shown = key or f"(not shown: output is not a terminal; it is in {key_file}, or pass --show-key)"
+    load = f"python3 -c 'import json; print(json.load(open(\"{key_file}\"))[\"key\"])'"
     return f"""
 aimaas local server  {base_url}   (models from {registry})
-  demo API key:  {key}
+  demo API key:  {shown}
   docs:          {base_url}/docs
 
-  curl -s {base_url}/v1/models -H '{auth}'
-  curl -s {base_url}/v1/text-classification -H '{auth}' \\
+  export AIMAAS_KEY="$({load})"
+
+  curl -s {base_url}/v1/models -H "{auth}"
+  curl -s {base_url}/v1/text-classification -H "{auth}" \\
        -H 'Content-Type: application/json' \\
        -d '{{"text": "The striker scored twice in the final."}}'
-  curl -s {base_url}/v1/embeddings -H '{auth}' \\
+  curl -s {base_url}/v1/embeddings -H "{auth}" \\
        -H 'Content-Type: application/json' -d '{{"input": ["hello", "你好"]}}'
-  curl -s {base_url}/v1/image-classification -H '{auth}' \\
+  curl -s {base_url}/v1/image-classification -H "{auth}" \\
        -H 'Content-Type: image/jpeg' --data-binary @photo.jpg
-  curl -s '{base_url}/v1/audio-classification?vad=true' -H '{auth}' \\
+  curl -s '{base_url}/v1/audio-classification?vad=true' -H "{auth}" \\
        -H 'Content-Type: audio/wav' --data-binary @clip.wav
 """
 
@@ -63,7 +68,8 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from aimaas.api import create_app
-    from aimaas_local.demo import ensure_demo_key
+    from aimaas_local.demo import DEMO_FILE, ensure_demo_key
+    from aimaas_local.protocol import GuardedH11Protocol
 
     settings = local_settings(args)
     if not settings.registry_path.is_dir():
@@ -71,12 +77,24 @@ def serve(args: argparse.Namespace) -> int:
         return 2
     credentials = ensure_demo_key(settings)
     app = create_app(settings)
-    print(
-        banner(f"http://{args.host}:{args.port}", credentials.key, settings.registry_path),
-        flush=True,
+    # The key goes to the operator's terminal; into a log or a pipe only when asked for.
+    show = args.show_key or sys.stdout.isatty()
+    key_file = Path(settings.sqlite_path).parent / DEMO_FILE
+    text = banner(
+        f"http://{args.host}:{args.port}",
+        credentials.key if show else None,
+        settings.registry_path,
+        key_file,
     )
+    print(text, flush=True)
     logging.getLogger("uvicorn.access").addFilter(_PathOnlyAccessLog())
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        http=GuardedH11Protocol,  # header deadline, JSON 400s (see aimaas_local.protocol)
+    )
     return 0
 
 
@@ -90,6 +108,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--port", type=int, default=8000)
     run.add_argument("--db", default=os.environ.get("AIMAAS_SQLITE_PATH", ".aimaas/aimaas.db"))
     run.add_argument("--log-level", default="info")
+    run.add_argument(
+        "--show-key",
+        action="store_true",
+        help="print the demo key even when the output is not a terminal (a log, a pipe)",
+    )
     run.set_defaults(func=serve)
     args = parser.parse_args(argv)
     return int(args.func(args))

@@ -8,6 +8,7 @@ the :class:`~aimaas.api.calls.Call` that task functions take.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
@@ -15,7 +16,12 @@ from fastapi.security import HTTPAuthorizationCredentials
 
 from aimaas.api.calls import Call, run_blocking
 from aimaas.api.container import Container
-from aimaas.api.security import api_key_scheme, bearer_scheme, require_principal
+from aimaas.api.security import (
+    api_key_scheme,
+    bearer_scheme,
+    require_identity,
+    require_principal,
+)
 from aimaas.auth import Principal
 
 
@@ -30,24 +36,30 @@ def runs_inline(request: Request) -> bool:
     return getattr(request.state, "gateway", None) is not None
 
 
+async def _checked(request: Request, check: Callable[[Request], Principal]) -> Principal:
+    return await run_blocking(runs_inline(request), check, request)
+
+
 async def caller(
     request: Request,
     _api_key: Annotated[str | None, Security(api_key_scheme)] = None,
     _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)] = None,
 ) -> Principal:
-    """The authenticated caller (401/403/429 otherwise); the two schemes document the headers in
-    OpenAPI."""
-    # Honour overrides of require_principal (tests replace it), as FastAPI would.
-    check = request.app.dependency_overrides.get(require_principal, require_principal)
-    if check is require_principal:
-        return await run_blocking(runs_inline(request), require_principal, request)
-    return await run_blocking(runs_inline(request), check)
+    """The authenticated caller within its plan's limits (401/403/429 otherwise); the two
+    schemes document the headers in OpenAPI."""
+    return await _checked(request, require_principal)
 
 
-async def current_call(
-    request: Request, principal: Annotated[Principal, Depends(caller)]
-) -> Call:
-    """The :class:`~aimaas.api.calls.Call` of this request."""
+async def identity(
+    request: Request,
+    _api_key: Annotated[str | None, Security(api_key_scheme)] = None,
+    _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)] = None,
+) -> Principal:
+    """The authenticated caller, even at its usage limit (401/403 otherwise)."""
+    return await _checked(request, require_identity)
+
+
+def _call(request: Request, principal: Principal) -> Call:
     return Call(
         request_id=request.state.request_id,
         principal=principal,
@@ -56,6 +68,19 @@ async def current_call(
     )
 
 
+async def current_call(request: Request, principal: Annotated[Principal, Depends(caller)]) -> Call:
+    """The :class:`~aimaas.api.calls.Call` of a billable request."""
+    return _call(request, principal)
+
+
+async def identified_call(
+    request: Request, principal: Annotated[Principal, Depends(identity)]
+) -> Call:
+    """The :class:`~aimaas.api.calls.Call` of a request that is answered at the usage limit."""
+    return _call(request, principal)
+
+
 ContainerDep = Annotated[Container, Depends(get_container)]
-CallerDep = Annotated[Principal, Depends(caller)]
 CallDep = Annotated[Call, Depends(current_call)]
+#: For routes a tenant at its hard limit must still reach (its usage, the catalogue).
+IdentifiedCallDep = Annotated[Call, Depends(identified_call)]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from fastapi import FastAPI
 
 from aimaas import __version__
@@ -9,6 +11,7 @@ from aimaas.api.container import Container, build_container
 from aimaas.api.handlers import install_error_handlers
 from aimaas.api.middleware import RequestContextMiddleware
 from aimaas.api.routes import health_router, router
+from aimaas.api.security import identify_caller
 from aimaas.api.usage import router as usage_router
 from aimaas.config import Settings
 
@@ -53,7 +56,14 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     )
     app.state.container = container
     install_error_handlers(app)
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=container.settings.max_body_bytes)
+    settings = container.settings
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        identify=partial(identify_caller, container),
+        body_timeout_s=settings.body_timeout_s,
+        max_uploads=settings.max_uploads,
+    )
     app.include_router(health_router)
     app.include_router(router)
     app.include_router(usage_router)

@@ -14,14 +14,17 @@ It is plain ASGI (not ``BaseHTTPMiddleware``) so that it can
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aimaas import errors
+from aimaas.api.calls import run_blocking
 from aimaas.api.context import (
     MODEL_HEADER,
     REQUEST_ID_HEADER,
@@ -32,6 +35,8 @@ from aimaas.api.context import (
 )
 
 logger = logging.getLogger("aimaas.api")
+#: Every route under this prefix needs a key; the rest (health, docs) is open.
+PROTECTED_PREFIX = "/v1/"
 
 
 async def send_error(send: Send, error: errors.ApiError, request_id: str | None) -> None:
@@ -48,6 +53,10 @@ async def send_error(send: Send, error: errors.ApiError, request_id: str | None)
     await send({"type": "http.response.body", "body": body})
 
 
+#: Identifies the caller from the headers before the body is read (raises 401/403).
+Identify = Callable[[Headers, GatewayContext | None], Any]
+
+
 class RequestContextMiddleware:
     """See the module docstring.
 
@@ -57,11 +66,32 @@ class RequestContextMiddleware:
         The application to wrap.
     max_body_bytes
         Largest request body accepted (413 above it).
+    identify
+        Who is calling, from the headers (:func:`aimaas.api.security.identify_caller`): run
+        for every ``/v1/`` request before its body is read, so a caller without a valid key is
+        answered 401/403 at once and never makes the server buffer an upload. The principal
+        is left on the request state for the route.
+    body_timeout_s
+        Longest wait for the next piece of a body, and for the whole body four times that
+        (408 after it): a slow upload cannot hold its buffer indefinitely.
+    max_uploads
+        Bodies being received at once; one more is answered 503 with Retry-After.
     """
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_body_bytes: int,
+        identify: Identify | None = None,
+        body_timeout_s: float = 15.0,
+        max_uploads: int = 64,
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.identify = identify
+        self.body_timeout_s = body_timeout_s
+        self.max_uploads = max_uploads
+        self._uploads = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -86,13 +116,61 @@ class RequestContextMiddleware:
         request_token = request_id_var.set(request_id)
         model_token = model_var.set(None)
         try:
-            await self._serve(scope, receive, send, headers, request_id)
+            if self.identify is not None and scope["path"].startswith(PROTECTED_PREFIX):
+                try:
+                    state["principal"] = await run_blocking(
+                        gateway is not None, self.identify, headers, gateway
+                    )
+                except errors.ApiError as exc:
+                    await send_error(send, exc, request_id)
+                    return
+            await self._serve(scope, receive, send, headers, request_id, gateway is None)
         finally:
             request_id_var.reset(request_token)
             model_var.reset(model_token)
 
+    async def _read_body(self, receive: Receive, streamed: bool) -> bytearray | None:
+        """The whole body, or None when the client disconnects. ``streamed``: the body comes
+        from a socket and may be slow (under Lambda the event holds all of it: no timers).
+
+        Raises
+        ------
+        aimaas.errors.PayloadTooLarge
+            Over ``max_body_bytes`` (a chunked or lying client is caught here).
+        aimaas.errors.RequestTimeout
+            A piece took longer than ``body_timeout_s``, or the body longer than four times it.
+        """
+        body, more = bytearray(), True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 4 * self.body_timeout_s
+        while more:
+            wait = min(self.body_timeout_s, deadline - loop.time())
+            try:
+                message = await (
+                    asyncio.wait_for(receive(), timeout=max(wait, 0.0)) if streamed else receive()
+                )
+            except TimeoutError:
+                raise errors.RequestTimeout(
+                    "The request body arrived too slowly; send it in one go."
+                ) from None
+            if message["type"] == "http.disconnect":
+                return None
+            body.extend(message.get("body", b""))
+            more = message.get("more_body", False)
+            if len(body) > self.max_body_bytes:
+                raise errors.PayloadTooLarge(
+                    f"The request body is over the limit of {self.max_body_bytes} bytes."
+                )
+        return body
+
     async def _serve(
-        self, scope: Scope, receive: Receive, send: Send, headers: Headers, request_id: str
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        headers: Headers,
+        request_id: str,
+        streamed: bool,
     ) -> None:
         too_large = errors.PayloadTooLarge(
             f"The request body is over the limit of {self.max_body_bytes} bytes."
@@ -101,16 +179,23 @@ class RequestContextMiddleware:
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
             await send_error(send, too_large, request_id)
             return
-        body, more = bytearray(), True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body.extend(message.get("body", b""))
-            more = message.get("more_body", False)
-            if len(body) > self.max_body_bytes:
-                await send_error(send, too_large, request_id)
-                return
+        expects_body = (declared not in (None, "0")) or "transfer-encoding" in headers
+        if expects_body and self._uploads >= self.max_uploads:
+            await send_error(
+                send, errors.Overloaded("Too many uploads are in progress; retry shortly."),
+                request_id,
+            )  # fmt: skip
+            return
+        self._uploads += expects_body
+        try:
+            body = await self._read_body(receive, streamed)
+        except errors.ApiError as exc:
+            await send_error(send, exc, request_id)
+            return
+        finally:
+            self._uploads -= expects_body
+        if body is None:  # the client went away
+            return
         replayed = False
 
         async def replay() -> Message:

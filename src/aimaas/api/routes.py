@@ -15,7 +15,7 @@ from aimaas.api import bodies, tasks
 from aimaas.api import schemas as api
 from aimaas.api.calls import Call
 from aimaas.api.container import Container
-from aimaas.api.dependencies import CallDep, ContainerDep
+from aimaas.api.dependencies import CallDep, ContainerDep, IdentifiedCallDep
 from aimaas.manifest import ModelManifest
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -178,7 +178,7 @@ def model_info(container: Container, name: str) -> api.ModelInfo:
 
 
 @router.get("/models", response_model=api.ModelList, summary="The model catalogue")
-async def list_models(container: ContainerDep, call: CallDep) -> api.ModelList:
+async def list_models(container: ContainerDep, call: IdentifiedCallDep) -> api.ModelList:
     def build() -> api.ModelList:  # lists the store: file system or S3 I/O
         names = container.registry.names()
         return api.ModelList(data=[model_info(container, name) for name in names])
@@ -188,7 +188,7 @@ async def list_models(container: ContainerDep, call: CallDep) -> api.ModelList:
 
 @router.get("/models/{model}", response_model=api.ModelInfo, summary="One model")
 async def get_model(
-    container: ContainerDep, call: CallDep, model: Annotated[str, Path()]
+    container: ContainerDep, call: IdentifiedCallDep, model: Annotated[str, Path()]
 ) -> api.ModelInfo:
     return await call.run(model_info, container, model)
 
@@ -289,6 +289,7 @@ async def predict(
 health_router = APIRouter()
 
 
+@health_router.head("/health", include_in_schema=False)  # load balancers probe with HEAD
 @health_router.get("/health", response_model=api.Health, summary="Liveness (no auth)")
 async def health(container: ContainerDep) -> api.Health:
     return api.Health(

@@ -1,12 +1,18 @@
-"""The FastAPI dependency that turns a request into a :class:`~aimaas.auth.Principal`.
+"""The FastAPI dependencies that turn a request into a :class:`~aimaas.auth.Principal`.
 
-Two ways in, chosen by configuration, not by guessing:
+Identity and limits are two steps. :func:`identify_caller` (401/403) runs in the middleware
+before any body is read, so an unauthenticated client cannot make the server buffer an upload;
+:func:`require_principal` then enforces the plan's hard limit (429) for billable routes, while
+:func:`require_identity` serves routes a tenant at its limit must still reach (its usage, the
+catalogue).
+
+Two ways to identify, chosen by configuration, not by guessing:
 
 - ``Settings.trust_authorizer`` true (behind API Gateway): the REQUEST Lambda authorizer
   (``functions/authorizer``) has already checked the key, its status and the hard limit, and
   put ``tenant_id``, ``key_id`` and ``plan`` in ``requestContext.authorizer`` of the event
-  (read by the middleware into ``request.state.gateway``). The principal is built from that context
-  without a second lookup. If the authorizer flagged the tenant as over its hard limit
+  (read by the middleware into ``request.state.gateway``). The principal is built from that
+  context without a second lookup. If the authorizer flagged the tenant as over its hard limit
   (``quota_retry_after``), the call is refused here with 429.
 - Otherwise (local mode, or no authorizer context): ``container.authenticator`` checks the
   ``x-api-key`` / ``Authorization: Bearer`` headers.
@@ -22,10 +28,12 @@ from typing import Annotated, Any
 
 from fastapi import Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.datastructures import Headers
 
+from aimaas.api.container import Container
 from aimaas.api.context import GatewayContext
 from aimaas.auth import Principal
-from aimaas.errors import QuotaExceeded
+from aimaas.errors import QuotaExceeded, Unauthorized
 
 api_key_scheme = APIKeyHeader(
     name="x-api-key",
@@ -40,8 +48,7 @@ bearer_scheme = HTTPBearer(
 )
 
 
-def _authorizer_context(request: Request) -> Mapping[str, Any] | None:
-    gateway: GatewayContext | None = getattr(request.state, "gateway", None)
+def _authorizer_context(gateway: GatewayContext | None) -> Mapping[str, Any] | None:
     if gateway is None:
         return None
     context = gateway.authorizer
@@ -49,12 +56,77 @@ def _authorizer_context(request: Request) -> Mapping[str, Any] | None:
     return context if all(context.get(name) for name in required) else None
 
 
+def _refuse_repeated_credentials(headers: Headers) -> None:
+    for name in ("x-api-key", "authorization"):
+        if len(headers.getlist(name)) > 1:
+            raise Unauthorized(f"The {name} header was sent more than once; send one key.")
+
+
+def identify_caller(
+    container: Container, headers: Headers, gateway: GatewayContext | None
+) -> Principal:
+    """Who is calling (401/403), without checking usage limits.
+
+    Behind a trusted authorizer the principal comes from its context without a lookup;
+    otherwise the authenticator checks the ``x-api-key`` / ``Authorization: Bearer`` headers.
+    The middleware calls this before it reads a body, so a caller without a valid key never
+    gets to upload one.
+    """
+    if container.settings.trust_authorizer:
+        context = _authorizer_context(gateway)
+        if context is not None:
+            return Principal(
+                tenant_id=str(context["tenant_id"]),
+                key_id=str(context["key_id"]),
+                plan=str(context["plan"]),
+                usage_identifier=None,
+            )
+    _refuse_repeated_credentials(headers)
+    return container.authenticator.identify(dict(headers))
+
+
+def enforce_limits(
+    container: Container, principal: Principal, gateway: GatewayContext | None
+) -> None:
+    """Refuse (429) a caller whose hard monthly limit is reached."""
+    context = _authorizer_context(gateway) if container.settings.trust_authorizer else None
+    if context is None:
+        container.authenticator.enforce_limits(principal)
+        return
+    retry_after = context.get("quota_retry_after")
+    if retry_after:
+        raise QuotaExceeded(
+            "The monthly request limit of your plan is reached; it resets at the start "
+            "of next month (UTC).",
+            retry_after=int(retry_after),
+        )
+
+
+def identified(request: Request) -> Principal:
+    """The caller of ``request``, identified by the middleware (or now, if it did not)."""
+    principal: Principal | None = getattr(request.state, "principal", None)
+    if principal is None:
+        gateway = getattr(request.state, "gateway", None)
+        principal = identify_caller(request.app.state.container, request.headers, gateway)
+        request.state.principal = principal
+    return principal
+
+
+def require_identity(
+    request: Request,
+    _api_key: Annotated[str | None, Security(api_key_scheme)] = None,
+    _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)] = None,
+) -> Principal:
+    """The caller, whatever its usage (for routes that must answer at the limit: usage)."""
+    return identified(request)
+
+
 def require_principal(
     request: Request,
     _api_key: Annotated[str | None, Security(api_key_scheme)] = None,
     _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)] = None,
 ) -> Principal:
-    """The caller of ``request`` (FastAPI dependency).
+    """The caller of ``request``, within its plan's limits (FastAPI dependency).
 
     Parameters
     ----------
@@ -72,22 +144,6 @@ def require_principal(
     aimaas.errors.Unauthorized, aimaas.errors.Forbidden, aimaas.errors.QuotaExceeded
         As :meth:`aimaas.auth.Authenticator.authenticate` (401, 403, 429).
     """
-    container = request.app.state.container
-    if container.settings.trust_authorizer:
-        context = _authorizer_context(request)
-        if context is not None:
-            retry_after = context.get("quota_retry_after")
-            if retry_after:
-                raise QuotaExceeded(
-                    "The monthly request limit of your plan is reached; it resets at the start "
-                    "of next month (UTC).",
-                    retry_after=int(retry_after),
-                )
-            return Principal(
-                tenant_id=str(context["tenant_id"]),
-                key_id=str(context["key_id"]),
-                plan=str(context["plan"]),
-                usage_identifier=None,
-            )
-    principal: Principal = container.authenticator.authenticate(dict(request.headers))
+    principal = identified(request)
+    enforce_limits(request.app.state.container, principal, getattr(request.state, "gateway", None))
     return principal

@@ -16,7 +16,7 @@ from aimaas import errors
 from aimaas.api import schemas as api
 from aimaas.api.calls import Call
 from aimaas.api.container import Container
-from aimaas.api.service import billable, invoke, meter
+from aimaas.api.service import billable, check_batch, invoke, meter
 from aimaas.inference import wire
 from aimaas.inference.runners import softmax
 from aimaas.manifest import ModelManifest, Task
@@ -28,6 +28,9 @@ ZERO_SHOT_SCALE = 20.0
 #: Candidate labels are embedded inside a sentence: a bare word like "sports" embeds far from
 #: the sentences about it, "This text is about sports." does not (checked on MiniLM).
 LABEL_TEMPLATE = "This text is about {}."
+#: The billed task of keyword spotting with ``?vad=true``: its price (plans.toml) covers both
+#: models' work on the same audio seconds.
+AUDIO_WITH_VAD = "audio-classification+vad"
 
 
 def resolve(
@@ -61,10 +64,11 @@ def text_classification(
             raise errors.InvalidInput(
                 "Zero-shot classification (with labels) needs an embeddings model."
             )
-        results, result = _zero_shot(container, call, manifest, texts, body.labels)
+        results, outputs = _zero_shot(container, call, manifest, texts, body.labels)
     else:
         manifest = manifest or resolve(container, "text-classification", body.model, body.version)
         result = invoke(container, call, manifest, wire.TextClassificationRequest(texts=texts))
+        outputs = [result]
         results = [
             api.TextPrediction(
                 label=preds[0].label,
@@ -74,7 +78,7 @@ def text_classification(
             for preds in result.predictions
         ]
     usage = meter(
-        container, call, manifest, "text-classification", billable(manifest, [result]), started
+        container, call, manifest, "text-classification", billable(manifest, outputs), started
     )
     first = results[0] if single else None
     return api.TextClassificationOut(
@@ -89,15 +93,16 @@ def text_classification(
 
 def _zero_shot(
     container: Container, call: Call, manifest: ModelManifest, texts: list[str], labels: list[str]
-) -> tuple[list[api.TextPrediction], wire.EmbeddingsResult]:
-    # Texts and candidate labels go through the model as ONE batch.
-    result = invoke(
-        container,
-        call,
-        manifest,
-        wire.EmbeddingsRequest(texts=[*texts, *(LABEL_TEMPLATE.format(x) for x in labels)]),
-    )
-    vectors = np.asarray(result.embeddings, dtype=np.float64)
+) -> tuple[list[api.TextPrediction], list[wire.EmbeddingsResult]]:
+    # The texts are the caller's batch (held to the model's limit); the candidate labels, which
+    # the schema allows up to 64 of, go in batches of their own, never past the limit either.
+    sentences = [LABEL_TEMPLATE.format(x) for x in labels]
+    step = manifest.max_batch_size
+    results = [
+        invoke(container, call, manifest, wire.EmbeddingsRequest(texts=batch))
+        for batch in [texts, *(sentences[i : i + step] for i in range(0, len(sentences), step))]
+    ]
+    vectors = np.asarray([v for r in results for v in r.embeddings], dtype=np.float64)
     vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
     text_vecs, label_vecs = vectors[: len(texts)], vectors[len(texts) :]
     probs = softmax(ZERO_SHOT_SCALE * (text_vecs @ label_vecs.T))
@@ -111,7 +116,7 @@ def _zero_shot(
                 scores={label: float(p) for label, p in zip(labels, row, strict=True)},
             )
         )
-    return predictions, result
+    return predictions, results
 
 
 def embeddings(
@@ -202,14 +207,15 @@ def audio_classification(
     started = time.perf_counter()
     result = invoke(container, call, manifest, wire.AudioClassificationRequest(audio=clips))
     segments: list[list[wire.Segment] | None] = [None] * len(clips)
+    task = "audio-classification"
     if vad:
         vad_manifest = container.registry.default("voice-activity-detection")
-        vad_result = container.backends.invoke(vad_manifest, wire.VadRequest(audio=clips))
-        segments = list(vad_result.segments)
-    # One record per call: the keyword model's audio seconds; segments come at no extra charge.
-    usage = meter(
-        container, call, manifest, "audio-classification", billable(manifest, [result]), started
-    )
+        vad_request = wire.VadRequest(audio=clips)
+        check_batch(vad_manifest, vad_request)  # the VAD model's own limit holds here too
+        segments = list(container.backends.invoke(vad_manifest, vad_request).segments)
+        # One record per call, priced as keyword spotting plus voice activity per second.
+        task = AUDIO_WITH_VAD
+    usage = meter(container, call, manifest, task, billable(manifest, [result]), started)
     results = [
         api.AudioPrediction(
             label=preds[0].label,

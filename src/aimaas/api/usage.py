@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from aimaas.api.dependencies import CallDep, ContainerDep
+from aimaas.api.dependencies import ContainerDep, IdentifiedCallDep
 from aimaas.errors import Forbidden, InvalidInput
 from aimaas.metering import usage_summary
 from aimaas.metering.summary import GROUP_KEYS
@@ -22,6 +22,9 @@ from aimaas.plans import load_catalog
 router = APIRouter(tags=["usage"])
 
 MAX_RANGE_DAYS = 366
+#: Dates a usage query may name (the ledger holds nothing outside them).
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 _PUBLIC_GROUPS = ("day", "model", "task")
 
 
@@ -58,13 +61,19 @@ def _moment(value: str | None, default: datetime) -> datetime:
         return default
     try:
         if len(value) == 10:
-            return datetime.combine(date.fromisoformat(value), time(), tzinfo=UTC)
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
+            moment = datetime.combine(date.fromisoformat(value), time(), tzinfo=UTC)
+        else:
+            parsed = datetime.fromisoformat(value)
+            # In UTC now, so that comparing and subtracting never overflows later (year 1 at
+            # +14:00 is before the first representable UTC moment).
+            moment = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+    except (ValueError, OverflowError):
         raise InvalidInput(
-            f"{value!r} is not a date (YYYY-MM-DD) or an ISO 8601 date-time."
+            f"{value[:64]!r} is not a date (YYYY-MM-DD) or an ISO 8601 date-time in range."
         ) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    if not EARLIEST <= moment <= LATEST:
+        raise InvalidInput(f"{value[:64]!r} is out of range ({EARLIEST.year} to {LATEST.year}).")
+    return moment
 
 
 def _groups(raw: list[str]) -> list[str]:
@@ -87,7 +96,7 @@ def _groups(raw: list[str]) -> list[str]:
 )
 async def get_usage(
     container: ContainerDep,
-    call: CallDep,
+    call: IdentifiedCallDep,
     start: Annotated[
         str | None,
         Query(

@@ -7,6 +7,7 @@ manifest's ``max_length`` and pads a batch only to its longest member (dynamic s
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,14 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from aimaas.errors import InvalidInput
+
+
+def has_visible_text(text: str) -> bool:
+    """Whether ``text`` holds a character that is neither a separator (spaces) nor "other"
+    (controls, NUL, zero-width and format characters such as the BOM, private or unassigned
+    code points): texts of only those all embed to one identical vector, so they are refused
+    like blank ones rather than billed."""
+    return any(unicodedata.category(char)[0] not in "CZ" for char in text)
 
 
 @dataclass(frozen=True)
@@ -96,8 +105,10 @@ class TextEncoder:
         for index, text in enumerate(texts):
             if not isinstance(text, str):
                 raise InvalidInput(f"text {index} is not a string")
-            if not text.strip():
-                raise InvalidInput(f"text {index} is empty")
+            if not has_visible_text(text):
+                raise InvalidInput(
+                    f"text {index} is empty (only spaces, control or invisible characters)"
+                )
         encodings = self._tokenizer.encode_batch(list(texts))
         input_ids = np.asarray([e.ids for e in encodings], dtype=np.int64)
         attention_mask = np.asarray([e.attention_mask for e in encodings], dtype=np.int64)

@@ -7,7 +7,14 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from aimaas import errors
-from aimaas.manifest import ModelManifest, Task, sha256_file
+from aimaas.manifest import (
+    NAME_RULE,
+    ModelManifest,
+    Task,
+    is_model_name,
+    is_version,
+    sha256_file,
+)
 from aimaas.registry.store import ModelStore
 
 
@@ -52,6 +59,17 @@ class ModelRegistry:
         """
         if version is None and "@" in name:  # "name@version", as responses report models
             name, version = name.split("@", 1)
+        # Checked before any store is touched: a 256-character name made the folder store's
+        # file system answer "File name too long" (a 500).
+        if not is_model_name(name):
+            raise errors.NotFound(
+                f"Unknown model {_shown(name)}: model names are {NAME_RULE}; "
+                "GET /v1/models lists the models."
+            )
+        if version is not None and not is_version(version):
+            raise errors.NotFound(
+                f"Model {name!r} has no version {_shown(version)}: versions are MAJOR.MINOR.PATCH."
+            )
         if version is None:
             version = self._latest.get(name)
             if version is None:
@@ -114,3 +132,8 @@ class ModelRegistry:
                     )
             self._verified[key] = folder
         return folder
+
+
+def _shown(text: str, limit: int = 64) -> str:
+    """``text`` quoted for a message, cut to ``limit`` characters."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from aimaas import errors
-from aimaas.manifest import MANIFEST_FILENAME, ModelManifest, version_key
+from aimaas.manifest import MANIFEST_FILENAME, ModelManifest, is_version, version_key
 
 
 class ModelStore(ABC):
@@ -71,7 +71,7 @@ class FolderStore(ModelStore):
         if "/" in name or name.startswith(".") or not folder.is_dir():
             return []
         found = [p.name for p in folder.iterdir() if (p / MANIFEST_FILENAME).is_file()]
-        valid = [v for v in found if _is_version(v)]
+        valid = [v for v in found if is_version(v)]
         return sorted(valid, key=version_key)
 
     def read_manifest(self, name: str, version: str) -> ModelManifest:
@@ -82,11 +82,6 @@ class FolderStore(ModelStore):
 
     def local_dir(self, manifest: ModelManifest) -> Path:
         return self.root / manifest.name / manifest.version
-
-
-def _is_version(text: str) -> bool:
-    parts = text.split(".")
-    return len(parts) == 3 and all(p.isdigit() for p in parts)
 
 
 class S3Store(ModelStore):
@@ -153,11 +148,11 @@ class S3Store(ModelStore):
         if "/" in name or not name:
             return []
         found = self._common_prefixes(f"{self.prefix}{name}/")
-        return sorted((v for v in found if _is_version(v)), key=version_key)
+        return sorted((v for v in found if is_version(v)), key=version_key)
 
     def read_manifest(self, name: str, version: str) -> ModelManifest:
         key = f"{self.prefix}{name}/{version}/{MANIFEST_FILENAME}"
-        if not _is_version(version) or "/" in name:
+        if not is_version(version) or "/" in name:
             raise errors.NotFound(f"Model {name!r} has no version {version!r}.")
         try:
             body = self._call(self.client.get_object, Bucket=self.bucket, Key=key)["Body"].read()

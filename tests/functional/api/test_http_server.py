@@ -60,6 +60,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             str(port),
             "--db",
             str(folder / "aimaas.db"),
+            "--show-key",  # its output is a log file, not a terminal
             "--log-level",
             "warning",
         ],

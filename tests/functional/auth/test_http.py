@@ -130,10 +130,14 @@ def test_http_401_403_429_and_error_shape(seeded) -> None:
     for i in range(3):
         world.ledger.put(sample_record(f"now{i}", tenant_id=a.tenant_id, timestamp=NOW))
     world.bump_month_counter(a.tenant_id, NOW.strftime("%Y-%m"), limit)
-    over = client.get("/v1/usage", headers={"x-api-key": key_a})
+    over = client.post("/v1/embeddings", headers={"x-api-key": key_a}, json={"input": "x"})
     assert over.status_code == 429
     assert int(over.headers["retry-after"]) > 0
     assert over.json()["error"]["code"] == "quota_exceeded"
+    # A tenant at its limit still sees its usage (issue 13: it got 429 here).
+    usage = client.get("/v1/usage", headers={"x-api-key": key_a})
+    assert usage.status_code == 200, usage.text
+    assert usage.json()["month_to_date_calls"] >= usage.json()["monthly_limit"]
 
 
 def test_openapi_declares_both_schemes(world) -> None:
@@ -150,13 +154,19 @@ def test_openapi_declares_both_schemes(world) -> None:
     assert {"ApiKey": []} in usage_security and {"Bearer": []} in usage_security
 
 
-def rest_event(path: str, query: dict[str, str], authorizer: dict[str, str] | None) -> dict:
+def rest_event(
+    path: str,
+    query: dict[str, str],
+    authorizer: dict[str, str] | None,
+    method: str = "GET",
+    body: str | None = None,
+) -> dict:
     """An API Gateway REST proxy event as Mangum receives it (no credential headers: the
     authorizer has already consumed them)."""
     return {
         "resource": "/v1/{proxy+}",
         "path": path,
-        "httpMethod": "GET",
+        "httpMethod": method,
         "headers": {"Host": "abc123.execute-api.us-east-1.amazonaws.com"},
         "multiValueHeaders": {"Host": ["abc123.execute-api.us-east-1.amazonaws.com"]},
         "queryStringParameters": query,
@@ -172,7 +182,7 @@ def rest_event(path: str, query: dict[str, str], authorizer: dict[str, str] | No
             "identity": {"sourceIp": "203.0.113.9", "apiKey": "usage-identifier-value"},
             **({"authorizer": authorizer} if authorizer is not None else {}),
         },
-        "body": None,
+        "body": body,
         "isBase64Encoded": False,
     }
 
@@ -191,7 +201,12 @@ def test_trusted_authorizer_context_through_mangum(seeded) -> None:
     assert response["statusCode"] == 200, response["body"]
     assert json.loads(response["body"])["tenant_id"] == a.tenant_id
     # Over the hard limit, flagged by the authorizer: 429 with Retry-After from the app.
-    flagged = handler(rest_event("/v1/usage", {}, {**context, "quota_retry_after": "120"}), None)
+    flagged_context = {**context, "quota_retry_after": "120"}
+    assert handler(rest_event("/v1/usage", {}, flagged_context), None)["statusCode"] == 200
+    flagged = handler(
+        rest_event("/v1/embeddings", {}, flagged_context, method="POST", body='{"input": "x"}'),
+        None,
+    )
     assert flagged["statusCode"] == 429
     assert flagged["multiValueHeaders"].get(
         "retry-after", flagged["headers"].get("retry-after")

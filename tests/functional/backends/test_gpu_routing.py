@@ -19,6 +19,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from aimaas_testing.auth import FixedAuthenticator
+
 ROOT = Path(__file__).resolve().parents[3]
 REGISTRY = Path(os.environ.get("AIMAAS_REGISTRY", ROOT / "build" / "registry"))
 GPU_MODEL = "all-minilm-l6-v2"
@@ -47,7 +49,6 @@ def gpu_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def client(gpu_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     from aimaas.api import build_container, create_app
-    from aimaas.api.security import require_principal
     from aimaas.auth import Principal
     from aimaas.config import Settings
 
@@ -61,8 +62,8 @@ def client(gpu_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         gpu_timeout_s=60.0,
     )
     container = build_container(settings)
+    container.authenticator = FixedAuthenticator(Principal("t_gpu", "k_gpu", "pro"))
     app = create_app(container=container)
-    app.dependency_overrides[require_principal] = lambda: Principal("t_gpu", "k_gpu", "pro")
     with TestClient(app) as test_client:
         yield test_client
     container.close()
@@ -114,7 +115,6 @@ def test_gpu_server_down_is_a_503(tmp_path: Path) -> None:
     import dataclasses as dc
 
     from aimaas.api import build_container, create_app
-    from aimaas.api.security import require_principal
     from aimaas.auth import Principal
     from aimaas.config import Settings
 
@@ -131,8 +131,8 @@ def test_gpu_server_down_is_a_503(tmp_path: Path) -> None:
         gpu_timeout_s=2.0,
     )
     container = build_container(settings)
+    container.authenticator = FixedAuthenticator(Principal("t_gpu", "k_gpu", "pro"))
     app = create_app(container=container)
-    app.dependency_overrides[require_principal] = lambda: Principal("t_gpu", "k_gpu", "pro")
     with TestClient(app) as test_client:
         response = test_client.post("/v1/embeddings", json={"input": "x", "model": GPU_MODEL})
     container.close()

@@ -17,9 +17,9 @@ from fastapi.testclient import TestClient
 from moto import mock_aws
 
 from aimaas.api import build_container, create_app
-from aimaas.api.security import require_principal
 from aimaas.auth import Principal
 from aimaas.config import Settings
+from aimaas_testing.auth import FixedAuthenticator
 
 ROOT = Path(__file__).resolve().parents[3]
 REGISTRY = Path(os.environ.get("AIMAAS_REGISTRY", ROOT / "build" / "registry"))
@@ -59,8 +59,8 @@ def s3_app(tmp_path: Path) -> Iterator[tuple[TestClient, Any, Path]]:
             sqlite_path=tmp_path / "aimaas.db",
         )
         container = build_container(settings)
+        container.authenticator = FixedAuthenticator(Principal("t_s3", "k_s3", "pro"))
         app = create_app(container=container)
-        app.dependency_overrides[require_principal] = lambda: Principal("t_s3", "k_s3", "pro")
         with TestClient(app) as client:
             yield client, s3, cache
         container.close()

@@ -38,10 +38,13 @@ PRINCIPAL = Principal(tenant_id="t_unit", key_id="k_unit", plan="pro")
 class FakeAuthenticator:
     """Accepts exactly ``Bearer good-key``."""
 
-    def authenticate(self, headers: Mapping[str, str]) -> Principal:
+    def identify(self, headers: Mapping[str, str]) -> Principal:
         if headers.get("authorization") == "Bearer good-key":
             return PRINCIPAL
         raise errors.Unauthorized("No valid API key.")
+
+    def enforce_limits(self, principal: Principal) -> None:
+        """No limits here."""
 
 
 @dataclasses.dataclass

@@ -255,12 +255,14 @@ def test_serving_never_imports_torch_and_loads_only_what_is_used(tmp_path: Path)
         from fastapi.testclient import TestClient
         from aimaas.api import create_app
         from aimaas.auth import Principal
-        from aimaas.api.security import require_principal
+        from aimaas.api.container import build_container
         from aimaas.config import Settings
+        from aimaas_testing.auth import FixedAuthenticator
 
         settings = Settings(registry_path=Path(sys.argv[1]), sqlite_path=Path(sys.argv[2]))
-        app = create_app(settings)
-        app.dependency_overrides[require_principal] = lambda: Principal("t_x", "k_x", "pro")
+        container = build_container(settings)
+        container.authenticator = FixedAuthenticator(Principal("t_x", "k_x", "pro"))
+        app = create_app(container=container)
         client = TestClient(app)
         codes = [
             client.post("/v1/text-classification", json={"text": "hello"}).status_code,

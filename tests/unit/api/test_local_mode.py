@@ -40,5 +40,9 @@ def test_local_settings_force_local_adapters(tmp_path: Path, monkeypatch) -> Non
     assert settings.model_store == "folder" and settings.key_store == "sqlite"
     assert settings.trust_authorizer is False  # no API Gateway in front: check every key
     assert settings.registry_path == (tmp_path / "reg").resolve()
-    text = banner("http://127.0.0.1:8000", "amk_demo", settings.registry_path)
-    assert "Bearer amk_demo" in text and "Content-Type: application/json" in text
+    key_file = tmp_path / "demo-key.json"
+    text = banner("http://127.0.0.1:8000", "amk_demo", settings.registry_path, key_file)
+    assert text.count("amk_demo") == 1  # shown once (it was printed six times)
+    assert "Bearer $AIMAAS_KEY" in text and "Content-Type: application/json" in text
+    hidden = banner("http://127.0.0.1:8000", None, settings.registry_path, key_file)
+    assert "amk_" not in hidden and str(key_file) in hidden
