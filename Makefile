@@ -51,7 +51,7 @@ AUDIT_FILES := functions/inference/requirements.txt model_export/requirements.tx
 	infra/requirements.txt requirements-dev.txt requirements-localstack.txt
 
 audit: setup
-	$(BIN)/python scripts/audit.py $(AUDIT_FILES)
+	$(BIN)/python scripts/requirements_audit.py $(AUDIT_FILES)
 
 synth: setup node_modules/.installed
 	node_modules/.bin/cdk synth --quiet
@@ -64,7 +64,7 @@ synth: setup node_modules/.installed
 # against the local server and the LocalStack deployment (scripts/e2e.sh starts and stops all).
 test: models node_modules/.installed .venv-localstack/.installed
 	$(BIN)/ruff check .
-	$(BIN)/python scripts/audit.py --report-only $(AUDIT_FILES)
+	$(BIN)/python scripts/requirements_audit.py --report-only $(AUDIT_FILES)
 	AIMAAS_REGISTRY=$(CURDIR)/$(REGISTRY) $(BIN)/pytest
 	AIMAAS_REGISTRY=$(CURDIR)/$(REGISTRY) VENV=$(VENV) scripts/e2e.sh
 

@@ -4,7 +4,7 @@ Public face: :func:`build_app` (used by ``app.py`` and the tests), :class:`Infra
 CDK constructs only; nothing here imports the runtime (FastAPI, ONNX Runtime).
 """
 
-from infra.app import FEATURE_FLAGS, Stacks, build_app
+from infra.assembly import FEATURE_FLAGS, Stacks, build_app
 from infra.settings import InfraSettings
 
 __all__ = ["FEATURE_FLAGS", "InfraSettings", "Stacks", "build_app"]

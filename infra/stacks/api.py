@@ -12,7 +12,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
-from infra.backends import ApiBackend, Route
+from infra.integrations import ApiBackend, Route
 from infra.nag import acknowledge
 from infra.settings import InfraSettings
 from infra.stacks.serving import retention

@@ -8,7 +8,7 @@ from typing import Any
 
 import aws_cdk as cdk
 
-from infra.backends import build_backend
+from infra.integrations import build_backend
 from infra.nag import add_nag_checks
 from infra.settings import InfraSettings
 from infra.stacks.api import ApiStack
