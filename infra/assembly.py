@@ -2,33 +2,41 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import aws_cdk as cdk
 
 from infra.integrations import build_backend
 from infra.nag import add_nag_checks
-from infra.settings import InfraSettings
+from infra.settings import REPO_ROOT, InfraSettings
 from infra.stacks.api import ApiStack
 from infra.stacks.gpu import GpuStack
 from infra.stacks.observability import ObservabilityStack
 from infra.stacks.serving import ServingStack
 from infra.stacks.storage import StorageStack
 
-# Behaviour switches set in code (not only cdk.json) so the CLI and pure-Python synthesis in
-# tests produce the same templates.
-FEATURE_FLAGS: Mapping[str, Any] = {
-    "@aws-cdk/aws-s3:serverAccessLogsUseBucketPolicy": True,
-    "@aws-cdk/aws-iam:minimizePolicies": True,
-    "@aws-cdk/aws-lambda:recognizeLayerVersion": True,
-    "@aws-cdk/aws-apigateway:disableCloudWatchRole": False,
-    "@aws-cdk/aws-kms:aliasNameRef": True,
-    "@aws-cdk/core:checkSecretUsage": True,
-    # Exports keep protecting their producer (the storage stack) until a consumer drops them.
-    "@aws-cdk/core:defaultCrossStackReferences": "strong",
-}
+#: The feature flags: cdk.json's ``context`` (every flag the CDK release recommends, so the CLI has
+#: none to warn about, plus the project's deliberate choices, see :data:`FLAG_CHOICES`). Read
+#: here too, so pure-Python synthesis (tests, ``scripts/deploy_localstack.py``) builds the same
+#: templates as the CLI.
+FEATURE_FLAGS: Mapping[str, Any] = MappingProxyType(
+    json.loads((REPO_ROOT / "cdk.json").read_text(encoding="utf-8"))["context"]
+)
+
+#: Flags set against the CDK release's recommendation, and why.
+FLAG_CHOICES: Mapping[str, tuple[Any, str]] = MappingProxyType(
+    {
+        "@aws-cdk/core:defaultCrossStackReferences": (
+            "strong",
+            "exports keep protecting their producer (the storage stack) until a consumer drops "
+            "them; weak references would let a storage update delete what serving still uses",
+        ),
+    }
+)
 
 
 @dataclass

@@ -43,6 +43,8 @@ def test_cdk_cli_synth_offline_and_lean_assets(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr[-4000:]
+    # cdk.json sets every recommended flag: the CLI has nothing to warn about.
+    assert "feature flags are not configured" not in result.stdout + result.stderr
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     stacks = {
         k for k, v in manifest["artifacts"].items() if v["type"] == "aws:cloudformation:stack"
