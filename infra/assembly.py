@@ -97,9 +97,10 @@ def build_app(app: cdk.App, *, nag: bool = True) -> Stacks:
     account, region = app.node.try_get_context("account"), app.node.try_get_context("region")
     if account or region:
         env = cdk.Environment(account=account, region=region)
+    features = settings.features
     synthesizer_factory = (
-        # LocalStack templates are deployed with boto3 create_stack: no bootstrap, no assets.
-        cdk.BootstraplessSynthesizer if settings.is_localstack else cdk.DefaultStackSynthesizer
+        # Unbootstrapped targets get templates that boto3 create_stack deploys: no assets.
+        cdk.DefaultStackSynthesizer if features.bootstrapped else cdk.BootstraplessSynthesizer
     )
 
     def props(name: str) -> dict[str, Any]:
@@ -108,13 +109,13 @@ def build_app(app: cdk.App, *, nag: bool = True) -> Stacks:
             "env": env,
             "synthesizer": synthesizer_factory(),
             "description": f"aimaas {settings.stage} {name} ({settings.profile})",
-            "termination_protection": settings.retain_data and not settings.is_localstack,
+            "termination_protection": settings.retain_data and features.termination_protection,
         }
 
     p = settings.prefix
     storage = StorageStack(app, f"{p}-storage", settings=settings, **props("storage"))
     gpu = serving = observability = None
-    if not settings.is_localstack:
+    if features.lambda_functions:
         if settings.gpu_enabled:
             gpu = GpuStack(app, f"{p}-gpu", settings=settings, storage=storage, **props("gpu"))
         serving = ServingStack(

@@ -1,10 +1,11 @@
-"""What API Gateway forwards prediction requests to, per profile (a name -> factory mapping).
+"""What API Gateway forwards prediction requests to, by the profile's ``integration`` feature.
 
-- ``aws``: Lambda proxy integrations on the inference aliases, behind the Lambda REQUEST
-  authorizer, which turns ``x-api-key`` or ``Authorization: Bearer`` into a tenant and returns the
-  usage-plan key (``apiKeySource = AUTHORIZER``).
-- ``localstack``: one HTTP proxy to an upstream server (the local FastAPI app); API Gateway checks
-  the ``x-api-key`` header itself (``apiKeySource = HEADER``); no Lambda anywhere.
+- ``lambda`` (the ``aws`` profile): Lambda proxy integrations on the inference aliases, behind
+  the Lambda REQUEST authorizer, which turns ``x-api-key`` or ``Authorization: Bearer`` into a
+  tenant and returns the usage-plan key (``apiKeySource = AUTHORIZER``).
+- ``http_proxy`` (the ``localstack`` profile): one HTTP proxy to an upstream server (the local
+  FastAPI app); API Gateway checks the ``x-api-key`` header itself (``apiKeySource = HEADER``);
+  no Lambda anywhere.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ class LambdaBackend(ApiBackend):
 
     def __init__(self, serving: ServingStack | None) -> None:
         if serving is None:
-            raise TypeError("the aws profile needs the serving stack")
+            raise TypeError("Lambda integrations need the serving stack")
         self.serving = serving
         self._groups = MODEL_GROUPS
         self._integrations: dict[str, apigw.LambdaIntegration] = {}
@@ -158,9 +159,10 @@ class HttpProxyBackend(ApiBackend):
         return None
 
 
+#: Integrations by the profile's ``integration`` feature (:data:`infra.settings.PROFILES`).
 BACKENDS: Mapping[str, Callable[[InfraSettings, ServingStack | None], ApiBackend]] = {
-    "aws": lambda settings, serving: LambdaBackend(serving),
-    "localstack": lambda settings, serving: HttpProxyBackend(settings.upstream_url or ""),
+    "lambda": lambda settings, serving: LambdaBackend(serving),
+    "http_proxy": lambda settings, serving: HttpProxyBackend(settings.upstream_url or ""),
 }
 
 
@@ -170,7 +172,7 @@ def build_backend(settings: InfraSettings, serving: ServingStack | None) -> ApiB
     Parameters
     ----------
     settings
-        The resolved settings (``profile`` picks the backend).
+        The resolved settings (the profile's ``integration`` feature picks the backend).
     serving
         The serving stack (``aws`` profile) or ``None``.
 
@@ -179,4 +181,4 @@ def build_backend(settings: InfraSettings, serving: ServingStack | None) -> ApiB
     ApiBackend
         The profile's backend.
     """
-    return BACKENDS[settings.profile](settings, serving)
+    return BACKENDS[settings.features.integration](settings, serving)

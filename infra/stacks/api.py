@@ -58,7 +58,7 @@ class ApiStack(cdk.Stack):
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.settings = settings
-        aws = not settings.is_localstack
+        logs_on = settings.features.cloudwatch
 
         stage_options: dict[str, object] = {
             "stage_name": settings.stage,
@@ -68,7 +68,7 @@ class ApiStack(cdk.Stack):
             # Bodies and keys must never land in execution logs.
             "data_trace_enabled": False,
         }
-        if aws:
+        if logs_on:
             access_logs = logs.LogGroup(
                 self,
                 "AccessLogs",
@@ -104,11 +104,11 @@ class ApiStack(cdk.Stack):
             api_key_source_type=backend.key_source,
             binary_media_types=list(BINARY_MEDIA_TYPES),
             deploy_options=apigw.StageOptions(**stage_options),
-            # The account-level role API Gateway needs to write execution logs (AWS only).
-            cloud_watch_role=aws,
-            cloud_watch_role_removal_policy=cdk.RemovalPolicy.RETAIN if aws else None,
+            # The account-level role API Gateway needs to write execution logs.
+            cloud_watch_role=logs_on,
+            cloud_watch_role_removal_policy=cdk.RemovalPolicy.RETAIN if logs_on else None,
         )
-        if aws:
+        if logs_on:
             acknowledge(
                 self.api.node.find_child("CloudWatchRole"),
                 {
@@ -185,7 +185,8 @@ class ApiStack(cdk.Stack):
                 }
                 if authorizer is None:
                     reasons["AwsSolutions-APIG4"] = (
-                        "LocalStack profile: API Gateway checks the x-api-key header itself."
+                        f"{settings.profile} profile: API Gateway checks the x-api-key header "
+                        "itself."
                     )
                 acknowledge(method, reasons)
                 self.prediction_methods.append(method)
@@ -194,20 +195,20 @@ class ApiStack(cdk.Stack):
         for plan in settings.plans:
             self.usage_plans[plan.name] = self.api.add_usage_plan(
                 f"Plan{_output_id(plan.name)}",
-                name=f"{settings.prefix}-{plan.name}",
+                name=settings.usage_plan_name(plan.name),
                 description=plan.description,
                 throttle=apigw.ThrottleSettings(
-                    rate_limit=plan.rate_limit, burst_limit=plan.burst_limit
+                    rate_limit=plan.throttle.rate_limit, burst_limit=plan.throttle.burst_limit
                 ),
                 quota=apigw.QuotaSettings(
-                    limit=plan.quota_limit, period=apigw.Period[plan.quota_period]
+                    limit=plan.quota.limit, period=apigw.Period[plan.quota.period.upper()]
                 ),
                 api_stages=[
                     apigw.UsagePlanPerApiStage(api=self.api, stage=self.api.deployment_stage)
                 ],
             )
 
-        if aws and settings.waf:
+        if settings.waf:
             self._waf()
         else:
             acknowledge(
@@ -226,12 +227,14 @@ class ApiStack(cdk.Stack):
                     "the upstream app validates every body (Pydantic models)."
                 },
             )
-        if not aws:
+        if not logs_on:
             acknowledge(
                 self.api.deployment_stage,
                 {
-                    "AwsSolutions-APIG1": "LocalStack profile: no access-log destination there.",
-                    "AwsSolutions-APIG6": "LocalStack profile: no CloudWatch execution logs there.",
+                    "AwsSolutions-APIG1": f"{settings.profile} profile: no CloudWatch Logs there "
+                    "for access logs.",
+                    "AwsSolutions-APIG6": f"{settings.profile} profile: no CloudWatch Logs there "
+                    "for execution logs.",
                 },
             )
         self._outputs()

@@ -125,24 +125,24 @@ class StorageStack(cdk.Stack):
 
         self.tables: dict[str, dynamodb.Table] = {}
         self.table_specs: dict[str, TableSpec] = {}
-        if not settings.is_localstack:
-            # LocalStack community cannot run DynamoDB here; that profile's ledger is moto.
+        if settings.features.dynamodb:
+            # Where DynamoDB does not run (LocalStack community), the ledger is moto's.
             for spec in TABLES:
                 self.tables[spec.env_var] = self._table(spec, removal)
                 self.table_specs[spec.env_var] = spec
-            if settings.backup:
-                self._backup_plan(removal)
-            if settings.cloudtrail:
-                self._trail(access_logs, removal)
+        if settings.backup:
+            self._backup_plan(removal)
+        if settings.cloudtrail:
+            self._trail(access_logs, removal)
 
         self._outputs()
 
     # -- pieces ---------------------------------------------------------------------------------
 
     def _auto_delete(self) -> bool:
-        # A disposable AWS stage empties its buckets on delete; that needs a Lambda-backed custom
-        # resource, which LocalStack community cannot run, and a retained stage must never do it.
-        return not self.settings.retain_data and not self.settings.is_localstack
+        # A disposable stage empties its buckets on delete; that needs a Lambda-backed custom
+        # resource (not every target runs one), and a retained stage must never do it.
+        return not self.settings.retain_data and self.settings.features.custom_resources
 
     def _allow_service_principals(self) -> None:
         """Let CloudWatch Logs and CloudWatch alarms (via SNS) use the key, scoped by condition."""

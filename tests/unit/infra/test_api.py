@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from aimaas.plans import usage_plan_name
+
 PLANS_TOML = Path(__file__).resolve().parents[3] / "src" / "aimaas" / "data" / "plans.toml"
 PLANS = tomllib.loads(PLANS_TOML.read_text())["plans"]
 PERIODS = {"DAY": "DAY", "WEEK": "WEEK", "MONTH": "MONTH"}
@@ -105,9 +107,9 @@ def test_one_usage_plan_per_plan_with_its_throttle_and_quota(
         p["Properties"]["UsagePlanName"]: p["Properties"]
         for p in synth.resources("api", "AWS::ApiGateway::UsagePlan").values()
     }
-    assert set(plans) == {f"aimaas-dev-{name}" for name in PLANS}
+    assert set(plans) == {usage_plan_name("dev", name) for name in PLANS}
     for name, plan in PLANS.items():
-        props = plans[f"aimaas-dev-{name}"]
+        props = plans[usage_plan_name("dev", name)]
         assert props["Throttle"] == {
             "RateLimit": plan["throttle"]["rate_limit"],
             "BurstLimit": plan["throttle"]["burst_limit"],
