@@ -144,8 +144,10 @@ class InfraSettings:
     backup: bool = False
     cloudtrail: bool = False
     provisioned_concurrency: int = 0
-    text_reserved_concurrency: int = 20
-    media_reserved_concurrency: int = 10
+    # 0 = no reservation. A reservation must leave the account 100 unreserved executions, and
+    # new accounts start at a limit of 10: only stages that set one in stages.toml get one.
+    text_reserved_concurrency: int = 0
+    media_reserved_concurrency: int = 0
     alarm_email: str | None = None
     powertools_layer_version: int = 27
     raw_stage: Mapping[str, Any] = field(default_factory=dict)
@@ -154,6 +156,11 @@ class InfraSettings:
     def prefix(self) -> str:
         """Stack and resource name prefix: ``aimaas-dev``, ``aimaas-prod``."""
         return f"aimaas-{self.stage}"
+
+    @property
+    def reserved_concurrency(self) -> int:
+        """Concurrent executions the stage's functions reserve out of the account's limit."""
+        return self.text_reserved_concurrency + self.media_reserved_concurrency
 
     @property
     def features(self) -> Profile:
@@ -228,8 +235,8 @@ class InfraSettings:
             backup=_flag(pick("backup"), False) and features.dynamodb,
             cloudtrail=_flag(pick("cloudtrail"), False) and features.cloudtrail,
             provisioned_concurrency=_int(pick("provisioned_concurrency"), 0),
-            text_reserved_concurrency=_int(pick("text_reserved_concurrency"), 20),
-            media_reserved_concurrency=_int(pick("media_reserved_concurrency"), 10),
+            text_reserved_concurrency=_int(pick("text_reserved_concurrency"), 0),
+            media_reserved_concurrency=_int(pick("media_reserved_concurrency"), 0),
             alarm_email=pick("alarm_email"),
             powertools_layer_version=_int(pick("powertools_layer_version"), 27),
             raw_stage=data,
