@@ -20,7 +20,7 @@ from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from infra.settings import InfraSettings
-from infra.stacks.serving import MODEL_GROUPS, ServingStack
+from infra.stacks.serving import GATEWAY_TIMEOUT_S, MODEL_GROUPS, ServingStack
 
 
 @dataclass(frozen=True)
@@ -110,6 +110,7 @@ class LambdaBackend(ApiBackend):
                 # One resource-wide invoke permission instead of one per method keeps the
                 # function policy under its 20 kB limit as routes grow.
                 scope_permission_to_method=False,
+                timeout=cdk.Duration.seconds(GATEWAY_TIMEOUT_S),
             )
         return self._integrations[target]
 

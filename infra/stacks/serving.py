@@ -32,6 +32,15 @@ POWERTOOLS_LAYER = (
     "AWSLambdaPowertoolsPythonV3-python312-arm64:${Version}"
 )
 
+#: API Gateway (REST) waits at most this long for an integration, then answers 504.
+GATEWAY_TIMEOUT_S = 29
+#: The inference functions stop before the gateway gives up: no work goes on for a client that
+#: already has its 504.
+FUNCTION_TIMEOUT_S = 28
+#: Every request's own deadline (``AIMAAS_REQUEST_DEADLINE_S``), below both: GPU and ledger
+#: retries are bounded by the time left, so an answer is billed only if it can still be sent.
+REQUEST_DEADLINE_S = 25
+
 _RETENTION = {
     1: logs.RetentionDays.ONE_DAY,
     3: logs.RetentionDays.THREE_DAYS,
@@ -140,6 +149,7 @@ class ServingStack(cdk.Stack):
                 "AIMAAS_TRUST_AUTHORIZER": "true",
                 "AIMAAS_GPU_BACKEND": "sagemaker" if gpu else "none",
                 "AIMAAS_MODEL_GROUP": group.name,
+                "AIMAAS_REQUEST_DEADLINE_S": str(REQUEST_DEADLINE_S),
                 "POWERTOOLS_SERVICE_NAME": INFERENCE_SERVICE,
             }
             if gpu:
@@ -151,8 +161,7 @@ class ServingStack(cdk.Stack):
                 code=image,
                 architecture=lambda_.Architecture.ARM_64,
                 memory_size=group.memory_mb,
-                # API Gateway gives up after 29 s; a longer run would only burn money.
-                timeout=cdk.Duration.seconds(29),
+                timeout=cdk.Duration.seconds(FUNCTION_TIMEOUT_S),
                 # 0 means "no reservation" here; Lambda would read 0 as "always throttle".
                 reserved_concurrent_executions=(
                     settings.text_reserved_concurrency

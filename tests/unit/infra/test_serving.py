@@ -156,3 +156,18 @@ def test_prod_reserves_concurrency_from_its_stage_file(synth: Any) -> None:
         2048: stage["text_reserved_concurrency"],
         3008: stage["media_reserved_concurrency"],
     }
+
+
+def test_deadline_below_the_function_timeout_below_the_gateway(dev: Any) -> None:
+    """A request's deadline (25 s) < the function's timeout (28 s) < the gateway's (29 s), so
+    no call can be billed after its client got a 504."""
+    images = [p for p in _functions(dev).values() if p.get("PackageType") == "Image"]
+    integrations = [
+        m["Properties"]["Integration"]
+        for m in dev.resources("api", "AWS::ApiGateway::Method").values()
+        if m["Properties"]["Integration"]["Type"] == "AWS_PROXY"
+    ]
+    assert integrations and {i.get("TimeoutInMillis") for i in integrations} == {29_000}
+    for props in images:
+        assert props["Timeout"] == 28
+        assert props["Environment"]["Variables"]["AIMAAS_REQUEST_DEADLINE_S"] == "25"
