@@ -28,6 +28,21 @@ _STAGE_DEFAULTS: Mapping[str, Mapping[str, Any]] = {
 }
 
 
+#: Lambda's limit on a synchronous invocation's payload: the whole event, 6 MB.
+LAMBDA_EVENT_LIMIT_BYTES = 6 * 1024 * 1024
+#: API Gateway (REST) refuses larger request payloads with 413.
+GATEWAY_PAYLOAD_LIMIT_BYTES = 10 * 1024 * 1024
+#: The raw body limit behind API Gateway + Lambda. A binary body reaches the function
+#: base64-encoded (4 bytes per 3) inside the 6 MB event, next to the headers (twice: ``headers``
+#: and ``multiValueHeaders``, up to 10 KB each) and the request context: 4.4 MB of body is
+#: 5.89 MB in an event with the largest headers (tests/unit/infra/test_body_limit.py), ~400 kB
+#: under the limit. Anything larger fails in Lambda with a 502
+#: instead of the platform's 413.
+LAMBDA_PROXY_MAX_BODY_BYTES = 4_400_000
+#: The app's own default limit, for targets where the body travels unencoded (HTTP proxy).
+HTTP_PROXY_MAX_BODY_BYTES = 6 * 1024 * 1024
+
+
 @dataclass(frozen=True)
 class Profile:
     """What one deployment target can run (one row of :data:`PROFILES`).
@@ -58,6 +73,9 @@ class Profile:
         self-contained and deploy with a plain ``create_stack``.
     termination_protection
         Retained stages get stack termination protection.
+    max_body_bytes
+        The largest raw request body the target can carry to the code; the stacks pass it to the
+        runtime as ``AIMAAS_MAX_BODY_BYTES`` (413 above it) and output it as ``MaxBodyBytes``.
     """
 
     name: str
@@ -71,6 +89,7 @@ class Profile:
     cloudtrail: bool
     bootstrapped: bool
     termination_protection: bool
+    max_body_bytes: int
 
 
 #: The deployment targets. LocalStack community (no Docker) runs API Gateway with API keys, S3,
@@ -89,6 +108,7 @@ PROFILES: Mapping[str, Profile] = MappingProxyType(
             cloudtrail=True,
             bootstrapped=True,
             termination_protection=True,
+            max_body_bytes=LAMBDA_PROXY_MAX_BODY_BYTES,
         ),
         "localstack": Profile(
             name="localstack",
@@ -102,6 +122,7 @@ PROFILES: Mapping[str, Profile] = MappingProxyType(
             cloudtrail=False,
             bootstrapped=False,
             termination_protection=False,
+            max_body_bytes=HTTP_PROXY_MAX_BODY_BYTES,
         ),
     }
 )

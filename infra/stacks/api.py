@@ -330,6 +330,12 @@ class ApiStack(cdk.Stack):
         cdk.CfnOutput(self, "RestApiId", value=self.api.rest_api_id)
         cdk.CfnOutput(self, "StageName", value=self.api.deployment_stage.stage_name)
         cdk.CfnOutput(self, "ApiUrl", value=self.api.url)
+        cdk.CfnOutput(
+            self,
+            "MaxBodyBytes",
+            description="The raw request body limit of this target (AIMAAS_MAX_BODY_BYTES)",
+            value=str(self.settings.features.max_body_bytes),
+        )
         for name, plan in self.usage_plans.items():
             cdk.CfnOutput(self, f"UsagePlanId{_output_id(name)}", value=plan.usage_plan_id)
         cdk.CfnOutput(

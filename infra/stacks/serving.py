@@ -129,6 +129,7 @@ class ServingStack(cdk.Stack):
             **tables,
             "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             "AIMAAS_KEY_PEPPER_PARAMETER": self.pepper_parameter,
+            "AIMAAS_MAX_BODY_BYTES": str(settings.features.max_body_bytes),
         }
         # One image for every group: synth only copies the build context (filtered by the repo's
         # .dockerignore), the image is built at deploy time.
