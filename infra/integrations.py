@@ -53,11 +53,15 @@ class ApiBackend(ABC):
     def authorizer(self, scope: Construct) -> apigw.IAuthorizer | None:
         """The authorizer for prediction routes (``None``: API keys checked by API Gateway)."""
 
-    def health_integration(self) -> apigw.Integration:
-        """``GET /health`` (no key, no authorizer)."""
-        return self.integration(self.health_target, "health")
+    def open_routes(self) -> tuple[Route, ...]:
+        """Routes without key or authorizer: health, the OpenAPI contract and its docs page."""
+        return tuple(
+            Route(path, ("GET",), self.open_target)
+            for path in ("health", "openapi.json", "docs", "docs-static/{proxy+}")
+        )
 
-    health_target: str = "text"
+    #: Where :meth:`open_routes` go.
+    open_target: str = "text"
 
 
 class LambdaBackend(ApiBackend):
@@ -136,7 +140,7 @@ class HttpProxyBackend(ApiBackend):
     """One HTTP proxy to an upstream server (the ``localstack`` profile)."""
 
     key_source = apigw.ApiKeySourceType.HEADER
-    health_target = "upstream"
+    open_target = "upstream"
 
     def __init__(self, upstream_url: str) -> None:
         self.upstream_url = upstream_url.rstrip("/")
@@ -145,10 +149,11 @@ class HttpProxyBackend(ApiBackend):
         return (Route("v1/{proxy+}", ("ANY",), "upstream"),)
 
     def integration(self, target: str, path: str) -> apigw.Integration:
-        if path == "health":
-            return apigw.HttpIntegration(f"{self.upstream_url}/health", proxy=True)
+        # The same path upstream; a greedy {proxy+} becomes the {proxy} the method captured.
+        if "{proxy+}" not in path:
+            return apigw.HttpIntegration(f"{self.upstream_url}/{path}", proxy=True)
         return apigw.HttpIntegration(
-            f"{self.upstream_url}/v1/{{proxy}}",
+            f"{self.upstream_url}/{path.replace('{proxy+}', '{proxy}')}",
             http_method="ANY",
             proxy=True,
             options=apigw.IntegrationOptions(

@@ -4,7 +4,9 @@ JSON access logs, default throttling, binary media types and an optional WAF.
 
 from __future__ import annotations
 
+import json
 import re
+from dataclasses import dataclass
 
 import aws_cdk as cdk
 from aws_cdk import aws_apigateway as apigw
@@ -28,6 +30,56 @@ WAF_RATE_LIMIT_PER_5_MIN = 2000
 # applies the application/json model, so the schema must accept every body the app accepts.
 _JSON_OBJECT_SCHEMA = apigw.JsonSchema(
     schema=apigw.JsonSchemaVersion.DRAFT4, type=apigw.JsonSchemaType.OBJECT
+)
+
+
+#: ``$context.error.messageString`` is already a quoted JSON string.
+ERROR_TEMPLATE = '{"error": {"code": "%s", "message": %s, "request_id": "$context.requestId"}}'
+
+
+@dataclass(frozen=True)
+class GatewayError:
+    """One gateway response: its type, the status to answer (its own if None), code, message."""
+
+    response_type: apigw.ResponseType
+    code: str
+    status: int | None = None
+    message: str | None = None  # API Gateway's own message if None
+
+
+#: Every error API Gateway answers by itself, before or instead of the code. DEFAULT_4XX and
+#: DEFAULT_5XX cover the types not listed (and any AWS adds later).
+GATEWAY_ERRORS: tuple[GatewayError, ...] = (
+    GatewayError(apigw.ResponseType.DEFAULT_4_XX, "bad_request"),
+    GatewayError(apigw.ResponseType.DEFAULT_5_XX, "internal_error"),
+    GatewayError(apigw.ResponseType.BAD_REQUEST_BODY, "malformed_request"),
+    GatewayError(apigw.ResponseType.BAD_REQUEST_PARAMETERS, "malformed_request"),
+    GatewayError(apigw.ResponseType.UNAUTHORIZED, "unauthorized"),
+    GatewayError(apigw.ResponseType.ACCESS_DENIED, "forbidden"),
+    GatewayError(apigw.ResponseType.INVALID_API_KEY, "forbidden"),
+    # A REST API answers an unknown route or method with 403 "Missing Authentication Token".
+    GatewayError(
+        apigw.ResponseType.MISSING_AUTHENTICATION_TOKEN,
+        "not_found",
+        404,
+        "No route matches this method and path.",
+    ),
+    GatewayError(apigw.ResponseType.RESOURCE_NOT_FOUND, "not_found"),
+    GatewayError(apigw.ResponseType.REQUEST_TOO_LARGE, "payload_too_large"),
+    GatewayError(apigw.ResponseType.UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+    GatewayError(apigw.ResponseType.QUOTA_EXCEEDED, "quota_exceeded"),
+    GatewayError(apigw.ResponseType.THROTTLED, "rate_limited"),
+    GatewayError(apigw.ResponseType.WAF_FILTERED, "forbidden", message="The request was blocked."),
+    # The authorizer could not answer (its store throttled or down): retryable, like the app's
+    # own 503s; a misconfigured one is the platform's fault.
+    GatewayError(apigw.ResponseType.AUTHORIZER_FAILURE, "backend_unavailable", 503),
+    GatewayError(apigw.ResponseType.AUTHORIZER_CONFIGURATION_ERROR, "internal_error"),
+    GatewayError(apigw.ResponseType.INTEGRATION_FAILURE, "internal_error"),
+    GatewayError(
+        apigw.ResponseType.INTEGRATION_TIMEOUT,
+        "timeout",
+        message="The request did not complete within the gateway's time limit.",
+    ),
 )
 
 
@@ -143,21 +195,26 @@ class ApiStack(cdk.Stack):
                 )
             return {"application/json": models["json"]}
 
-        health = self.api.root.add_resource("health")
-        health_method = health.add_method(
-            "GET",
-            backend.health_integration(),
-            authorization_type=apigw.AuthorizationType.NONE,
-            api_key_required=False,
-        )
-        acknowledge(
-            health_method,
-            {
-                "AwsSolutions-APIG4": "Health check is public by design: load balancers and "
-                "uptime probes call it without credentials; it returns no tenant data.",
-                "AwsSolutions-COG4": "Health check is public by design (no Cognito, no key).",
-            },
-        )
+        for route in backend.open_routes():
+            open_method = self._resource(route.path).add_method(
+                "GET",
+                backend.integration(route.target, route.path),
+                authorization_type=apigw.AuthorizationType.NONE,
+                api_key_required=False,
+                request_parameters=(
+                    {"method.request.path.proxy": True} if "{proxy+}" in route.path else None
+                ),
+            )
+            acknowledge(
+                open_method,
+                {
+                    "AwsSolutions-APIG4": "Public by design: the health check (load balancers "
+                    "and uptime probes call it without credentials) and the API's contract "
+                    "(OpenAPI document and its docs page); none returns tenant data.",
+                    "AwsSolutions-COG4": "Public by design (no Cognito, no key): health check "
+                    "and API documentation.",
+                },
+            )
 
         self.prediction_methods: list[apigw.Method] = []
         for route in backend.routes():
@@ -249,22 +306,14 @@ class ApiStack(cdk.Stack):
 
     def _error_responses(self) -> None:
         """Gateway-made errors in the platform's one error shape (``aimaas.errors``)."""
-        shape = (
-            '{"error": {"code": "%s", "message": $context.error.messageString, '
-            '"request_id": "$context.requestId"}}'
-        )
-        for response_type, code in (
-            (apigw.ResponseType.BAD_REQUEST_BODY, "malformed_request"),
-            (apigw.ResponseType.UNAUTHORIZED, "unauthorized"),
-            (apigw.ResponseType.ACCESS_DENIED, "forbidden"),
-            (apigw.ResponseType.INVALID_API_KEY, "forbidden"),
-            (apigw.ResponseType.QUOTA_EXCEEDED, "quota_exceeded"),
-            (apigw.ResponseType.THROTTLED, "rate_limited"),
-        ):
+        for error in GATEWAY_ERRORS:
+            message = json.dumps(error.message) if error.message else "$context.error.messageString"
             self.api.add_gateway_response(
-                f"Response{response_type.response_type}",
-                type=response_type,
-                templates={"application/json": shape % code},
+                f"Response{error.response_type.response_type}",
+                type=error.response_type,
+                status_code=str(error.status) if error.status else None,
+                response_headers={"X-Request-Id": "context.requestId"},
+                templates={"application/json": ERROR_TEMPLATE % (error.code, message)},
             )
 
     def _waf(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,8 @@ from aimaas.plans import usage_plan_name
 PLANS_TOML = Path(__file__).resolve().parents[3] / "src" / "aimaas" / "data" / "plans.toml"
 PLANS = tomllib.loads(PLANS_TOML.read_text())["plans"]
 PERIODS = {"DAY": "DAY", "WEEK": "WEEK", "MONTH": "MONTH"}
+#: Open without a key: the health check and the API's contract (README: "open").
+OPEN_PATHS = ("/health", "/openapi.json", "/docs", "/docs-static/{proxy+}")
 
 
 @pytest.fixture(scope="module")
@@ -60,9 +63,10 @@ def test_every_prediction_route_requires_a_key_and_health_does_not(
     profile: str, request: pytest.FixtureRequest
 ) -> None:
     methods = _methods(request.getfixturevalue(profile).json("api"))
-    health = methods.pop(("/health", "GET"))
-    assert health.get("ApiKeyRequired", False) is False
-    assert health["AuthorizationType"] == "NONE"
+    for path in OPEN_PATHS:
+        public = methods.pop((path, "GET"))
+        assert public.get("ApiKeyRequired", False) is False, path
+        assert public["AuthorizationType"] == "NONE", path
     assert ("/v1/{proxy+}", "ANY") in methods
     for (path, verb), props in methods.items():
         assert path.startswith("/v1/"), path
@@ -177,3 +181,60 @@ def test_bodies_are_validated_only_where_a_model_exists(
             continue
         validator = validators[props["RequestValidatorId"]["Ref"]]
         assert validator["ValidateRequestBody"] is ("RequestModels" in props)
+
+
+@pytest.mark.parametrize("profile", ["aws", "localstack"])
+def test_the_contract_the_readme_calls_open_is_routed(
+    profile: str, request: pytest.FixtureRequest
+) -> None:
+    synth = request.getfixturevalue(profile)
+    methods = _methods(synth.json("api"))
+    for path in OPEN_PATHS:
+        integration = methods[(path, "GET")]["Integration"]
+        if profile == "localstack":
+            upstream = path.replace("{proxy+}", "{proxy}")
+            assert integration["Uri"] == f"http://127.0.0.1:8000{upstream}", path
+
+
+def _render(template: str) -> dict[str, Any]:
+    """A gateway response template as API Gateway fills it in."""
+    filled = template.replace("$context.error.messageString", '"Gateway said \\"no\\""')
+    return json.loads(filled.replace("$context.requestId", "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"))
+
+
+@pytest.mark.parametrize("profile", ["aws", "localstack"])
+def test_every_error_the_gateway_makes_has_the_platform_shape(
+    profile: str, request: pytest.FixtureRequest
+) -> None:
+    synth = request.getfixturevalue(profile)
+    responses = {
+        r["Properties"]["ResponseType"]: r["Properties"]
+        for r in synth.resources("api", "AWS::ApiGateway::GatewayResponse").values()
+    }
+    # Unknown route, body too large, authorizer failure, timeout, WAF block, throttling, and
+    # the catch-alls for every other 4xx and 5xx.
+    for response_type in (
+        "DEFAULT_4XX",
+        "DEFAULT_5XX",
+        "MISSING_AUTHENTICATION_TOKEN",
+        "REQUEST_TOO_LARGE",
+        "AUTHORIZER_FAILURE",
+        "AUTHORIZER_CONFIGURATION_ERROR",
+        "INTEGRATION_TIMEOUT",
+        "WAF_FILTERED",
+        "THROTTLED",
+        "QUOTA_EXCEEDED",
+        "UNAUTHORIZED",
+        "ACCESS_DENIED",
+    ):
+        assert response_type in responses, response_type
+    for response_type, props in responses.items():
+        body = _render(props["ResponseTemplates"]["application/json"])
+        assert set(body) == {"error"}, response_type
+        assert set(body["error"]) == {"code", "message", "request_id"}, response_type
+        assert body["error"]["request_id"] == "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"
+        assert body["error"]["code"] and body["error"]["message"], response_type
+        assert props["ResponseParameters"] == {
+            "gatewayresponse.header.X-Request-Id": "context.requestId"
+        }
+    assert responses["MISSING_AUTHENTICATION_TOKEN"]["StatusCode"] == "404"
