@@ -5,7 +5,9 @@ JSON access logs, default throttling, binary media types and an optional WAF.
 from __future__ import annotations
 
 import json
+import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import aws_cdk as cdk
@@ -14,6 +16,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
+from aimaas.plans import Plan
 from infra.integrations import ApiBackend, Route
 from infra.nag import acknowledge
 from infra.settings import InfraSettings
@@ -24,7 +27,25 @@ BINARY_MEDIA_TYPES = ("image/*", "audio/*", "application/octet-stream", "multipa
 # Account-wide defaults per method; plans throttle per key below these.
 DEFAULT_RATE_LIMIT = 1000
 DEFAULT_BURST_LIMIT = 2000
-WAF_RATE_LIMIT_PER_5_MIN = 2000
+#: WAF rate rules count requests per source IP over this window.
+WAF_WINDOW_S = 300
+#: Requests with no credential header, per IP and window (~6.7/s: health checks, docs).
+WAF_ANONYMOUS_LIMIT = 2000
+#: The headers a key may come in (functions/authorizer/handler.py).
+CREDENTIAL_HEADERS = ("x-api-key", "authorization")
+#: The per-IP ceiling for keyed traffic is this many times the fastest plan's rate.
+WAF_KEYED_HEADROOM = 2
+
+
+def waf_keyed_limit(plans: Sequence[Plan]) -> int:
+    """Requests per IP and window that keyed traffic may send before WAF blocks it.
+
+    Above every plan's steady rate over the window (``WAF_KEYED_HEADROOM`` times the fastest),
+    so a paying tenant's calls from one egress IP meet their usage plan's throttle first.
+    """
+    fastest = max((plan.throttle.rate_limit for plan in plans), default=1.0)
+    return math.ceil(fastest * WAF_WINDOW_S * WAF_KEYED_HEADROOM)
+
 
 # Lenient on purpose: customers post JSON without a Content-Type header, and API Gateway then
 # applies the application/json model, so the schema must accept every body the app accepts.
@@ -110,6 +131,10 @@ class ApiStack(cdk.Stack):
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.settings = settings
+        self.storage = storage
+        self._log_removal = (
+            cdk.RemovalPolicy.RETAIN if settings.retain_data else cdk.RemovalPolicy.DESTROY
+        )
         logs_on = settings.features.cloudwatch
 
         stage_options: dict[str, object] = {
@@ -126,9 +151,7 @@ class ApiStack(cdk.Stack):
                 "AccessLogs",
                 retention=retention(settings.log_retention_days),
                 encryption_key=storage.key,
-                removal_policy=(
-                    cdk.RemovalPolicy.RETAIN if settings.retain_data else cdk.RemovalPolicy.DESTROY
-                ),
+                removal_policy=self._log_removal,
             )
             stage_options |= {
                 "access_log_destination": apigw.LogGroupLogDestination(access_logs),
@@ -338,16 +361,50 @@ class ApiStack(cdk.Stack):
                 visibility_config=self._visibility(name),
             )
 
-        rate_rule = wafv2.CfnWebACL.RuleProperty(
-            name="RatePerIp",
-            priority=0,
-            action=wafv2.CfnWebACL.RuleActionProperty(block={}),
-            statement=wafv2.CfnWebACL.StatementProperty(
-                rate_based_statement=wafv2.CfnWebACL.RateBasedStatementProperty(
-                    limit=WAF_RATE_LIMIT_PER_5_MIN, aggregate_key_type="IP"
+        def rate_rule(
+            name: str, priority: int, limit: int, scope: wafv2.CfnWebACL.StatementProperty | None
+        ) -> wafv2.CfnWebACL.RuleProperty:
+            return wafv2.CfnWebACL.RuleProperty(
+                name=name,
+                priority=priority,
+                action=wafv2.CfnWebACL.RuleActionProperty(block={}),
+                statement=wafv2.CfnWebACL.StatementProperty(
+                    rate_based_statement=wafv2.CfnWebACL.RateBasedStatementProperty(
+                        limit=limit,
+                        aggregate_key_type="IP",
+                        evaluation_window_sec=WAF_WINDOW_S,
+                        scope_down_statement=scope,
+                    )
+                ),
+                visibility_config=self._visibility(name),
+            )
+
+        def has_header(name: str) -> wafv2.CfnWebACL.StatementProperty:
+            return wafv2.CfnWebACL.StatementProperty(
+                size_constraint_statement=wafv2.CfnWebACL.SizeConstraintStatementProperty(
+                    field_to_match=wafv2.CfnWebACL.FieldToMatchProperty(
+                        single_header={"Name": name}
+                    ),
+                    comparison_operator="GT",
+                    size=0,
+                    text_transformations=[
+                        wafv2.CfnWebACL.TextTransformationProperty(priority=0, type="NONE")
+                    ],
                 )
-            ),
-            visibility_config=self._visibility("RatePerIp"),
+            )
+
+        # Requests without any credential header: a tight per-IP limit (nothing but /health and
+        # the docs answers them). Requests with one: a per-IP ceiling above every plan's rate,
+        # so a paying tenant behind one egress IP is throttled by its usage plan, not blocked
+        # here, while one source cannot flood the authorizer with made-up keys.
+        anonymous = wafv2.CfnWebACL.StatementProperty(
+            not_statement=wafv2.CfnWebACL.NotStatementProperty(
+                statement=wafv2.CfnWebACL.StatementProperty(
+                    or_statement=wafv2.CfnWebACL.OrStatementProperty(
+                        statements=[has_header(h) for h in CREDENTIAL_HEADERS]
+                    )
+                )
+            )
         )
         acl = wafv2.CfnWebACL(
             self,
@@ -356,10 +413,11 @@ class ApiStack(cdk.Stack):
             default_action=wafv2.CfnWebACL.DefaultActionProperty(allow={}),
             visibility_config=self._visibility(f"{self.settings.prefix}-waf"),
             rules=[
-                rate_rule,
-                managed("AWSManagedRulesAmazonIpReputationList", 1),
-                managed("AWSManagedRulesCommonRuleSet", 2),
-                managed("AWSManagedRulesKnownBadInputsRuleSet", 3),
+                rate_rule("RateAnonymousPerIp", 0, WAF_ANONYMOUS_LIMIT, anonymous),
+                rate_rule("RatePerIp", 1, waf_keyed_limit(self.settings.plans), None),
+                managed("AWSManagedRulesAmazonIpReputationList", 2),
+                managed("AWSManagedRulesCommonRuleSet", 3),
+                managed("AWSManagedRulesKnownBadInputsRuleSet", 4),
             ],
         )
         wafv2.CfnWebACLAssociation(
@@ -368,6 +426,35 @@ class ApiStack(cdk.Stack):
             resource_arn=self.api.deployment_stage.stage_arn,
             web_acl_arn=acl.attr_arn,
         )
+        # WAF delivers only to log groups whose name starts with aws-waf-logs-. Keys never
+        # reach the log: both credential headers are redacted.
+        log_name = f"aws-waf-logs-{self.settings.prefix}"
+        waf_logs = logs.LogGroup(
+            self,
+            "WafLogs",
+            log_group_name=log_name,
+            retention=retention(self.settings.log_retention_days),
+            encryption_key=self.storage.key,
+            removal_policy=self._log_removal,
+        )
+        logging = wafv2.CfnLoggingConfiguration(
+            self,
+            "WafLogging",
+            resource_arn=acl.attr_arn,
+            log_destination_configs=[
+                self.format_arn(
+                    service="logs",
+                    resource="log-group",
+                    resource_name=log_name,
+                    arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
+                )
+            ],
+            redacted_fields=[
+                wafv2.CfnLoggingConfiguration.FieldToMatchProperty(single_header={"Name": h})
+                for h in CREDENTIAL_HEADERS
+            ],
+        )
+        logging.node.add_dependency(waf_logs)
 
     @staticmethod
     def _visibility(name: str) -> wafv2.CfnWebACL.VisibilityConfigProperty:

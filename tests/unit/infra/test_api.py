@@ -162,9 +162,47 @@ def test_waf_only_when_asked(synth: Any, aws: Any) -> None:
     with_waf = synth(stage="dev", waf="true")
     (acl,) = with_waf.resources("api", "AWS::WAFv2::WebACL").values()
     rules = {r["Name"]: r for r in acl["Properties"]["Rules"]}
-    assert "RateBasedStatement" in rules["RatePerIp"]["Statement"]
     assert "AWSManagedRulesCommonRuleSet" in rules
     assert len(with_waf.resources("api", "AWS::WAFv2::WebACLAssociation")) == 1
+
+
+def test_waf_never_blocks_a_paying_tenant_below_its_plan_rate(synth: Any) -> None:
+    """One egress IP may carry a whole plan's rate: every IP rate rule that counts keyed
+    requests sits above the fastest plan's rate over the rule's window; the tight per-IP
+    limit applies only to requests without a credential header."""
+    (acl,) = synth(stage="prod").resources("api", "AWS::WAFv2::WebACL").values()
+    fastest = max(plan["throttle"]["rate_limit"] for plan in PLANS.values())
+    rate_rules = [r for r in acl["Properties"]["Rules"] if "RateBasedStatement" in r["Statement"]]
+    assert rate_rules
+    anonymous = 0
+    for rule in rate_rules:
+        statement = rule["Statement"]["RateBasedStatement"]
+        window = statement.get("EvaluationWindowSec", 300)
+        scope = json.dumps(statement.get("ScopeDownStatement", {}))
+        keyless_only = (
+            scope.startswith('{"NotStatement"')
+            and "x-api-key" in scope
+            and "authorization" in scope
+        )
+        if keyless_only:
+            anonymous += 1
+        else:
+            assert statement["Limit"] >= fastest * window, rule["Name"]
+    assert anonymous == 1  # unauthenticated traffic is still limited per IP
+
+
+def test_prod_waf_logs_redact_keys_into_an_encrypted_retained_group(synth: Any) -> None:
+    prod = synth(stage="prod")
+    (logging,) = prod.resources("api", "AWS::WAFv2::LoggingConfiguration").values()
+    redacted = {f["SingleHeader"]["Name"] for f in logging["Properties"]["RedactedFields"]}
+    assert redacted == {"x-api-key", "authorization"}
+    groups = {
+        g["Properties"].get("LogGroupName"): g["Properties"]
+        for g in prod.resources("api", "AWS::Logs::LogGroup").values()
+    }
+    waf = groups["aws-waf-logs-aimaas-prod"]
+    assert waf["RetentionInDays"] == 365 and "KmsKeyId" in waf
+    assert "aws-waf-logs-aimaas-prod" in json.dumps(logging["Properties"]["LogDestinationConfigs"])
 
 
 @pytest.mark.parametrize("profile", ["aws", "localstack"])
