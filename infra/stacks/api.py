@@ -19,8 +19,8 @@ from constructs import Construct
 from aimaas.plans import Plan
 from infra.integrations import ApiBackend, Route
 from infra.nag import acknowledge
+from infra.retention import retention
 from infra.settings import InfraSettings
-from infra.stacks.serving import retention
 from infra.stacks.storage import StorageStack
 
 BINARY_MEDIA_TYPES = ("image/*", "audio/*", "application/octet-stream", "multipart/form-data")
@@ -104,6 +104,29 @@ GATEWAY_ERRORS: tuple[GatewayError, ...] = (
 )
 
 
+#: Access log lines: who called (tenant and key id, from the authorizer's context) and what
+#: happened. Never the key: no header is logged, and not ``$context.identity.apiKey`` either (the
+#: usage identifier behind an authorizer; the caller's own key where API Gateway reads the
+#: x-api-key header itself).
+ACCESS_LOG_FIELDS: dict[str, str] = {
+    "requestId": "$context.requestId",
+    "requestTime": "$context.requestTime",
+    "ip": "$context.identity.sourceIp",
+    "httpMethod": "$context.httpMethod",
+    "resourcePath": "$context.resourcePath",
+    "status": "$context.status",
+    "protocol": "$context.protocol",
+    "responseLength": "$context.responseLength",
+    "responseLatency": "$context.responseLatency",
+    "integrationLatency": "$context.integrationLatency",
+    "tenantId": "$context.authorizer.tenant_id",
+    "keyId": "$context.authorizer.key_id",
+    "plan": "$context.authorizer.plan",
+    "errorMessage": "$context.error.message",
+    "wafStatus": "$context.waf.status",
+}
+
+
 def _output_id(name: str) -> str:
     return "".join(part.title() for part in re.split(r"[^A-Za-z0-9]+", name) if part)
 
@@ -155,17 +178,7 @@ class ApiStack(cdk.Stack):
             )
             stage_options |= {
                 "access_log_destination": apigw.LogGroupLogDestination(access_logs),
-                "access_log_format": apigw.AccessLogFormat.json_with_standard_fields(
-                    caller=False,
-                    http_method=True,
-                    ip=True,
-                    protocol=True,
-                    request_time=True,
-                    resource_path=True,
-                    response_length=True,
-                    status=True,
-                    user=False,
-                ),
+                "access_log_format": apigw.AccessLogFormat.custom(json.dumps(ACCESS_LOG_FIELDS)),
                 "logging_level": apigw.MethodLoggingLevel.ERROR,
                 "tracing_enabled": True,
             }
@@ -183,6 +196,8 @@ class ApiStack(cdk.Stack):
             cloud_watch_role=logs_on,
             cloud_watch_role_removal_policy=cdk.RemovalPolicy.RETAIN if logs_on else None,
         )
+        if logs_on:
+            self._execution_logs()
         if logs_on:
             acknowledge(
                 self.api.node.find_child("CloudWatchRole"),
@@ -326,6 +341,25 @@ class ApiStack(cdk.Stack):
         for part in path.split("/"):
             resource = resource.get_resource(part) or resource.add_resource(part)
         return resource
+
+    def _execution_logs(self) -> None:
+        """The stage's execution log group, made here so it has a retention and the stage's key.
+
+        API Gateway would create ``API-Gateway-Execution-Logs_<api id>/<stage>`` itself on the
+        first logged error, unencrypted and kept forever; the stage waits for this one instead.
+        """
+        group = logs.LogGroup(
+            self,
+            "ExecutionLogs",
+            log_group_name=cdk.Fn.join(
+                "",
+                ["API-Gateway-Execution-Logs_", self.api.rest_api_id, f"/{self.settings.stage}"],
+            ),
+            retention=retention(self.settings.log_retention_days),
+            encryption_key=self.storage.key,
+            removal_policy=self._log_removal,
+        )
+        self.api.deployment_stage.node.add_dependency(group)
 
     def _error_responses(self) -> None:
         """Gateway-made errors in the platform's one error shape (``aimaas.errors``)."""

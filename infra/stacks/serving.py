@@ -17,6 +17,7 @@ from constructs import Construct
 from infra.assets import stage_core_layer
 from infra.grants import grant_model_read, model_objects_finding
 from infra.nag import acknowledge
+from infra.retention import retention
 from infra.settings import REPO_ROOT, InfraSettings
 from infra.stacks.gpu import GpuStack
 from infra.stacks.storage import StorageStack, model_bucket_name
@@ -40,29 +41,6 @@ FUNCTION_TIMEOUT_S = 28
 #: Every request's own deadline (``AIMAAS_REQUEST_DEADLINE_S``), below both: GPU and ledger
 #: retries are bounded by the time left, so an answer is billed only if it can still be sent.
 REQUEST_DEADLINE_S = 25
-
-_RETENTION = {
-    1: logs.RetentionDays.ONE_DAY,
-    3: logs.RetentionDays.THREE_DAYS,
-    5: logs.RetentionDays.FIVE_DAYS,
-    7: logs.RetentionDays.ONE_WEEK,
-    14: logs.RetentionDays.TWO_WEEKS,
-    30: logs.RetentionDays.ONE_MONTH,
-    60: logs.RetentionDays.TWO_MONTHS,
-    90: logs.RetentionDays.THREE_MONTHS,
-    180: logs.RetentionDays.SIX_MONTHS,
-    365: logs.RetentionDays.ONE_YEAR,
-    400: logs.RetentionDays.THIRTEEN_MONTHS,
-    731: logs.RetentionDays.TWO_YEARS,
-}
-
-
-def retention(days: int) -> logs.RetentionDays:
-    """The CloudWatch Logs retention for ``days`` (one of the values CloudWatch accepts)."""
-    try:
-        return _RETENTION[days]
-    except KeyError:
-        raise ValueError(f"log_retention_days={days} is not one of {sorted(_RETENTION)}") from None
 
 
 @dataclass(frozen=True)

@@ -138,7 +138,12 @@ def test_stage_logs_json_access_logs_metrics_and_default_throttle(aws: Any) -> N
     assert settings["MetricsEnabled"] is True
     assert settings["DataTraceEnabled"] is False  # bodies and keys never reach logs
     assert settings["ThrottlingRateLimit"] > 0 and settings["ThrottlingBurstLimit"] > 0
-    (log_group,) = aws.resources("api", "AWS::Logs::LogGroup").values()
+    (access_log_group,) = (
+        part["Ref"]
+        for part in props["AccessLogSetting"]["DestinationArn"]["Fn::Join"][1]
+        if isinstance(part, dict) and not part.get("Ref", "").startswith("AWS::")
+    )
+    log_group = aws.resources("api", "AWS::Logs::LogGroup")[access_log_group]
     assert "KmsKeyId" in log_group["Properties"]
     assert log_group["Properties"]["RetentionInDays"] == 14
 
@@ -196,11 +201,11 @@ def test_prod_waf_logs_redact_keys_into_an_encrypted_retained_group(synth: Any) 
     (logging,) = prod.resources("api", "AWS::WAFv2::LoggingConfiguration").values()
     redacted = {f["SingleHeader"]["Name"] for f in logging["Properties"]["RedactedFields"]}
     assert redacted == {"x-api-key", "authorization"}
-    groups = {
-        g["Properties"].get("LogGroupName"): g["Properties"]
+    (waf,) = (
+        g["Properties"]
         for g in prod.resources("api", "AWS::Logs::LogGroup").values()
-    }
-    waf = groups["aws-waf-logs-aimaas-prod"]
+        if g["Properties"].get("LogGroupName") == "aws-waf-logs-aimaas-prod"
+    )
     assert waf["RetentionInDays"] == 365 and "KmsKeyId" in waf
     assert "aws-waf-logs-aimaas-prod" in json.dumps(logging["Properties"]["LogDestinationConfigs"])
 
