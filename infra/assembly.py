@@ -71,7 +71,6 @@ def _context(app: cdk.App) -> dict[str, Any]:
         "text_reserved_concurrency",
         "media_reserved_concurrency",
         "alarm_email",
-        "powertools_layer_version",
     )
     return {key: app.node.try_get_context(key) for key in keys}
 

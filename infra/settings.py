@@ -170,7 +170,6 @@ class InfraSettings:
     text_reserved_concurrency: int = 0
     media_reserved_concurrency: int = 0
     alarm_email: str | None = None
-    powertools_layer_version: int = 27
     raw_stage: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -259,6 +258,5 @@ class InfraSettings:
             text_reserved_concurrency=_int(pick("text_reserved_concurrency"), 0),
             media_reserved_concurrency=_int(pick("media_reserved_concurrency"), 0),
             alarm_email=pick("alarm_email"),
-            powertools_layer_version=_int(pick("powertools_layer_version"), 27),
             raw_stage=data,
         )

@@ -4,14 +4,17 @@ the REQUEST authorizer (a small zip function on the shared-code layer). AWS prof
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import aws_cdk as cdk
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from infra.assets import stage_core_layer
@@ -27,11 +30,27 @@ AUTHORIZER_DIR = REPO_ROOT / "functions" / "authorizer"
 METRICS_NAMESPACE = "aimaas"
 INFERENCE_SERVICE = "aimaas-inference"
 AUTHORIZER_SERVICE = "aimaas-authorizer"
-# Published by AWS in every commercial region; v3 built for python3.12 on arm64.
-POWERTOOLS_LAYER = (
-    "arn:${AWS::Partition}:lambda:${AWS::Region}:017000801446:layer:"
-    "AWSLambdaPowertoolsPythonV3-python312-arm64:${Version}"
-)
+#: AWS publishes the ARN of each Powertools v3 layer release (python3.12, arm64) in every
+#: commercial region under this public SSM parameter; CloudFormation resolves it at deploy time.
+POWERTOOLS_LAYER_PARAMETER = "/aws/service/powertools/python/arm64/python3.12/{version}"
+
+
+def powertools_version(requirements: Path = AUTHORIZER_DIR / "requirements.txt") -> str:
+    """The Powertools release the authorizer pins, so its layer is the library it was tested on.
+
+    Raises
+    ------
+    ValueError
+        ``requirements`` pins no exact ``aws-lambda-powertools`` version.
+    """
+    for line in requirements.read_text(encoding="utf-8").splitlines():
+        match = re.fullmatch(
+            r"aws-lambda-powertools(?:\[[^\]]*\])?==([0-9][0-9A-Za-z.]*)", line.strip()
+        )
+        if match:
+            return match.group(1)
+    raise ValueError(f"{requirements} pins no exact aws-lambda-powertools version")
+
 
 #: API Gateway (REST) waits at most this long for an integration, then answers 504.
 GATEWAY_TIMEOUT_S = 29
@@ -298,7 +317,9 @@ class ServingStack(cdk.Stack):
         powertools = lambda_.LayerVersion.from_layer_version_arn(
             self,
             "PowertoolsLayer",
-            cdk.Fn.sub(POWERTOOLS_LAYER, {"Version": str(self.settings.powertools_layer_version)}),
+            ssm.StringParameter.value_for_string_parameter(
+                self, POWERTOOLS_LAYER_PARAMETER.format(version=powertools_version())
+            ),
         )
         function = lambda_.Function(
             self,

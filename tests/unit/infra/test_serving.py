@@ -50,10 +50,29 @@ def test_authorizer_is_a_python312_arm64_zip_on_two_layers(dev: Any) -> None:
     assert auth["Runtime"] == "python3.12"
     assert auth["Architectures"] == ["arm64"]
     assert len(auth["Layers"]) == 2
-    powertools = [layer for layer in auth["Layers"] if "Fn::Sub" in layer]
-    (sub,) = powertools
-    assert "AWSLambdaPowertoolsPythonV3-python312-arm64" in sub["Fn::Sub"][0]
-    assert "${AWS::Region}" in sub["Fn::Sub"][0]
+
+
+def test_powertools_layer_is_the_pinned_release_from_awss_public_parameter(dev: Any) -> None:
+    """No hard-coded layer version: the layer ARN is AWS's public SSM parameter for exactly the
+    Powertools release the authorizer (and the inference image) pin."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    pins = {
+        re.search(r"aws-lambda-powertools(?:\[\w+\])?==([\w.]+)", path.read_text()).group(1)
+        for path in (
+            root / "functions" / "authorizer" / "requirements.txt",
+            root / "functions" / "inference" / "requirements.txt",
+        )
+    }
+    (version,) = pins  # one release for the zip and the image
+    (auth,) = (p for p in _functions(dev).values() if p.get("Handler") == "handler.handler")
+    refs = [layer["Ref"] for layer in auth["Layers"] if "Ref" in layer]
+    parameters = dev.json("serving")["Parameters"]
+    (parameter,) = (parameters[r] for r in refs if r in parameters)
+    assert parameter["Type"] == "AWS::SSM::Parameter::Value<String>"
+    assert parameter["Default"] == f"/aws/service/powertools/python/arm64/python3.12/{version}"
 
 
 def test_aliases_concurrency_and_encrypted_log_groups(dev: Any, synth: Any) -> None:
