@@ -18,12 +18,11 @@ from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from infra.assets import stage_core_layer
-from infra.grants import grant_model_read, model_objects_finding
 from infra.nag import acknowledge
 from infra.retention import retention
 from infra.settings import REPO_ROOT, InfraSettings
 from infra.stacks.gpu import GpuStack
-from infra.stacks.storage import StorageStack, model_bucket_name
+from infra.stacks.storage import StorageStack
 
 INFERENCE_DOCKERFILE = "functions/inference/Dockerfile"
 AUTHORIZER_DIR = REPO_ROOT / "functions" / "authorizer"
@@ -109,7 +108,6 @@ class ServingStack(cdk.Stack):
         super().__init__(scope, construct_id, **kwargs)
         self.settings = settings
         self.storage = storage
-        self.bucket_name = model_bucket_name(settings, self)
         dockerfile = REPO_ROOT / INFERENCE_DOCKERFILE
         if not dockerfile.is_file():
             raise FileNotFoundError(
@@ -142,8 +140,8 @@ class ServingStack(cdk.Stack):
         for group in MODEL_GROUPS:
             env = {
                 **common_env,
-                "AIMAAS_MODEL_STORE": "folder",  # models are baked into the image
-                "AIMAAS_MODEL_BUCKET": self.bucket_name,
+                # Models are baked into the image: the functions never read the model bucket.
+                "AIMAAS_MODEL_STORE": "folder",
                 "AIMAAS_TRUST_AUTHORIZER": "true",
                 "AIMAAS_GPU_BACKEND": "sagemaker" if gpu else "none",
                 "AIMAAS_MODEL_GROUP": group.name,
@@ -178,7 +176,6 @@ class ServingStack(cdk.Stack):
                 read=("AIMAAS_TENANTS_TABLE",),
                 write=("AIMAAS_USAGE_TABLE",),
             )
-            grant_model_read(function, settings, self, storage.key)
             # The app builds the same authenticator at start-up (admin routes, local parity).
             self._grant_pepper(function)
             if gpu:
@@ -366,8 +363,6 @@ class ServingStack(cdk.Stack):
         reasons = {
             "AwsSolutions-IAM5[Resource::*]": "X-Ray PutTraceSegments/PutTelemetryRecords "
             "(added by active tracing) support no resource-level scoping.",
-            model_objects_finding(self.settings): "Read access to the "
-            "objects under the models/ prefix of this stage's model bucket only.",
         }
         for name in (*(g.name.title() for g in MODEL_GROUPS), "Authorizer"):
             role = self.node.find_child(f"{name}Role")

@@ -190,3 +190,15 @@ def test_deadline_below_the_function_timeout_below_the_gateway(dev: Any) -> None
     for props in images:
         assert props["Timeout"] == 28
         assert props["Environment"]["Variables"]["AIMAAS_REQUEST_DEADLINE_S"] == "25"
+
+
+def test_inference_functions_never_read_the_model_bucket(dev: Any) -> None:
+    """Models are baked into the image (AIMAAS_MODEL_STORE=folder): no S3 or bucket access."""
+    import json
+
+    for name, policy in dev.resources("serving", "AWS::IAM::Policy").items():
+        document = json.dumps(policy["Properties"]["PolicyDocument"])
+        assert '"s3:' not in document, name
+        assert "-models-" not in document, name
+    for props in _functions(dev).values():
+        assert "AIMAAS_MODEL_BUCKET" not in props["Environment"]["Variables"]
