@@ -13,8 +13,9 @@ Deployment contract (for the CDK app)
 - The REST API's ``apiKeySource`` is ``AUTHORIZER`` and the methods have ``apiKeyRequired``:
   the usage plans then throttle by the ``usageIdentifierKey`` returned here.
 - Environment: ``AIMAAS_KEY_STORE=dynamodb``, ``AIMAAS_LEDGER=dynamodb``,
-  ``AIMAAS_TENANTS_TABLE``, ``AIMAAS_USAGE_TABLE``, and the pepper as ``AIMAAS_KEY_PEPPER`` or,
-  better, ``AIMAAS_KEY_PEPPER_PARAMETER`` (an SSM SecureString name). ``plans.toml`` must ship in
+  ``AIMAAS_TENANTS_TABLE``, ``AIMAAS_USAGE_TABLE``, and the pepper's SSM SecureString as
+  ``AIMAAS_KEY_PEPPER_PARAMETER`` (default ``/aimaas/<stage>/key-pepper``; see
+  :mod:`aimaas.auth.pepper`). ``plans.toml`` must ship in
   the layer as ``aimaas/aimaas/data/plans.toml`` (or set ``AIMAAS_CONFIG_DIR``).
 - IAM: ``dynamodb:GetItem`` + ``dynamodb:UpdateItem`` (``last_used_at``) on the tenants table,
   ``dynamodb:GetItem`` on the usage table, ``ssm:GetParameter`` on the pepper parameter (if

@@ -118,8 +118,9 @@ class Authenticator:
         The usage ledger (its month counter enforces the hard limit).
     pepper
         The HMAC pepper the key hashes were made with, or a function that returns it (called
-        once, on first use: behind a trusted authorizer the app never needs it, so it never
-        pays for the SSM read at cold start).
+        on each use, never at construction: behind a trusted authorizer the app never needs it,
+        so it never pays for the SSM read at cold start; the function caches, with a max age,
+        so a replaced pepper is seen, see :mod:`aimaas.auth.pepper`).
     catalog
         Plans (``plans.toml`` by default).
     clock
@@ -147,10 +148,8 @@ class Authenticator:
 
     @property
     def pepper(self) -> str:
-        """The pepper, resolved on first use."""
-        if callable(self._pepper):
-            self._pepper = self._pepper()
-        return self._pepper
+        """The pepper, asked of its source on each use."""
+        return self._pepper() if callable(self._pepper) else self._pepper
 
     def authenticate(self, headers: Mapping[str, str]) -> Principal:
         """Resolve the caller of a request and enforce its tenant's hard monthly limit.

@@ -6,8 +6,8 @@ Key format
 key id is 12 non-secret characters ``[a-z0-9]`` that name the key in logs, the CLI and the
 ledger, and the secret is ``secrets.token_urlsafe(32)`` (256 random bits, 43 characters).
 The whole key is shown once, when it is issued. The store keeps only
-``hmac-sha256:<hex>`` of the whole key, keyed with a pepper (``AIMAAS_KEY_PEPPER``; in AWS set
-it from a secret), so a leaked table does not give working keys, and a lookup is one read by
+``hmac-sha256:<hex>`` of the whole key, keyed with a pepper (:mod:`aimaas.auth.pepper`: in AWS
+an SSM SecureString), so a leaked table does not give working keys, and a lookup is one read by
 key id followed by a constant-time comparison.
 
 Rotation issues a new key and either revokes the old one at once or lets it live for a grace
@@ -31,7 +31,7 @@ KEY_PREFIX = "amk_"
 KEY_ID_LENGTH = 12
 _KEY_ID_ALPHABET = string.ascii_lowercase + string.digits
 _KEY_PATTERN = re.compile(r"^amk_([a-z0-9]{12})_([A-Za-z0-9_-]{40,128})$")
-#: Used when no pepper is configured (local mode); production must set AIMAAS_KEY_PEPPER.
+#: Used when no pepper is configured, for a SQLite key store only (see aimaas.auth.pepper).
 DEFAULT_PEPPER = "aimaas-local-pepper"
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
