@@ -19,17 +19,18 @@ Deployment contract (for the CDK app)
   the layer as ``aimaas/aimaas/data/plans.toml`` (or set ``AIMAAS_CONFIG_DIR``).
 - IAM: ``dynamodb:GetItem`` + ``dynamodb:UpdateItem`` (``last_used_at``) on the tenants table,
   ``dynamodb:GetItem`` on the usage table, ``ssm:GetParameter`` on the pepper parameter (if
-  used), ``apigateway:GET`` on ``/apikeys/*`` (only for keys whose usage identifier is not
-  stored, see below).
+  used). No API Gateway permission: see below.
 
 Usage identifier
 ----------------
-When the admin tooling creates a tenant key it also creates an API Gateway API key with a
-random value that is NOT the customer's key and stores its id and value with the key record.
-That value is only a usage-plan bucket name: with key source AUTHORIZER, API Gateway never
-accepts it from a client, and this authorizer rejects it (it is not an ``amk_`` key). So the
-authorizer returns it without any API call. For a record that has only the API key id, the
-value is fetched once with ``apigateway:GetApiKey(includeValue=True)`` and kept in memory.
+When the admin tooling creates a tenant key it also creates an API Gateway API key whose value
+is NOT the customer's key but :func:`aimaas.auth.keys.usage_identifier` (an HMAC of the key id
+under the pepper), and keeps only the gateway key's id on the key record. The authenticator
+computes the same value for a key that has a gateway key, so this function returns it with no
+stored copy and no API call: it needs no ``apigateway:GET`` on the region's API keys. The value
+is only a usage-plan bucket name: with key source AUTHORIZER, API Gateway never accepts it from
+a client, and this authorizer rejects it (it is not an ``amk_`` key). Records written before
+identifiers were derived keep their stored random value, which is returned as it is.
 
 Outcomes
 --------
@@ -49,17 +50,14 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-import boto3
 from aws_lambda_powertools import Logger
 
-from aimaas.auth import Authenticator, Principal
+from aimaas.auth import Authenticator
 from aimaas.config import Settings
 from aimaas.errors import Forbidden, QuotaExceeded, Unauthorized
 from aimaas.wiring import build_authenticator, build_ledger
 
 logger = Logger(service="aimaas-authorizer")
-
-_usage_identifiers: dict[str, str] = {}
 
 
 @cache
@@ -67,11 +65,6 @@ def authenticator() -> Authenticator:
     """Built once per container (cold start) from the environment."""
     settings = Settings.from_env()
     return build_authenticator(settings, build_ledger(settings))
-
-
-@cache
-def _apigateway() -> Any:
-    return boto3.client("apigateway")
 
 
 def wildcard_arn(method_arn: str) -> str:
@@ -97,21 +90,6 @@ def policy(principal_id: str, effect: str, resource: str) -> dict[str, Any]:
             "Statement": [{"Action": "execute-api:Invoke", "Effect": effect, "Resource": resource}],
         },
     }
-
-
-def usage_identifier(auth: Authenticator, principal: Principal) -> str | None:
-    """The API Gateway key value for the principal's key (see the module docstring)."""
-    if principal.usage_identifier:
-        return principal.usage_identifier
-    cached = _usage_identifiers.get(principal.key_id)
-    if cached:
-        return cached
-    record = auth.store.get_key(principal.key_id)
-    if record is None or not record.apigw_key_id:
-        return None
-    value = _apigateway().get_api_key(apiKey=record.apigw_key_id, includeValue=True)["value"]
-    _usage_identifiers[principal.key_id] = value
-    return str(value)
 
 
 def _headers(event: dict[str, Any]) -> dict[str, str]:
@@ -150,7 +128,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         # The app answers 429 with Retry-After (see "Outcomes" above).
         response["context"]["quota_retry_after"] = str(error.retry_after)
         logger.info("over hard limit", extra={"tenant_id": principal.tenant_id})
-    identifier = usage_identifier(auth, principal)
+    identifier = principal.usage_identifier
     if identifier:
         response["usageIdentifierKey"] = identifier
     else:

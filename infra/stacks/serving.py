@@ -336,20 +336,14 @@ class ServingStack(cdk.Stack):
             tracing=lambda_.Tracing.ACTIVE,
         )
         # Its contract (functions/authorizer/handler.py): read keys/tenants and stamp a key's
-        # last_used_at, read the usage counters for hard limits, read the key pepper, and look
-        # up an API Gateway key value when a key record lacks its usage identifier.
+        # last_used_at, read the usage counters for hard limits, read the key pepper. Nothing
+        # in API Gateway: usage identifiers are derived from the key id and the pepper.
         self._grant_tables(
             function,
             read=("AIMAAS_TENANTS_TABLE", "AIMAAS_USAGE_TABLE"),
             update=("AIMAAS_TENANTS_TABLE",),
         )
         self._grant_pepper(function)
-        function.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=["apigateway:GET"],
-                resources=[f"arn:{self.partition}:apigateway:{self.region}::/apikeys/*"],
-            )
-        )
         acknowledge(
             function,
             {
@@ -366,13 +360,4 @@ class ServingStack(cdk.Stack):
         }
         for name in (*(g.name.title() for g in MODEL_GROUPS), "Authorizer"):
             role = self.node.find_child(f"{name}Role")
-            extra = {}
-            if name == "Authorizer":
-                extra[
-                    "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:apigateway:<AWS::Region>::"
-                    "/apikeys/*]"
-                ] = (
-                    "Read-only GetApiKey for keys created at run time by the admin tooling; "
-                    "their ids are not known at deploy time."
-                )
-            acknowledge(role.node.find_child("DefaultPolicy"), {**reasons, **extra})
+            acknowledge(role.node.find_child("DefaultPolicy"), reasons)

@@ -2,9 +2,10 @@
 
 With the REST API's key source set to AUTHORIZER, API Gateway meters and throttles by the
 ``usageIdentifierKey`` the authorizer returns. Each tenant key therefore gets an API Gateway
-API key whose *value is random and unrelated to the customer's key* (the customer never sees
-it), added to the usage plan named :func:`aimaas.plans.usage_plan_name` ``(stage, plan)``. Its
-id and value are kept on the key record (see :class:`aimaas.auth.KeyRecord`).
+API key whose *value is unrelated to the customer's key* (the customer never sees it): its
+:func:`aimaas.auth.keys.usage_identifier`, which the authorizer computes again from the key id
+(no stored copy, no ``apigateway:GET``). The key joins the usage plan named
+:func:`aimaas.plans.usage_plan_name` ``(stage, plan)``; its id is kept on the key record.
 
 - revoke: the API key is disabled and deleted (which also removes it from its usage plan);
 - plan change: the tenant's API keys move to the new plan's usage plan.
@@ -12,7 +13,6 @@ id and value are kept on the key record (see :class:`aimaas.auth.KeyRecord`).
 
 from __future__ import annotations
 
-import secrets
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -23,8 +23,11 @@ class KeyProvisioner(ABC):
     """Port: what else must happen when a key is issued, revoked or changes plan."""
 
     @abstractmethod
-    def key_created(self, tenant_id: str, key_id: str, plan: str) -> tuple[str | None, str | None]:
-        """Returns ``(apigw_key_id, usage_identifier)`` (``(None, None)`` when not needed)."""
+    def key_created(
+        self, tenant_id: str, key_id: str, plan: str, usage_identifier: str
+    ) -> str | None:
+        """Give the key its gateway counterpart with value ``usage_identifier``; return its id
+        (``None`` when there is no gateway)."""
 
     @abstractmethod
     def key_revoked(self, apigw_key_id: str | None, plan: str) -> None:
@@ -38,8 +41,10 @@ class KeyProvisioner(ABC):
 class NoProvisioner(KeyProvisioner):
     """Local mode: there is no gateway."""
 
-    def key_created(self, tenant_id: str, key_id: str, plan: str) -> tuple[str | None, str | None]:
-        return None, None
+    def key_created(
+        self, tenant_id: str, key_id: str, plan: str, usage_identifier: str
+    ) -> str | None:
+        return None
 
     def key_revoked(self, apigw_key_id: str | None, plan: str) -> None:
         return None
@@ -78,14 +83,15 @@ class ApiGatewayProvisioner(KeyProvisioner):
                 raise LookupError(f"no API Gateway usage plan named {wanted!r}")
         return self._plan_ids[plan]
 
-    def key_created(self, tenant_id: str, key_id: str, plan: str) -> tuple[str | None, str | None]:
+    def key_created(
+        self, tenant_id: str, key_id: str, plan: str, usage_identifier: str
+    ) -> str | None:
         plan_id = self.usage_plan_id(plan)  # fail before creating anything
-        value = secrets.token_urlsafe(30)  # a metering label, not the customer's key
         created = self.client.create_api_key(
             name=f"aimaas-{self.stage}-{tenant_id}-{key_id}",
             description=f"usage identifier of aimaas key {key_id} (tenant {tenant_id})",
             enabled=True,
-            value=value,
+            value=usage_identifier,  # a metering label, not the customer's key
             tags={"aimaas:tenant": tenant_id, "aimaas:key_id": key_id},
         )
         try:
@@ -95,7 +101,7 @@ class ApiGatewayProvisioner(KeyProvisioner):
         except Exception:
             self.client.delete_api_key(apiKey=created["id"])
             raise
-        return created["id"], value
+        return str(created["id"])
 
     def key_revoked(self, apigw_key_id: str | None, plan: str) -> None:
         if not apigw_key_id:

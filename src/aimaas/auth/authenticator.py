@@ -34,7 +34,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from aimaas.auth.keys import KeyStore, key_matches, now_utc, parse_key
+from aimaas.auth.keys import KeyStore, key_matches, now_utc, parse_key, usage_identifier
 from aimaas.errors import Forbidden, QuotaExceeded, Unauthorized
 from aimaas.metering.ledger import UsageLedger
 from aimaas.metering.records import next_month_start
@@ -50,8 +50,9 @@ TOUCH_INTERVAL_S = 300
 class Principal:
     """Who is calling: the tenant, the key used (its id, not the key) and the tenant's plan.
 
-    ``usage_identifier`` is the API Gateway API key value of that key (AWS only), which the
-    authorizer returns as ``usageIdentifierKey`` so the usage plan throttles the tenant.
+    ``usage_identifier`` is the API Gateway API key value of that key (AWS only,
+    :func:`aimaas.auth.keys.usage_identifier`), which the authorizer returns as
+    ``usageIdentifierKey`` so the usage plan throttles the tenant.
     """
 
     tenant_id: str
@@ -211,11 +212,17 @@ class Authenticator:
                     "could not record last use",
                     extra={"key_id": key_id, "error_type": type(error).__name__},
                 )
+        if record.usage_identifier:  # written before identifiers were derived
+            identifier: str | None = record.usage_identifier
+        elif record.apigw_key_id:
+            identifier = usage_identifier(key_id, self.pepper)
+        else:  # no gateway key (local mode)
+            identifier = None
         return Principal(
             tenant_id=tenant.tenant_id,
             key_id=key_id,
             plan=tenant.plan,
-            usage_identifier=record.usage_identifier,
+            usage_identifier=identifier,
         )
 
     def enforce_limits(self, principal: Principal) -> None:

@@ -202,3 +202,14 @@ def test_inference_functions_never_read_the_model_bucket(dev: Any) -> None:
         assert "-models-" not in document, name
     for props in _functions(dev).values():
         assert "AIMAAS_MODEL_BUCKET" not in props["Environment"]["Variables"]
+
+
+def test_no_function_may_read_api_gateway_keys(dev: Any) -> None:
+    """The authorizer derives usage identifiers (aimaas.auth.keys.usage_identifier): it needs
+    no apigateway:GET, which on /apikeys/* would read every API key in the region."""
+    import json
+
+    for name, policy in dev.resources("serving", "AWS::IAM::Policy").items():
+        document = json.dumps(policy["Properties"]["PolicyDocument"])
+        assert "apigateway:" not in document, name
+        assert "/apikeys/" not in document, name
