@@ -51,6 +51,11 @@ from functools import cache
 from typing import Any
 
 from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.data_classes import event_source
+from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
+    APIGatewayAuthorizerRequestEvent,
+    APIGatewayAuthorizerResponse,
+)
 
 from aimaas.auth import Authenticator
 from aimaas.config import Settings
@@ -67,29 +72,25 @@ def authenticator() -> Authenticator:
     return build_authenticator(settings, build_ledger(settings))
 
 
-def wildcard_arn(method_arn: str) -> str:
-    """``arn:...:<api>/<stage>/*/*`` for ``arn:...:<api>/<stage>/<verb>/<path>``.
-
-    Allowing the whole stage keeps a cached policy valid on every route, should caching ever be
-    turned on.
-    """
-    prefix, _, path = method_arn.partition(":execute-api:")
-    region_account_api = path.split("/", 2)
-    if not prefix or len(region_account_api) < 2:
-        return method_arn
-    api, stage = region_account_api[0], region_account_api[1]
-    return f"{prefix}:execute-api:{api}/{stage}/*/*"
-
-
-def policy(principal_id: str, effect: str, resource: str) -> dict[str, Any]:
-    """An authorizer response with one ``execute-api:Invoke`` statement."""
-    return {
-        "principalId": principal_id,
-        "policyDocument": {
-            "Version": "2012-10-17",
-            "Statement": [{"Action": "execute-api:Invoke", "Effect": effect, "Resource": resource}],
-        },
-    }
+def _response(
+    event: APIGatewayAuthorizerRequestEvent,
+    principal_id: str,
+    *,
+    context: dict[str, str] | None = None,
+    usage_identifier_key: str | None = None,
+) -> APIGatewayAuthorizerResponse:
+    """A policy for the request's API and stage (its ARN's partition, region and account)."""
+    arn = event.parsed_arn
+    return APIGatewayAuthorizerResponse(
+        principal_id=principal_id,
+        region=arn.region,
+        aws_account_id=arn.aws_account_id,
+        api_id=arn.api_id,
+        stage=arn.stage,
+        context=context,
+        usage_identifier_key=usage_identifier_key,
+        partition=arn.partition,
+    )
 
 
 def _headers(event: dict[str, Any]) -> dict[str, str]:
@@ -102,38 +103,41 @@ def _headers(event: dict[str, Any]) -> dict[str, str]:
 
 
 @logger.inject_lambda_context(log_event=False)
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """Authorize one request (see the module docstring for the outcomes)."""
-    method_arn = event.get("methodArn", "")
-    resource = wildcard_arn(method_arn)
+@event_source(data_class=APIGatewayAuthorizerRequestEvent)
+def handler(event: APIGatewayAuthorizerRequestEvent, context: Any) -> dict[str, Any]:
+    """Authorize one request (see the module docstring for the outcomes).
+
+    Every policy covers the whole stage (``<api>/<stage>/*/*``), so a cached policy would stay
+    valid on every route, should caching ever be turned on.
+    """
     auth = authenticator()
     try:
-        headers = _headers(event)
-        principal = auth.identify(headers)
+        principal = auth.identify(_headers(event.raw_event))
     except Unauthorized as error:
         logger.info("unauthorized", extra={"reason": error.code})
         raise Exception("Unauthorized") from None  # the contract with API Gateway: 401
     except Forbidden:
-        logger.info("denied", extra={"path": event.get("path")})
-        return policy("anonymous", "Deny", resource)
-    response = policy(principal.tenant_id, "Allow", resource)
-    response["context"] = {
-        "tenant_id": principal.tenant_id,
-        "key_id": principal.key_id,
-        "plan": principal.plan,
-    }
+        logger.info("denied", extra={"path": event.path})
+        denied = _response(event, "anonymous")
+        denied.deny_all_routes()
+        return denied.asdict()
+    claims = {"tenant_id": principal.tenant_id, "key_id": principal.key_id, "plan": principal.plan}
     try:
         auth.enforce_limits(principal)
     except QuotaExceeded as error:
         # The app answers 429 with Retry-After (see "Outcomes" above).
-        response["context"]["quota_retry_after"] = str(error.retry_after)
+        claims["quota_retry_after"] = str(error.retry_after)
         logger.info("over hard limit", extra={"tenant_id": principal.tenant_id})
-    identifier = principal.usage_identifier
-    if identifier:
-        response["usageIdentifierKey"] = identifier
-    else:
+    if not principal.usage_identifier:
         logger.warning(
             "key has no API Gateway usage identifier", extra={"key_id": principal.key_id}
         )
+    allowed = _response(
+        event,
+        principal.tenant_id,
+        context=claims,
+        usage_identifier_key=principal.usage_identifier,
+    )
+    allowed.allow_all_routes()
     logger.info("allowed", extra={"tenant_id": principal.tenant_id, "key_id": principal.key_id})
-    return response
+    return allowed.asdict()

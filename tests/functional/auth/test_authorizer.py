@@ -99,7 +99,7 @@ def test_allow_with_context_and_usage_identifier(aws) -> None:
         assert statement == {
             "Action": "execute-api:Invoke",
             "Effect": "Allow",
-            "Resource": "arn:aws:execute-api:us-east-1:123456789012:abc123defg/dev/*/*",
+            "Resource": ["arn:aws:execute-api:us-east-1:123456789012:abc123defg/dev/*/*"],
         }
         assert response["context"] == {
             "tenant_id": tenant.tenant_id,
@@ -193,3 +193,16 @@ def test_plan_change_moves_gateway_keys(aws) -> None:
     admin.revoke_key(key_id)
     assert apigw_key_id not in members("enterprise")
     assert apigw_key_id not in [k["id"] for k in gateway.get_api_keys()["items"]]
+
+
+def test_policy_is_built_by_powertools_for_the_requests_partition(aws) -> None:
+    module, admin, _ = aws
+    tenant = admin.create_tenant("China", plan="free")
+    _, key = admin.create_key(tenant.tenant_id)
+    event = request_event({"x-api-key": key})
+    event["methodArn"] = "arn:aws-cn:execute-api:cn-north-1:123456789012:abc123defg/dev/GET/v1/x"
+    response = module.handler(event, LambdaContext())
+    (statement,) = response["policyDocument"]["Statement"]
+    assert statement["Resource"] == [
+        "arn:aws-cn:execute-api:cn-north-1:123456789012:abc123defg/dev/*/*"
+    ]
