@@ -8,7 +8,8 @@ API key whose *value is unrelated to the customer's key* (the customer never see
 :func:`aimaas.plans.usage_plan_name` ``(stage, plan)``; its id is kept on the key record.
 
 - revoke: the API key is disabled and deleted (which also removes it from its usage plan);
-- plan change: the tenant's API keys move to the new plan's usage plan.
+- plan change: the tenant's API keys leave the old plan's usage plan, then join the new one (AWS
+  allows one usage plan per key and API stage), and go back if a move fails.
 """
 
 from __future__ import annotations
@@ -108,15 +109,9 @@ class ApiGatewayProvisioner(KeyProvisioner):
             return
         from botocore.exceptions import ClientError
 
-        try:
-            # Deleting the key removes it from usage plans in AWS; say so explicitly anyway,
-            # so a failed delete still leaves the key out of the plan (and disabled).
-            self.client.delete_usage_plan_key(
-                usagePlanId=self.usage_plan_id(plan), keyId=apigw_key_id
-            )
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") != "NotFoundException":
-                raise
+        # Deleting the key removes it from usage plans in AWS; say so explicitly anyway, so a
+        # failed delete still leaves the key out of the plan (and disabled).
+        self._remove(self.usage_plan_id(plan), apigw_key_id)
         try:
             self.client.update_api_key(
                 apiKey=apigw_key_id,
@@ -128,18 +123,39 @@ class ApiGatewayProvisioner(KeyProvisioner):
                 raise
 
     def plan_changed(self, apigw_key_ids: list[str], old_plan: str, new_plan: str) -> None:
+        """Move keys to ``new_plan``'s usage plan: out of the old one first, then into the new.
+
+        AWS lets an API key be in one usage plan per API stage (adding it to a second one is a
+        ConflictException), so the old membership must go first. If a move fails, every key
+        moved so far (the failing one included) is put back in the old plan and the error is
+        raised: the tenant stays wholly on its old plan.
+        """
         if not apigw_key_ids or old_plan == new_plan:
             return
-        from botocore.exceptions import ClientError
-
         new_id = self.usage_plan_id(new_plan)
         old_id = self.usage_plan_id(old_plan)
-        for apigw_key_id in apigw_key_ids:
-            self.client.create_usage_plan_key(
-                usagePlanId=new_id, keyId=apigw_key_id, keyType="API_KEY"
-            )
-            try:
-                self.client.delete_usage_plan_key(usagePlanId=old_id, keyId=apigw_key_id)
-            except ClientError as error:
-                if error.response.get("Error", {}).get("Code") != "NotFoundException":
-                    raise
+        moved: list[str] = []
+        try:
+            for apigw_key_id in apigw_key_ids:
+                self._remove(old_id, apigw_key_id)
+                moved.append(apigw_key_id)
+                self.client.create_usage_plan_key(
+                    usagePlanId=new_id, keyId=apigw_key_id, keyType="API_KEY"
+                )
+        except Exception:
+            for apigw_key_id in reversed(moved):
+                self._remove(new_id, apigw_key_id)
+                self.client.create_usage_plan_key(
+                    usagePlanId=old_id, keyId=apigw_key_id, keyType="API_KEY"
+                )
+            raise
+
+    def _remove(self, usage_plan_id: str, apigw_key_id: str) -> None:
+        """Take a key out of a usage plan; a key that is not there is fine."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.delete_usage_plan_key(usagePlanId=usage_plan_id, keyId=apigw_key_id)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "NotFoundException":
+                raise
