@@ -10,6 +10,7 @@ from typing import Any
 
 import aws_cdk as cdk
 
+from infra.assets import require_models
 from infra.integrations import build_backend
 from infra.nag import add_nag_checks
 from infra.settings import REPO_ROOT, InfraSettings
@@ -71,6 +72,7 @@ def _context(app: cdk.App) -> dict[str, Any]:
         "text_reserved_concurrency",
         "media_reserved_concurrency",
         "alarm_email",
+        "registry",
     )
     return {key: app.node.try_get_context(key) for key in keys}
 
@@ -111,6 +113,9 @@ def build_app(app: cdk.App, *, nag: bool = True) -> Stacks:
             "termination_protection": settings.retain_data and features.termination_protection,
         }
 
+    if features.lambda_functions:
+        # The serving image bakes the stage's models in; the GPU endpoint's are published.
+        require_models(settings.registry, settings.served_models, settings.stage)
     p = settings.prefix
     storage = StorageStack(app, f"{p}-storage", settings=settings, **props("storage"))
     gpu = serving = observability = None

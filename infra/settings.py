@@ -154,6 +154,10 @@ class InfraSettings:
     # CUDA forward compatibility to the container (which `serve` switches on).
     gpu_inference_ami_version: str = "al2-ami-sagemaker-inference-gpu-3-1"
     gpu_models: tuple[str, ...] = ()
+    #: The models the stage serves on CPU (its default model per task), baked into the image.
+    cpu_models: tuple[str, ...] = ()
+    #: The exported model registry the image and the GPU endpoint's models come from.
+    registry: Path = REPO_ROOT / "build" / "registry"
     gpu_min_instances: int = 1
     gpu_max_instances: int = 2
     gpu_target_invocations: int = 100
@@ -176,6 +180,11 @@ class InfraSettings:
     def prefix(self) -> str:
         """Stack and resource name prefix: ``aimaas-dev``, ``aimaas-prod``."""
         return f"aimaas-{self.stage}"
+
+    @property
+    def served_models(self) -> tuple[str, ...]:
+        """Every model this deployment serves: its CPU models, and its GPU models if it has one."""
+        return tuple(sorted({*self.cpu_models, *(self.gpu_models if self.gpu_enabled else ())}))
 
     @property
     def reserved_concurrency(self) -> int:
@@ -244,6 +253,8 @@ class InfraSettings:
                 pick("gpu_inference_ami_version", "al2-ami-sagemaker-inference-gpu-3-1")
             ),
             gpu_models=stage_config.gpu_models,
+            cpu_models=tuple(sorted(set(stage_config.default_models.values()))),
+            registry=Path(context.get("registry") or REPO_ROOT / "build" / "registry"),
             gpu_min_instances=_int(pick("gpu_min_instances"), 1),
             gpu_max_instances=_int(pick("gpu_max_instances"), 2),
             gpu_target_invocations=_int(pick("gpu_target_invocations"), 100),

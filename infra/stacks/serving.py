@@ -131,6 +131,9 @@ class ServingStack(cdk.Stack):
         image = lambda_.DockerImageCode.from_image_asset(
             str(REPO_ROOT),
             file=INFERENCE_DOCKERFILE,
+            # The stage's CPU models go into the image with their weights (the rest keep only
+            # their manifests: the catalogue lists them, the GPU serves them).
+            build_args={"MODELS": " ".join(settings.cpu_models)},
             platform=ecr_assets.Platform.LINUX_ARM64,
             ignore_mode=cdk.IgnoreMode.DOCKER,
         )
