@@ -17,6 +17,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
+from aimaas.auth.pepper import default_parameter
 from infra.assets import stage_core_layer
 from infra.nag import acknowledge
 from infra.retention import retention
@@ -285,8 +286,9 @@ class ServingStack(cdk.Stack):
 
     @property
     def pepper_parameter(self) -> str:
-        """The SSM SecureString holding the key-hash pepper (created once by the operator)."""
-        return f"/aimaas/{self.settings.stage}/key-pepper"
+        """The SSM SecureString holding the key-hash pepper (``make deploy`` creates it once);
+        the runtime's own default name for the stage, so the admin CLI finds the same one."""
+        return default_parameter(self.settings.stage)
 
     def _grant_pepper(self, function: lambda_.IFunction) -> None:
         # SecureString parameters cannot be created by CloudFormation; the default aws/ssm key
