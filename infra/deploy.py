@@ -18,14 +18,13 @@ Usage: ``python -m infra.deploy --stage dev [--destroy] [-c key=value ...]``
 from __future__ import annotations
 
 import argparse
-import secrets
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from aimaas.auth.pepper import default_parameter
+from aimaas.auth.pepper import create_pepper, default_parameter
 from infra.preflight import (
     TODO,
     Check,
@@ -56,20 +55,6 @@ class Step:
     title: str
     command: tuple[str, ...] | None = None
     action: Callable[[], None] | None = None
-
-
-def create_pepper(ssm: Any, stage: str) -> None:
-    """Create the stage's key pepper: 32 random bytes, hex, as a SecureString (never printed).
-
-    ``Overwrite=False``: an existing pepper is never replaced (that would invalidate every key).
-    """
-    ssm.put_parameter(
-        Name=default_parameter(stage),
-        Description=f"aimaas {stage}: HMAC pepper of the API key hashes",
-        Value=secrets.token_hex(32),
-        Type="SecureString",
-        Overwrite=False,
-    )
 
 
 def stack_output(cloudformation: Any, stack: str, key: str) -> str:

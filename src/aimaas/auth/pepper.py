@@ -24,8 +24,9 @@ the authorizer zip imports this module.
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aimaas.auth.keys import DEFAULT_PEPPER
 
@@ -53,6 +54,29 @@ class PepperError(ValueError):
 def default_parameter(stage: str) -> str:
     """The stage's SSM SecureString name, ``/aimaas/<stage>/key-pepper`` (the CDK app's too)."""
     return f"/aimaas/{stage}/key-pepper"
+
+
+def create_pepper(ssm: Any, stage: str) -> None:
+    """Create the stage's pepper once: 32 random bytes, hex, as a SecureString (never printed).
+
+    CloudFormation cannot create a SecureString, so the deploy tools do (``make deploy``,
+    ``scripts/deploy_localstack.py``). ``Overwrite=False``: an existing pepper is never
+    replaced, which would invalidate every key.
+
+    Parameters
+    ----------
+    ssm
+        An SSM client of the target account and region.
+    stage
+        Names the parameter (:func:`default_parameter`).
+    """
+    ssm.put_parameter(
+        Name=default_parameter(stage),
+        Description=f"aimaas {stage}: HMAC pepper of the API key hashes",
+        Value=secrets.token_hex(32),
+        Type="SecureString",
+        Overwrite=False,
+    )
 
 
 def pepper_parameter(settings: Settings) -> str | None:

@@ -10,7 +10,8 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import ANY, Stubber
 
-from infra.deploy import CDK, cdk_context, create_pepper, deploy_steps, destroy_steps, execute
+from aimaas.auth.pepper import create_pepper
+from infra.deploy import CDK, cdk_context, deploy_steps, destroy_steps, execute
 from infra.preflight import BLOCKER, OK, TODO, Check, Clients
 from infra.settings import InfraSettings
 
