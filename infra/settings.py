@@ -36,8 +36,7 @@ GATEWAY_PAYLOAD_LIMIT_BYTES = 10 * 1024 * 1024
 #: base64-encoded (4 bytes per 3) inside the 6 MB event, next to the headers (twice: ``headers``
 #: and ``multiValueHeaders``, up to 10 KB each) and the request context: 4.4 MB of body is
 #: 5.89 MB in an event with the largest headers (tests/unit/infra/test_body_limit.py), ~400 kB
-#: under the limit. Anything larger fails in Lambda with a 502
-#: instead of the platform's 413.
+#: under the limit. A larger body would fail in Lambda with a 502 instead of the app's 413.
 LAMBDA_PROXY_MAX_BODY_BYTES = 4_400_000
 #: The app's own default limit, for targets where the body travels unencoded (HTTP proxy).
 HTTP_PROXY_MAX_BODY_BYTES = 6 * 1024 * 1024
