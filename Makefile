@@ -13,7 +13,8 @@ export CDK_DISABLE_VERSION_CHECK := 1
 REQUIREMENTS := requirements.txt requirements-dev.txt functions/inference/requirements.txt \
 	model_export/requirements.txt infra/requirements.txt
 
-.PHONY: setup system-deps models serve test lint audit synth bench clean e2e localstack-start localstack-stop
+.PHONY: setup system-deps models serve test lint audit synth preflight deploy destroy bench clean \
+	e2e localstack-start localstack-stop
 
 setup: $(VENV)/.installed system-deps
 
@@ -51,10 +52,26 @@ AUDIT_FILES := functions/inference/requirements.txt model_export/requirements.tx
 	infra/requirements.txt requirements-dev.txt requirements-localstack.txt
 
 audit: setup
-	$(BIN)/python scripts/audit.py $(AUDIT_FILES)
+	$(BIN)/python scripts/requirements_audit.py $(AUDIT_FILES)
 
-synth: setup node_modules/.installed
-	node_modules/.bin/cdk synth --quiet
+# The stage to deploy: `make deploy STAGE=prod`. Any other CDK context: CDK_CONTEXT="-c k=v".
+STAGE ?= dev
+CDK_CONTEXT ?=
+
+# Synthesis bakes the stage's models into the image: build them first (cached by fingerprint).
+synth: models node_modules/.installed
+	node_modules/.bin/cdk synth --quiet -c stage=$(STAGE) $(CDK_CONTEXT)
+
+# Read-only: what the account must allow or hold before a first deploy, and how to get it.
+preflight: setup
+	$(BIN)/python -m infra.preflight --stage $(STAGE) $(CDK_CONTEXT)
+
+# Models, preflight, bootstrap and pepper if missing, then every stack (infra/deploy.py).
+deploy: models node_modules/.installed
+	$(BIN)/python -m infra.deploy --stage $(STAGE) $(CDK_CONTEXT)
+
+destroy: setup node_modules/.installed
+	$(BIN)/python -m infra.deploy --stage $(STAGE) --destroy $(CDK_CONTEXT)
 
 # LocalStack needs Python >= 3.12 and its own virtualenv: localstack-core replaces moto.
 .venv-localstack/.installed: requirements-localstack.txt
@@ -64,7 +81,7 @@ synth: setup node_modules/.installed
 # against the local server and the LocalStack deployment (scripts/e2e.sh starts and stops all).
 test: models node_modules/.installed .venv-localstack/.installed
 	$(BIN)/ruff check .
-	$(BIN)/python scripts/audit.py --report-only $(AUDIT_FILES)
+	$(BIN)/python scripts/requirements_audit.py --report-only $(AUDIT_FILES)
 	AIMAAS_REGISTRY=$(CURDIR)/$(REGISTRY) $(BIN)/pytest
 	AIMAAS_REGISTRY=$(CURDIR)/$(REGISTRY) VENV=$(VENV) scripts/e2e.sh
 

@@ -4,10 +4,16 @@
 See infra/README.md for the context options.
 """
 
+import sys
+
 import aws_cdk as cdk
 
 from infra import FEATURE_FLAGS, build_app
+from infra.assets import MissingModelsError
 
 app = cdk.App(context=dict(FEATURE_FLAGS))
-build_app(app)
+try:
+    build_app(app)
+except MissingModelsError as error:  # a clear message, not a traceback
+    sys.exit(f"error: {error}")
 app.synth()

@@ -19,6 +19,38 @@ SOURCE_ROOT = REPO_ROOT / "src"
 ASSETS_DIR = REPO_ROOT / "build" / "assets"
 
 
+class MissingModelsError(FileNotFoundError):
+    """The stage serves models that the registry does not hold (run ``make models``)."""
+
+
+def require_models(registry: Path, names: tuple[str, ...], stage: str) -> None:
+    """Refuse to synthesise a stage whose models are not exported yet.
+
+    Synthesis only copies the image context; without this check a clean clone synthesises and
+    the image build fails at deploy time (or an endpoint starts without its models).
+
+    Parameters
+    ----------
+    registry
+        The exported registry (``<name>/<version>/manifest.json``).
+    names
+        The models the stage serves.
+    stage
+        For the message.
+
+    Raises
+    ------
+    MissingModelsError
+        Naming every missing model and the command that builds them.
+    """
+    missing = [name for name in names if not any(registry.glob(f"{name}/*/manifest.json"))]
+    if missing:
+        raise MissingModelsError(
+            f"stage {stage!r} serves {', '.join(missing)}, missing from {registry}: build the "
+            f"models first with `make models` (`make deploy STAGE={stage}` does it for you)"
+        )
+
+
 def stage_core_layer(
     destination: Path = ASSETS_DIR / "aimaas-layer",
     spec: Path = LAYER_SPEC,

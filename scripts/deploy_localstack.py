@@ -14,12 +14,12 @@ What it does, in order (each step prints how long it took):
    (LocalStack validates their binary bodies against the Empty model and fails with 500).
 4. Creates the DynamoDB tables the LocalStack profile leaves out (LocalStack community cannot
    run DynamoDB without Docker) in moto_server, with the key schemas of ``aimaas.auth`` and
-   ``aimaas.metering``.
+   ``aimaas.metering``, and the stage's key pepper in SSM (as ``make deploy`` does on AWS).
 5. Publishes the model registry to the bucket: ``python -m model_export publish``.
 6. Optionally creates a demo tenant and key with the admin CLI (``--store aws``: DynamoDB in
    moto_server, the API key and usage-plan key in LocalStack's API Gateway).
 7. Writes a shell env file: the server's ``AIMAAS_*`` settings (S3 model store, DynamoDB keys
-   and ledger) and the e2e suite's ``AIMAAS_E2E_*`` variables.
+   and ledger, the stack's body limit) and the e2e suite's ``AIMAAS_E2E_*`` variables.
 
 Endpoints come from ``AWS_ENDPOINT_URL`` (LocalStack) and ``AWS_ENDPOINT_URL_DYNAMODB``
 (moto_server), as written by ``scripts/localstack.sh start`` to ``build/emulators/env``.
@@ -49,6 +49,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from aimaas.auth.pepper import create_pepper
 from aimaas.plans import load_catalog
 
 REPO = Path(__file__).resolve().parents[1]
@@ -175,6 +176,7 @@ class Deployment:
     bucket: str
     kms_key_id: str
     usage_plans: dict[str, str] = field(default_factory=dict)
+    max_body_bytes: int = 0
     outputs: dict[str, str] = field(default_factory=dict)
 
     def base_url(self, endpoint: str) -> str:
@@ -189,6 +191,7 @@ OUTPUTS = {
     "bucket": "ModelBucketName",
     "kms_key_id": "KmsKeyId",
     "usage_plans": "UsagePlanIds",  # JSON {plan name: usage plan id}
+    "max_body_bytes": "MaxBodyBytes",  # this target's raw body limit
 }
 
 
@@ -209,6 +212,7 @@ def parse_outputs(outputs: Mapping[str, str]) -> Deployment:
         bucket=outputs[OUTPUTS["bucket"]],
         kms_key_id=outputs[OUTPUTS["kms_key_id"]],
         usage_plans=json.loads(outputs[OUTPUTS["usage_plans"]]),
+        max_body_bytes=int(outputs[OUTPUTS["max_body_bytes"]]),
         outputs=dict(outputs),
     )
 
@@ -438,6 +442,10 @@ def main(argv: list[str] | None = None) -> int:
             log(f"parameters-only validator on {patched} (no model: AWS skips body validation)")
     with step("DynamoDB tables in moto_server"):
         tables = create_tables(session.client("dynamodb", config=_BOTO), f"aimaas-{args.stage}")
+    with step("key pepper in SSM"):
+        # As `make deploy` does on AWS: the server and the admin CLI (a DynamoDB key store)
+        # read the stage's SecureString and refuse to run on the local default pepper.
+        create_pepper(session.client("ssm", config=_BOTO), args.stage)
     with step(f"publish {args.registry}"):
         publish(args.registry, deployment, endpoint, args.model_prefix)
         count = check_published(session.client("s3", config=_BOTO), deployment, args.model_prefix)
@@ -454,6 +462,8 @@ def main(argv: list[str] | None = None) -> int:
         "AIMAAS_TENANTS_TABLE": tables["tenants"],
         "AIMAAS_USAGE_TABLE": tables["usage"],
         "AIMAAS_AUDIT_TABLE": tables["audit"],
+        # The limit the stack sets for this target (the HTTP proxy carries bodies unencoded).
+        "AIMAAS_MAX_BODY_BYTES": str(deployment.max_body_bytes),
     }
     e2e = {
         "AIMAAS_E2E_TARGET": "localstack",

@@ -13,22 +13,24 @@ Deployment contract (for the CDK app)
 - The REST API's ``apiKeySource`` is ``AUTHORIZER`` and the methods have ``apiKeyRequired``:
   the usage plans then throttle by the ``usageIdentifierKey`` returned here.
 - Environment: ``AIMAAS_KEY_STORE=dynamodb``, ``AIMAAS_LEDGER=dynamodb``,
-  ``AIMAAS_TENANTS_TABLE``, ``AIMAAS_USAGE_TABLE``, and the pepper as ``AIMAAS_KEY_PEPPER`` or,
-  better, ``AIMAAS_KEY_PEPPER_PARAMETER`` (an SSM SecureString name). ``plans.toml`` must ship in
+  ``AIMAAS_TENANTS_TABLE``, ``AIMAAS_USAGE_TABLE``, and the pepper's SSM SecureString as
+  ``AIMAAS_KEY_PEPPER_PARAMETER`` (default ``/aimaas/<stage>/key-pepper``; see
+  :mod:`aimaas.auth.pepper`). ``plans.toml`` must ship in
   the layer as ``aimaas/aimaas/data/plans.toml`` (or set ``AIMAAS_CONFIG_DIR``).
 - IAM: ``dynamodb:GetItem`` + ``dynamodb:UpdateItem`` (``last_used_at``) on the tenants table,
   ``dynamodb:GetItem`` on the usage table, ``ssm:GetParameter`` on the pepper parameter (if
-  used), ``apigateway:GET`` on ``/apikeys/*`` (only for keys whose usage identifier is not
-  stored, see below).
+  used). No API Gateway permission: see below.
 
 Usage identifier
 ----------------
-When the admin tooling creates a tenant key it also creates an API Gateway API key with a
-random value that is NOT the customer's key and stores its id and value with the key record.
-That value is only a usage-plan bucket name: with key source AUTHORIZER, API Gateway never
-accepts it from a client, and this authorizer rejects it (it is not an ``amk_`` key). So the
-authorizer returns it without any API call. For a record that has only the API key id, the
-value is fetched once with ``apigateway:GetApiKey(includeValue=True)`` and kept in memory.
+When the admin tooling creates a tenant key it also creates an API Gateway API key whose value
+is NOT the customer's key but :func:`aimaas.auth.keys.usage_identifier` (an HMAC of the key id
+under the pepper), and keeps only the gateway key's id on the key record. The authenticator
+computes the same value for a key that has a gateway key, so this function returns it with no
+stored copy and no API call: it needs no ``apigateway:GET`` on the region's API keys. The value
+is only a usage-plan bucket name: with key source AUTHORIZER, API Gateway never accepts it from
+a client, and this authorizer rejects it (it is not an ``amk_`` key). Records written before
+identifiers were derived keep their stored random value, which is returned as it is.
 
 Outcomes
 --------
@@ -48,17 +50,19 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-import boto3
 from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.data_classes import event_source
+from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
+    APIGatewayAuthorizerRequestEvent,
+    APIGatewayAuthorizerResponse,
+)
 
-from aimaas.auth import Authenticator, Principal
+from aimaas.auth import Authenticator
 from aimaas.config import Settings
 from aimaas.errors import Forbidden, QuotaExceeded, Unauthorized
 from aimaas.wiring import build_authenticator, build_ledger
 
 logger = Logger(service="aimaas-authorizer")
-
-_usage_identifiers: dict[str, str] = {}
 
 
 @cache
@@ -68,49 +72,25 @@ def authenticator() -> Authenticator:
     return build_authenticator(settings, build_ledger(settings))
 
 
-@cache
-def _apigateway() -> Any:
-    return boto3.client("apigateway")
-
-
-def wildcard_arn(method_arn: str) -> str:
-    """``arn:...:<api>/<stage>/*/*`` for ``arn:...:<api>/<stage>/<verb>/<path>``.
-
-    Allowing the whole stage keeps a cached policy valid on every route, should caching ever be
-    turned on.
-    """
-    prefix, _, path = method_arn.partition(":execute-api:")
-    region_account_api = path.split("/", 2)
-    if not prefix or len(region_account_api) < 2:
-        return method_arn
-    api, stage = region_account_api[0], region_account_api[1]
-    return f"{prefix}:execute-api:{api}/{stage}/*/*"
-
-
-def policy(principal_id: str, effect: str, resource: str) -> dict[str, Any]:
-    """An authorizer response with one ``execute-api:Invoke`` statement."""
-    return {
-        "principalId": principal_id,
-        "policyDocument": {
-            "Version": "2012-10-17",
-            "Statement": [{"Action": "execute-api:Invoke", "Effect": effect, "Resource": resource}],
-        },
-    }
-
-
-def usage_identifier(auth: Authenticator, principal: Principal) -> str | None:
-    """The API Gateway key value for the principal's key (see the module docstring)."""
-    if principal.usage_identifier:
-        return principal.usage_identifier
-    cached = _usage_identifiers.get(principal.key_id)
-    if cached:
-        return cached
-    record = auth.store.get_key(principal.key_id)
-    if record is None or not record.apigw_key_id:
-        return None
-    value = _apigateway().get_api_key(apiKey=record.apigw_key_id, includeValue=True)["value"]
-    _usage_identifiers[principal.key_id] = value
-    return str(value)
+def _response(
+    event: APIGatewayAuthorizerRequestEvent,
+    principal_id: str,
+    *,
+    context: dict[str, str] | None = None,
+    usage_identifier_key: str | None = None,
+) -> APIGatewayAuthorizerResponse:
+    """A policy for the request's API and stage (its ARN's partition, region and account)."""
+    arn = event.parsed_arn
+    return APIGatewayAuthorizerResponse(
+        principal_id=principal_id,
+        region=arn.region,
+        aws_account_id=arn.aws_account_id,
+        api_id=arn.api_id,
+        stage=arn.stage,
+        context=context,
+        usage_identifier_key=usage_identifier_key,
+        partition=arn.partition,
+    )
 
 
 def _headers(event: dict[str, Any]) -> dict[str, str]:
@@ -123,38 +103,41 @@ def _headers(event: dict[str, Any]) -> dict[str, str]:
 
 
 @logger.inject_lambda_context(log_event=False)
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """Authorize one request (see the module docstring for the outcomes)."""
-    method_arn = event.get("methodArn", "")
-    resource = wildcard_arn(method_arn)
+@event_source(data_class=APIGatewayAuthorizerRequestEvent)
+def handler(event: APIGatewayAuthorizerRequestEvent, context: Any) -> dict[str, Any]:
+    """Authorize one request (see the module docstring for the outcomes).
+
+    Every policy covers the whole stage (``<api>/<stage>/*/*``), so a cached policy would stay
+    valid on every route, should caching ever be turned on.
+    """
     auth = authenticator()
     try:
-        headers = _headers(event)
-        principal = auth.identify(headers)
+        principal = auth.identify(_headers(event.raw_event))
     except Unauthorized as error:
         logger.info("unauthorized", extra={"reason": error.code})
         raise Exception("Unauthorized") from None  # the contract with API Gateway: 401
     except Forbidden:
-        logger.info("denied", extra={"path": event.get("path")})
-        return policy("anonymous", "Deny", resource)
-    response = policy(principal.tenant_id, "Allow", resource)
-    response["context"] = {
-        "tenant_id": principal.tenant_id,
-        "key_id": principal.key_id,
-        "plan": principal.plan,
-    }
+        logger.info("denied", extra={"path": event.path})
+        denied = _response(event, "anonymous")
+        denied.deny_all_routes()
+        return denied.asdict()
+    claims = {"tenant_id": principal.tenant_id, "key_id": principal.key_id, "plan": principal.plan}
     try:
         auth.enforce_limits(principal)
     except QuotaExceeded as error:
         # The app answers 429 with Retry-After (see "Outcomes" above).
-        response["context"]["quota_retry_after"] = str(error.retry_after)
+        claims["quota_retry_after"] = str(error.retry_after)
         logger.info("over hard limit", extra={"tenant_id": principal.tenant_id})
-    identifier = usage_identifier(auth, principal)
-    if identifier:
-        response["usageIdentifierKey"] = identifier
-    else:
+    if not principal.usage_identifier:
         logger.warning(
             "key has no API Gateway usage identifier", extra={"key_id": principal.key_id}
         )
+    allowed = _response(
+        event,
+        principal.tenant_id,
+        context=claims,
+        usage_identifier_key=principal.usage_identifier,
+    )
+    allowed.allow_all_routes()
     logger.info("allowed", extra={"tenant_id": principal.tenant_id, "key_id": principal.key_id})
-    return response
+    return allowed.asdict()

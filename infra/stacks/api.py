@@ -4,7 +4,11 @@ JSON access logs, default throttling, binary media types and an optional WAF.
 
 from __future__ import annotations
 
+import json
+import math
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import aws_cdk as cdk
 from aws_cdk import aws_apigateway as apigw
@@ -12,23 +16,115 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
-from infra.backends import ApiBackend, Route
+from aimaas.plans import Plan
+from infra.integrations import ApiBackend, Route
 from infra.nag import acknowledge
+from infra.retention import retention
 from infra.settings import InfraSettings
-from infra.stacks.serving import retention
 from infra.stacks.storage import StorageStack
 
 BINARY_MEDIA_TYPES = ("image/*", "audio/*", "application/octet-stream", "multipart/form-data")
 # Account-wide defaults per method; plans throttle per key below these.
 DEFAULT_RATE_LIMIT = 1000
 DEFAULT_BURST_LIMIT = 2000
-WAF_RATE_LIMIT_PER_5_MIN = 2000
+#: WAF rate rules count requests per source IP over this window.
+WAF_WINDOW_S = 300
+#: Requests with no credential header, per IP and window (~6.7/s: health checks, docs).
+WAF_ANONYMOUS_LIMIT = 2000
+#: The headers a key may come in (functions/authorizer/handler.py).
+CREDENTIAL_HEADERS = ("x-api-key", "authorization")
+#: The per-IP ceiling for keyed traffic is this many times the fastest plan's rate.
+WAF_KEYED_HEADROOM = 2
+
+
+def waf_keyed_limit(plans: Sequence[Plan]) -> int:
+    """Requests per IP and window that keyed traffic may send before WAF blocks it.
+
+    Above every plan's steady rate over the window (``WAF_KEYED_HEADROOM`` times the fastest),
+    so a paying tenant's calls from one egress IP meet their usage plan's throttle first.
+    """
+    fastest = max((plan.throttle.rate_limit for plan in plans), default=1.0)
+    return math.ceil(fastest * WAF_WINDOW_S * WAF_KEYED_HEADROOM)
+
 
 # Lenient on purpose: customers post JSON without a Content-Type header, and API Gateway then
 # applies the application/json model, so the schema must accept every body the app accepts.
 _JSON_OBJECT_SCHEMA = apigw.JsonSchema(
     schema=apigw.JsonSchemaVersion.DRAFT4, type=apigw.JsonSchemaType.OBJECT
 )
+
+
+#: ``$context.error.messageString`` is already a quoted JSON string.
+ERROR_TEMPLATE = '{"error": {"code": "%s", "message": %s, "request_id": "$context.requestId"}}'
+
+
+@dataclass(frozen=True)
+class GatewayError:
+    """One gateway response: its type, the status to answer (its own if None), code, message."""
+
+    response_type: apigw.ResponseType
+    code: str
+    status: int | None = None
+    message: str | None = None  # API Gateway's own message if None
+
+
+#: Every error API Gateway answers by itself, before or instead of the code. DEFAULT_4XX and
+#: DEFAULT_5XX cover the types not listed (and any AWS adds later).
+GATEWAY_ERRORS: tuple[GatewayError, ...] = (
+    GatewayError(apigw.ResponseType.DEFAULT_4_XX, "bad_request"),
+    GatewayError(apigw.ResponseType.DEFAULT_5_XX, "internal_error"),
+    GatewayError(apigw.ResponseType.BAD_REQUEST_BODY, "malformed_request"),
+    GatewayError(apigw.ResponseType.BAD_REQUEST_PARAMETERS, "malformed_request"),
+    GatewayError(apigw.ResponseType.UNAUTHORIZED, "unauthorized"),
+    GatewayError(apigw.ResponseType.ACCESS_DENIED, "forbidden"),
+    GatewayError(apigw.ResponseType.INVALID_API_KEY, "forbidden"),
+    # A REST API answers an unknown route or method with 403 "Missing Authentication Token".
+    GatewayError(
+        apigw.ResponseType.MISSING_AUTHENTICATION_TOKEN,
+        "not_found",
+        404,
+        "No route matches this method and path.",
+    ),
+    GatewayError(apigw.ResponseType.RESOURCE_NOT_FOUND, "not_found"),
+    GatewayError(apigw.ResponseType.REQUEST_TOO_LARGE, "payload_too_large"),
+    GatewayError(apigw.ResponseType.UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+    GatewayError(apigw.ResponseType.QUOTA_EXCEEDED, "quota_exceeded"),
+    GatewayError(apigw.ResponseType.THROTTLED, "rate_limited"),
+    GatewayError(apigw.ResponseType.WAF_FILTERED, "forbidden", message="The request was blocked."),
+    # The authorizer could not answer (its store throttled or down): retryable, like the app's
+    # own 503s; a misconfigured one is the platform's fault.
+    GatewayError(apigw.ResponseType.AUTHORIZER_FAILURE, "backend_unavailable", 503),
+    GatewayError(apigw.ResponseType.AUTHORIZER_CONFIGURATION_ERROR, "internal_error"),
+    GatewayError(apigw.ResponseType.INTEGRATION_FAILURE, "internal_error"),
+    GatewayError(
+        apigw.ResponseType.INTEGRATION_TIMEOUT,
+        "timeout",
+        message="The request did not complete within the gateway's time limit.",
+    ),
+)
+
+
+#: Access log lines: who called (tenant and key id, from the authorizer's context) and what
+#: happened. Never the key: no header is logged, and not ``$context.identity.apiKey`` either (the
+#: usage identifier behind an authorizer; the caller's own key where API Gateway reads the
+#: x-api-key header itself).
+ACCESS_LOG_FIELDS: dict[str, str] = {
+    "requestId": "$context.requestId",
+    "requestTime": "$context.requestTime",
+    "ip": "$context.identity.sourceIp",
+    "httpMethod": "$context.httpMethod",
+    "resourcePath": "$context.resourcePath",
+    "status": "$context.status",
+    "protocol": "$context.protocol",
+    "responseLength": "$context.responseLength",
+    "responseLatency": "$context.responseLatency",
+    "integrationLatency": "$context.integrationLatency",
+    "tenantId": "$context.authorizer.tenant_id",
+    "keyId": "$context.authorizer.key_id",
+    "plan": "$context.authorizer.plan",
+    "errorMessage": "$context.error.message",
+    "wafStatus": "$context.waf.status",
+}
 
 
 def _output_id(name: str) -> str:
@@ -58,7 +154,11 @@ class ApiStack(cdk.Stack):
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.settings = settings
-        aws = not settings.is_localstack
+        self.storage = storage
+        self._log_removal = (
+            cdk.RemovalPolicy.RETAIN if settings.retain_data else cdk.RemovalPolicy.DESTROY
+        )
+        logs_on = settings.features.cloudwatch
 
         stage_options: dict[str, object] = {
             "stage_name": settings.stage,
@@ -68,29 +168,17 @@ class ApiStack(cdk.Stack):
             # Bodies and keys must never land in execution logs.
             "data_trace_enabled": False,
         }
-        if aws:
+        if logs_on:
             access_logs = logs.LogGroup(
                 self,
                 "AccessLogs",
                 retention=retention(settings.log_retention_days),
                 encryption_key=storage.key,
-                removal_policy=(
-                    cdk.RemovalPolicy.RETAIN if settings.retain_data else cdk.RemovalPolicy.DESTROY
-                ),
+                removal_policy=self._log_removal,
             )
             stage_options |= {
                 "access_log_destination": apigw.LogGroupLogDestination(access_logs),
-                "access_log_format": apigw.AccessLogFormat.json_with_standard_fields(
-                    caller=False,
-                    http_method=True,
-                    ip=True,
-                    protocol=True,
-                    request_time=True,
-                    resource_path=True,
-                    response_length=True,
-                    status=True,
-                    user=False,
-                ),
+                "access_log_format": apigw.AccessLogFormat.custom(json.dumps(ACCESS_LOG_FIELDS)),
                 "logging_level": apigw.MethodLoggingLevel.ERROR,
                 "tracing_enabled": True,
             }
@@ -104,11 +192,13 @@ class ApiStack(cdk.Stack):
             api_key_source_type=backend.key_source,
             binary_media_types=list(BINARY_MEDIA_TYPES),
             deploy_options=apigw.StageOptions(**stage_options),
-            # The account-level role API Gateway needs to write execution logs (AWS only).
-            cloud_watch_role=aws,
-            cloud_watch_role_removal_policy=cdk.RemovalPolicy.RETAIN if aws else None,
+            # The account-level role API Gateway needs to write execution logs.
+            cloud_watch_role=logs_on,
+            cloud_watch_role_removal_policy=cdk.RemovalPolicy.RETAIN if logs_on else None,
         )
-        if aws:
+        if logs_on:
+            self._execution_logs()
+        if logs_on:
             acknowledge(
                 self.api.node.find_child("CloudWatchRole"),
                 {
@@ -143,21 +233,26 @@ class ApiStack(cdk.Stack):
                 )
             return {"application/json": models["json"]}
 
-        health = self.api.root.add_resource("health")
-        health_method = health.add_method(
-            "GET",
-            backend.health_integration(),
-            authorization_type=apigw.AuthorizationType.NONE,
-            api_key_required=False,
-        )
-        acknowledge(
-            health_method,
-            {
-                "AwsSolutions-APIG4": "Health check is public by design: load balancers and "
-                "uptime probes call it without credentials; it returns no tenant data.",
-                "AwsSolutions-COG4": "Health check is public by design (no Cognito, no key).",
-            },
-        )
+        for route in backend.open_routes():
+            open_method = self._resource(route.path).add_method(
+                "GET",
+                backend.integration(route.target, route.path),
+                authorization_type=apigw.AuthorizationType.NONE,
+                api_key_required=False,
+                request_parameters=(
+                    {"method.request.path.proxy": True} if "{proxy+}" in route.path else None
+                ),
+            )
+            acknowledge(
+                open_method,
+                {
+                    "AwsSolutions-APIG4": "Public by design: the health check (load balancers "
+                    "and uptime probes call it without credentials) and the API's contract "
+                    "(OpenAPI document and its docs page); none returns tenant data.",
+                    "AwsSolutions-COG4": "Public by design (no Cognito, no key): health check "
+                    "and API documentation.",
+                },
+            )
 
         self.prediction_methods: list[apigw.Method] = []
         for route in backend.routes():
@@ -185,7 +280,8 @@ class ApiStack(cdk.Stack):
                 }
                 if authorizer is None:
                     reasons["AwsSolutions-APIG4"] = (
-                        "LocalStack profile: API Gateway checks the x-api-key header itself."
+                        f"{settings.profile} profile: API Gateway checks the x-api-key header "
+                        "itself."
                     )
                 acknowledge(method, reasons)
                 self.prediction_methods.append(method)
@@ -194,20 +290,20 @@ class ApiStack(cdk.Stack):
         for plan in settings.plans:
             self.usage_plans[plan.name] = self.api.add_usage_plan(
                 f"Plan{_output_id(plan.name)}",
-                name=f"{settings.prefix}-{plan.name}",
+                name=settings.usage_plan_name(plan.name),
                 description=plan.description,
                 throttle=apigw.ThrottleSettings(
-                    rate_limit=plan.rate_limit, burst_limit=plan.burst_limit
+                    rate_limit=plan.throttle.rate_limit, burst_limit=plan.throttle.burst_limit
                 ),
                 quota=apigw.QuotaSettings(
-                    limit=plan.quota_limit, period=apigw.Period[plan.quota_period]
+                    limit=plan.quota.limit, period=apigw.Period[plan.quota.period.upper()]
                 ),
                 api_stages=[
                     apigw.UsagePlanPerApiStage(api=self.api, stage=self.api.deployment_stage)
                 ],
             )
 
-        if aws and settings.waf:
+        if settings.waf:
             self._waf()
         else:
             acknowledge(
@@ -226,12 +322,14 @@ class ApiStack(cdk.Stack):
                     "the upstream app validates every body (Pydantic models)."
                 },
             )
-        if not aws:
+        if not logs_on:
             acknowledge(
                 self.api.deployment_stage,
                 {
-                    "AwsSolutions-APIG1": "LocalStack profile: no access-log destination there.",
-                    "AwsSolutions-APIG6": "LocalStack profile: no CloudWatch execution logs there.",
+                    "AwsSolutions-APIG1": f"{settings.profile} profile: no CloudWatch Logs there "
+                    "for access logs.",
+                    "AwsSolutions-APIG6": f"{settings.profile} profile: no CloudWatch Logs there "
+                    "for execution logs.",
                 },
             )
         self._outputs()
@@ -244,24 +342,35 @@ class ApiStack(cdk.Stack):
             resource = resource.get_resource(part) or resource.add_resource(part)
         return resource
 
+    def _execution_logs(self) -> None:
+        """The stage's execution log group, made here so it has a retention and the stage's key.
+
+        API Gateway would create ``API-Gateway-Execution-Logs_<api id>/<stage>`` itself on the
+        first logged error, unencrypted and kept forever; the stage waits for this one instead.
+        """
+        group = logs.LogGroup(
+            self,
+            "ExecutionLogs",
+            log_group_name=cdk.Fn.join(
+                "",
+                ["API-Gateway-Execution-Logs_", self.api.rest_api_id, f"/{self.settings.stage}"],
+            ),
+            retention=retention(self.settings.log_retention_days),
+            encryption_key=self.storage.key,
+            removal_policy=self._log_removal,
+        )
+        self.api.deployment_stage.node.add_dependency(group)
+
     def _error_responses(self) -> None:
         """Gateway-made errors in the platform's one error shape (``aimaas.errors``)."""
-        shape = (
-            '{"error": {"code": "%s", "message": $context.error.messageString, '
-            '"request_id": "$context.requestId"}}'
-        )
-        for response_type, code in (
-            (apigw.ResponseType.BAD_REQUEST_BODY, "malformed_request"),
-            (apigw.ResponseType.UNAUTHORIZED, "unauthorized"),
-            (apigw.ResponseType.ACCESS_DENIED, "forbidden"),
-            (apigw.ResponseType.INVALID_API_KEY, "forbidden"),
-            (apigw.ResponseType.QUOTA_EXCEEDED, "quota_exceeded"),
-            (apigw.ResponseType.THROTTLED, "rate_limited"),
-        ):
+        for error in GATEWAY_ERRORS:
+            message = json.dumps(error.message) if error.message else "$context.error.messageString"
             self.api.add_gateway_response(
-                f"Response{response_type.response_type}",
-                type=response_type,
-                templates={"application/json": shape % code},
+                f"Response{error.response_type.response_type}",
+                type=error.response_type,
+                status_code=str(error.status) if error.status else None,
+                response_headers={"X-Request-Id": "context.requestId"},
+                templates={"application/json": ERROR_TEMPLATE % (error.code, message)},
             )
 
     def _waf(self) -> None:
@@ -286,16 +395,50 @@ class ApiStack(cdk.Stack):
                 visibility_config=self._visibility(name),
             )
 
-        rate_rule = wafv2.CfnWebACL.RuleProperty(
-            name="RatePerIp",
-            priority=0,
-            action=wafv2.CfnWebACL.RuleActionProperty(block={}),
-            statement=wafv2.CfnWebACL.StatementProperty(
-                rate_based_statement=wafv2.CfnWebACL.RateBasedStatementProperty(
-                    limit=WAF_RATE_LIMIT_PER_5_MIN, aggregate_key_type="IP"
+        def rate_rule(
+            name: str, priority: int, limit: int, scope: wafv2.CfnWebACL.StatementProperty | None
+        ) -> wafv2.CfnWebACL.RuleProperty:
+            return wafv2.CfnWebACL.RuleProperty(
+                name=name,
+                priority=priority,
+                action=wafv2.CfnWebACL.RuleActionProperty(block={}),
+                statement=wafv2.CfnWebACL.StatementProperty(
+                    rate_based_statement=wafv2.CfnWebACL.RateBasedStatementProperty(
+                        limit=limit,
+                        aggregate_key_type="IP",
+                        evaluation_window_sec=WAF_WINDOW_S,
+                        scope_down_statement=scope,
+                    )
+                ),
+                visibility_config=self._visibility(name),
+            )
+
+        def has_header(name: str) -> wafv2.CfnWebACL.StatementProperty:
+            return wafv2.CfnWebACL.StatementProperty(
+                size_constraint_statement=wafv2.CfnWebACL.SizeConstraintStatementProperty(
+                    field_to_match=wafv2.CfnWebACL.FieldToMatchProperty(
+                        single_header={"Name": name}
+                    ),
+                    comparison_operator="GT",
+                    size=0,
+                    text_transformations=[
+                        wafv2.CfnWebACL.TextTransformationProperty(priority=0, type="NONE")
+                    ],
                 )
-            ),
-            visibility_config=self._visibility("RatePerIp"),
+            )
+
+        # Requests without any credential header: a tight per-IP limit (nothing but /health and
+        # the docs answers them). Requests with one: a per-IP ceiling above every plan's rate,
+        # so a paying tenant behind one egress IP is throttled by its usage plan, not blocked
+        # here, while one source cannot flood the authorizer with made-up keys.
+        anonymous = wafv2.CfnWebACL.StatementProperty(
+            not_statement=wafv2.CfnWebACL.NotStatementProperty(
+                statement=wafv2.CfnWebACL.StatementProperty(
+                    or_statement=wafv2.CfnWebACL.OrStatementProperty(
+                        statements=[has_header(h) for h in CREDENTIAL_HEADERS]
+                    )
+                )
+            )
         )
         acl = wafv2.CfnWebACL(
             self,
@@ -304,10 +447,11 @@ class ApiStack(cdk.Stack):
             default_action=wafv2.CfnWebACL.DefaultActionProperty(allow={}),
             visibility_config=self._visibility(f"{self.settings.prefix}-waf"),
             rules=[
-                rate_rule,
-                managed("AWSManagedRulesAmazonIpReputationList", 1),
-                managed("AWSManagedRulesCommonRuleSet", 2),
-                managed("AWSManagedRulesKnownBadInputsRuleSet", 3),
+                rate_rule("RateAnonymousPerIp", 0, WAF_ANONYMOUS_LIMIT, anonymous),
+                rate_rule("RatePerIp", 1, waf_keyed_limit(self.settings.plans), None),
+                managed("AWSManagedRulesAmazonIpReputationList", 2),
+                managed("AWSManagedRulesCommonRuleSet", 3),
+                managed("AWSManagedRulesKnownBadInputsRuleSet", 4),
             ],
         )
         wafv2.CfnWebACLAssociation(
@@ -316,6 +460,35 @@ class ApiStack(cdk.Stack):
             resource_arn=self.api.deployment_stage.stage_arn,
             web_acl_arn=acl.attr_arn,
         )
+        # WAF delivers only to log groups whose name starts with aws-waf-logs-. Keys never
+        # reach the log: both credential headers are redacted.
+        log_name = f"aws-waf-logs-{self.settings.prefix}"
+        waf_logs = logs.LogGroup(
+            self,
+            "WafLogs",
+            log_group_name=log_name,
+            retention=retention(self.settings.log_retention_days),
+            encryption_key=self.storage.key,
+            removal_policy=self._log_removal,
+        )
+        logging = wafv2.CfnLoggingConfiguration(
+            self,
+            "WafLogging",
+            resource_arn=acl.attr_arn,
+            log_destination_configs=[
+                self.format_arn(
+                    service="logs",
+                    resource="log-group",
+                    resource_name=log_name,
+                    arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
+                )
+            ],
+            redacted_fields=[
+                wafv2.CfnLoggingConfiguration.FieldToMatchProperty(single_header={"Name": h})
+                for h in CREDENTIAL_HEADERS
+            ],
+        )
+        logging.node.add_dependency(waf_logs)
 
     @staticmethod
     def _visibility(name: str) -> wafv2.CfnWebACL.VisibilityConfigProperty:
@@ -327,6 +500,12 @@ class ApiStack(cdk.Stack):
         cdk.CfnOutput(self, "RestApiId", value=self.api.rest_api_id)
         cdk.CfnOutput(self, "StageName", value=self.api.deployment_stage.stage_name)
         cdk.CfnOutput(self, "ApiUrl", value=self.api.url)
+        cdk.CfnOutput(
+            self,
+            "MaxBodyBytes",
+            description="The raw request body limit of this target (AIMAAS_MAX_BODY_BYTES)",
+            value=str(self.settings.features.max_body_bytes),
+        )
         for name, plan in self.usage_plans.items():
             cdk.CfnOutput(self, f"UsagePlanId{_output_id(name)}", value=plan.usage_plan_id)
         cdk.CfnOutput(

@@ -13,11 +13,13 @@ import aws_cdk as cdk
 from aws_cdk import aws_applicationautoscaling as appscaling
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
 from infra.grants import MODEL_PREFIX, grant_model_read, model_objects_finding
 from infra.nag import acknowledge
+from infra.retention import retention
 from infra.settings import REPO_ROOT, InfraSettings
 from infra.stacks.storage import StorageStack, model_bucket_name
 
@@ -161,6 +163,18 @@ class GpuStack(cdk.Stack):
             endpoint_name=self.endpoint_name,
             endpoint_config_name=config.attr_endpoint_config_name,
         )
+        # SageMaker would create the endpoint's log group itself, unencrypted and kept forever.
+        endpoint_logs = logs.LogGroup(
+            self,
+            "EndpointLogs",
+            log_group_name=f"/aws/sagemaker/Endpoints/{self.endpoint_name}",
+            retention=retention(settings.log_retention_days),
+            encryption_key=storage.key,
+            removal_policy=(
+                cdk.RemovalPolicy.RETAIN if settings.retain_data else cdk.RemovalPolicy.DESTROY
+            ),
+        )
+        endpoint.node.add_dependency(endpoint_logs)
 
         target = appscaling.ScalableTarget(
             self,

@@ -4,56 +4,62 @@ the REQUEST authorizer (a small zip function on the shared-code layer). AWS prof
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import aws_cdk as cdk
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
+from aimaas.auth.pepper import default_parameter
 from infra.assets import stage_core_layer
-from infra.grants import grant_model_read, model_objects_finding
 from infra.nag import acknowledge
+from infra.retention import retention
 from infra.settings import REPO_ROOT, InfraSettings
 from infra.stacks.gpu import GpuStack
-from infra.stacks.storage import StorageStack, model_bucket_name
+from infra.stacks.storage import StorageStack
 
 INFERENCE_DOCKERFILE = "functions/inference/Dockerfile"
 AUTHORIZER_DIR = REPO_ROOT / "functions" / "authorizer"
 METRICS_NAMESPACE = "aimaas"
 INFERENCE_SERVICE = "aimaas-inference"
 AUTHORIZER_SERVICE = "aimaas-authorizer"
-# Published by AWS in every commercial region; v3 built for python3.12 on arm64.
-POWERTOOLS_LAYER = (
-    "arn:${AWS::Partition}:lambda:${AWS::Region}:017000801446:layer:"
-    "AWSLambdaPowertoolsPythonV3-python312-arm64:${Version}"
-)
-
-_RETENTION = {
-    1: logs.RetentionDays.ONE_DAY,
-    3: logs.RetentionDays.THREE_DAYS,
-    5: logs.RetentionDays.FIVE_DAYS,
-    7: logs.RetentionDays.ONE_WEEK,
-    14: logs.RetentionDays.TWO_WEEKS,
-    30: logs.RetentionDays.ONE_MONTH,
-    60: logs.RetentionDays.TWO_MONTHS,
-    90: logs.RetentionDays.THREE_MONTHS,
-    180: logs.RetentionDays.SIX_MONTHS,
-    365: logs.RetentionDays.ONE_YEAR,
-    400: logs.RetentionDays.THIRTEEN_MONTHS,
-    731: logs.RetentionDays.TWO_YEARS,
-}
+#: AWS publishes the ARN of each Powertools v3 layer release (python3.12, arm64) in every
+#: commercial region under this public SSM parameter; CloudFormation resolves it at deploy time.
+POWERTOOLS_LAYER_PARAMETER = "/aws/service/powertools/python/arm64/python3.12/{version}"
 
 
-def retention(days: int) -> logs.RetentionDays:
-    """The CloudWatch Logs retention for ``days`` (one of the values CloudWatch accepts)."""
-    try:
-        return _RETENTION[days]
-    except KeyError:
-        raise ValueError(f"log_retention_days={days} is not one of {sorted(_RETENTION)}") from None
+def powertools_version(requirements: Path = AUTHORIZER_DIR / "requirements.txt") -> str:
+    """The Powertools release the authorizer pins, so its layer is the library it was tested on.
+
+    Raises
+    ------
+    ValueError
+        ``requirements`` pins no exact ``aws-lambda-powertools`` version.
+    """
+    for line in requirements.read_text(encoding="utf-8").splitlines():
+        match = re.fullmatch(
+            r"aws-lambda-powertools(?:\[[^\]]*\])?==([0-9][0-9A-Za-z.]*)", line.strip()
+        )
+        if match:
+            return match.group(1)
+    raise ValueError(f"{requirements} pins no exact aws-lambda-powertools version")
+
+
+#: API Gateway (REST) waits at most this long for an integration, then answers 504.
+GATEWAY_TIMEOUT_S = 29
+#: The inference functions stop before the gateway gives up: no work goes on for a client that
+#: already has its 504.
+FUNCTION_TIMEOUT_S = 28
+#: Every request's own deadline (``AIMAAS_REQUEST_DEADLINE_S``), below both: GPU and ledger
+#: retries are bounded by the time left, so an answer is billed only if it can still be sent.
+REQUEST_DEADLINE_S = 25
 
 
 @dataclass(frozen=True)
@@ -103,7 +109,6 @@ class ServingStack(cdk.Stack):
         super().__init__(scope, construct_id, **kwargs)
         self.settings = settings
         self.storage = storage
-        self.bucket_name = model_bucket_name(settings, self)
         dockerfile = REPO_ROOT / INFERENCE_DOCKERFILE
         if not dockerfile.is_file():
             raise FileNotFoundError(
@@ -120,12 +125,16 @@ class ServingStack(cdk.Stack):
             **tables,
             "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             "AIMAAS_KEY_PEPPER_PARAMETER": self.pepper_parameter,
+            "AIMAAS_MAX_BODY_BYTES": str(settings.features.max_body_bytes),
         }
         # One image for every group: synth only copies the build context (filtered by the repo's
         # .dockerignore), the image is built at deploy time.
         image = lambda_.DockerImageCode.from_image_asset(
             str(REPO_ROOT),
             file=INFERENCE_DOCKERFILE,
+            # The stage's CPU models go into the image with their weights (the rest keep only
+            # their manifests: the catalogue lists them, the GPU serves them).
+            build_args={"MODELS": " ".join(settings.cpu_models)},
             platform=ecr_assets.Platform.LINUX_ARM64,
             ignore_mode=cdk.IgnoreMode.DOCKER,
         )
@@ -135,11 +144,12 @@ class ServingStack(cdk.Stack):
         for group in MODEL_GROUPS:
             env = {
                 **common_env,
-                "AIMAAS_MODEL_STORE": "folder",  # models are baked into the image
-                "AIMAAS_MODEL_BUCKET": self.bucket_name,
+                # Models are baked into the image: the functions never read the model bucket.
+                "AIMAAS_MODEL_STORE": "folder",
                 "AIMAAS_TRUST_AUTHORIZER": "true",
                 "AIMAAS_GPU_BACKEND": "sagemaker" if gpu else "none",
                 "AIMAAS_MODEL_GROUP": group.name,
+                "AIMAAS_REQUEST_DEADLINE_S": str(REQUEST_DEADLINE_S),
                 "POWERTOOLS_SERVICE_NAME": INFERENCE_SERVICE,
             }
             if gpu:
@@ -151,8 +161,7 @@ class ServingStack(cdk.Stack):
                 code=image,
                 architecture=lambda_.Architecture.ARM_64,
                 memory_size=group.memory_mb,
-                # API Gateway gives up after 29 s; a longer run would only burn money.
-                timeout=cdk.Duration.seconds(29),
+                timeout=cdk.Duration.seconds(FUNCTION_TIMEOUT_S),
                 # 0 means "no reservation" here; Lambda would read 0 as "always throttle".
                 reserved_concurrent_executions=(
                     settings.text_reserved_concurrency
@@ -171,7 +180,6 @@ class ServingStack(cdk.Stack):
                 read=("AIMAAS_TENANTS_TABLE",),
                 write=("AIMAAS_USAGE_TABLE",),
             )
-            grant_model_read(function, settings, self, storage.key)
             # The app builds the same authenticator at start-up (admin routes, local parity).
             self._grant_pepper(function)
             if gpu:
@@ -278,8 +286,9 @@ class ServingStack(cdk.Stack):
 
     @property
     def pepper_parameter(self) -> str:
-        """The SSM SecureString holding the key-hash pepper (created once by the operator)."""
-        return f"/aimaas/{self.settings.stage}/key-pepper"
+        """The SSM SecureString holding the key-hash pepper (``make deploy`` creates it once);
+        the runtime's own default name for the stage, so the admin CLI finds the same one."""
+        return default_parameter(self.settings.stage)
 
     def _grant_pepper(self, function: lambda_.IFunction) -> None:
         # SecureString parameters cannot be created by CloudFormation; the default aws/ssm key
@@ -310,7 +319,9 @@ class ServingStack(cdk.Stack):
         powertools = lambda_.LayerVersion.from_layer_version_arn(
             self,
             "PowertoolsLayer",
-            cdk.Fn.sub(POWERTOOLS_LAYER, {"Version": str(self.settings.powertools_layer_version)}),
+            ssm.StringParameter.value_for_string_parameter(
+                self, POWERTOOLS_LAYER_PARAMETER.format(version=powertools_version())
+            ),
         )
         function = lambda_.Function(
             self,
@@ -330,20 +341,14 @@ class ServingStack(cdk.Stack):
             tracing=lambda_.Tracing.ACTIVE,
         )
         # Its contract (functions/authorizer/handler.py): read keys/tenants and stamp a key's
-        # last_used_at, read the usage counters for hard limits, read the key pepper, and look
-        # up an API Gateway key value when a key record lacks its usage identifier.
+        # last_used_at, read the usage counters for hard limits, read the key pepper. Nothing
+        # in API Gateway: usage identifiers are derived from the key id and the pepper.
         self._grant_tables(
             function,
             read=("AIMAAS_TENANTS_TABLE", "AIMAAS_USAGE_TABLE"),
             update=("AIMAAS_TENANTS_TABLE",),
         )
         self._grant_pepper(function)
-        function.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=["apigateway:GET"],
-                resources=[f"arn:{self.partition}:apigateway:{self.region}::/apikeys/*"],
-            )
-        )
         acknowledge(
             function,
             {
@@ -357,18 +362,7 @@ class ServingStack(cdk.Stack):
         reasons = {
             "AwsSolutions-IAM5[Resource::*]": "X-Ray PutTraceSegments/PutTelemetryRecords "
             "(added by active tracing) support no resource-level scoping.",
-            model_objects_finding(self.settings): "Read access to the "
-            "objects under the models/ prefix of this stage's model bucket only.",
         }
         for name in (*(g.name.title() for g in MODEL_GROUPS), "Authorizer"):
             role = self.node.find_child(f"{name}Role")
-            extra = {}
-            if name == "Authorizer":
-                extra[
-                    "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:apigateway:<AWS::Region>::"
-                    "/apikeys/*]"
-                ] = (
-                    "Read-only GetApiKey for keys created at run time by the admin tooling; "
-                    "their ids are not known at deploy time."
-                )
-            acknowledge(role.node.find_child("DefaultPolicy"), {**reasons, **extra})
+            acknowledge(role.node.find_child("DefaultPolicy"), reasons)

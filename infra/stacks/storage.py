@@ -16,10 +16,12 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from infra.nag import acknowledge
+from infra.retention import retention
 from infra.settings import InfraSettings
 
 # Key schemas fixed with the auth/metering code (aimaas.auth.dynamodb, aimaas.metering.dynamodb).
@@ -125,24 +127,51 @@ class StorageStack(cdk.Stack):
 
         self.tables: dict[str, dynamodb.Table] = {}
         self.table_specs: dict[str, TableSpec] = {}
-        if not settings.is_localstack:
-            # LocalStack community cannot run DynamoDB here; that profile's ledger is moto.
+        if settings.features.dynamodb:
+            # Where DynamoDB does not run (LocalStack community), the ledger is moto's.
             for spec in TABLES:
                 self.tables[spec.env_var] = self._table(spec, removal)
                 self.table_specs[spec.env_var] = spec
-            if settings.backup:
-                self._backup_plan(removal)
-            if settings.cloudtrail:
-                self._trail(access_logs, removal)
+        if settings.backup:
+            self._backup_plan(removal)
+        if settings.cloudtrail:
+            self._trail(access_logs, removal)
 
+        self._auto_delete_logs(removal)
         self._outputs()
 
     # -- pieces ---------------------------------------------------------------------------------
 
     def _auto_delete(self) -> bool:
-        # A disposable AWS stage empties its buckets on delete; that needs a Lambda-backed custom
-        # resource, which LocalStack community cannot run, and a retained stage must never do it.
-        return not self.settings.retain_data and not self.settings.is_localstack
+        # A disposable stage empties its buckets on delete; that needs a Lambda-backed custom
+        # resource (not every target runs one), and a retained stage must never do it.
+        return not self.settings.retain_data and self.settings.features.custom_resources
+
+    def _auto_delete_logs(self, removal: cdk.RemovalPolicy) -> None:
+        """A log group with retention and the stage's key for CDK's bucket-emptying function.
+
+        Lambda would otherwise create ``/aws/lambda/<function>`` on its first run, unencrypted and
+        kept forever. The custom resources wait for the group, so on stack deletion it outlives
+        their last run.
+        """
+        provider = self.node.try_find_child("Custom::S3AutoDeleteObjectsCustomResourceProvider")
+        if provider is None:
+            return
+        handler = provider.node.find_child("Handler")
+        assert isinstance(handler, cdk.CfnResource)
+        group = logs.LogGroup(
+            self,
+            "AutoDeleteObjectsLogs",
+            log_group_name=cdk.Fn.join("", ["/aws/lambda/", handler.ref]),
+            retention=retention(self.settings.log_retention_days),
+            encryption_key=self.key,
+            removal_policy=removal,
+        )
+        for child in self.node.find_all():
+            if isinstance(child, cdk.CfnResource) and child.cfn_resource_type == (
+                "Custom::S3AutoDeleteObjects"
+            ):
+                child.node.add_dependency(group)
 
     def _allow_service_principals(self) -> None:
         """Let CloudWatch Logs and CloudWatch alarms (via SNS) use the key, scoped by condition."""
@@ -250,6 +279,14 @@ class StorageStack(cdk.Stack):
             versioned=True,
             server_access_logs_bucket=access_logs,
             server_access_logs_prefix="trail-bucket/",
+            lifecycle_rules=[
+                # The trail's log files are evidence for as long as the stage keeps its logs;
+                # versions replaced or deleted stop costing storage after 30 days.
+                s3.LifecycleRule(
+                    expiration=cdk.Duration.days(self.settings.log_retention_days),
+                    noncurrent_version_expiration=cdk.Duration.days(30),
+                )
+            ],
             removal_policy=removal,
             auto_delete_objects=self._auto_delete(),
         )

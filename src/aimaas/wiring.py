@@ -14,7 +14,6 @@ incomplete settings raise :class:`ValueError` at start-up.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from functools import cache
 from typing import TYPE_CHECKING, TypeVar
 
 from aimaas.config import Settings
@@ -194,28 +193,22 @@ def build_gpu_backend(settings: Settings) -> InferenceBackend:
 # ---- key pepper and authenticator -------------------------------------------------------------
 
 
-@cache  # one read per process: the key store's pepper never changes under a running function
-def _ssm_secret(name: str) -> str:
-    import boto3
-
-    response = boto3.client("ssm").get_parameter(Name=name, WithDecryption=True)
-    return str(response["Parameter"]["Value"])
-
-
 def pepper_from(settings: Settings) -> str:
-    """The key-hash pepper: the SSM SecureString named by ``AIMAAS_KEY_PEPPER_PARAMETER``, else
-    ``AIMAAS_KEY_PEPPER``, else the local default. Every reader and writer of one key store
-    must use the same pepper."""
-    from aimaas.auth.keys import DEFAULT_PEPPER
+    """The key-hash pepper, read now (see :mod:`aimaas.auth.pepper` for sources and refusals)."""
+    from aimaas.auth.pepper import read_pepper
 
-    parameter = settings.extra.get("AIMAAS_KEY_PEPPER_PARAMETER")
-    if parameter:
-        return _ssm_secret(parameter)
-    return settings.extra.get("AIMAAS_KEY_PEPPER") or DEFAULT_PEPPER
+    return read_pepper(settings)
 
 
 def build_authenticator(settings: Settings, ledger: UsageLedger) -> Authenticator:
-    """The authenticator for ``settings``: its key store, and the pepper read on first use."""
-    from aimaas.auth.authenticator import Authenticator
+    """The authenticator for ``settings``: its key store, and the pepper checked now, read on use.
 
-    return Authenticator(build_key_store(settings), ledger, pepper=lambda: pepper_from(settings))
+    Raises
+    ------
+    aimaas.auth.pepper.PepperError
+        A shared key store configured with the local default pepper (refused at start-up).
+    """
+    from aimaas.auth.authenticator import Authenticator
+    from aimaas.auth.pepper import pepper_source
+
+    return Authenticator(build_key_store(settings), ledger, pepper=pepper_source(settings))

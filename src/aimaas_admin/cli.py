@@ -2,8 +2,10 @@
 
 Store selection: ``--store sqlite --db PATH`` (local file, the default) or ``--store aws``
 (DynamoDB tables from ``--tenants-table/--usage-table/--audit-table`` or the ``AIMAAS_*_TABLE``
-variables, and API Gateway keys in the usage plans ``aimaas-<stage>-<plan>``). Every command
-is recorded in the audit log with ``--actor`` (default: the OS user) and this host's name.
+variables, API Gateway keys in the usage plans ``aimaas-<stage>-<plan>``, and the key pepper from
+the stage's SSM parameter ``/aimaas/<stage>/key-pepper``, as the deployed functions read it).
+Every command is recorded in the audit log with ``--actor`` (default: the OS user) and this
+host's name.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Annotated
 
 import typer
 
+from aimaas.auth.pepper import PepperError
 from aimaas.config import Settings
 from aimaas.plans import load_catalog
 from aimaas_admin.audit import export_events
@@ -86,7 +89,10 @@ def main(
         )
     if stage:
         settings = replace(settings, stage=stage)
-    _STATE["service"] = AdminService(settings, actor=actor)
+    try:
+        _STATE["service"] = AdminService(settings, actor=actor)
+    except PepperError as error:  # e.g. --store aws with a stage whose pepper is not in SSM
+        _fail(error)
 
 
 def service() -> AdminService:

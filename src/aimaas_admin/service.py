@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from aimaas.auth import KeyRecord, KeyStore, Tenant, issue_key, revoke_key
-from aimaas.auth.keys import new_tenant_id, now_utc
+from aimaas.auth.keys import new_tenant_id, now_utc, usage_identifier
 from aimaas.config import Settings
 from aimaas.metering import UsageLedger, UsageSummary, usage_summary
 from aimaas.metering.invoice import Invoice, build_invoice_from_cells, month_bounds
@@ -169,16 +169,17 @@ class AdminService:
             )
             extra["key_id"] = record.key_id
             try:
-                apigw_key_id, identifier = self.provisioner.key_created(
-                    tenant_id, record.key_id, tenant.plan
+                apigw_key_id = self.provisioner.key_created(
+                    tenant_id,
+                    record.key_id,
+                    tenant.plan,
+                    usage_identifier(record.key_id, self.pepper),
                 )
             except Exception:
                 revoke_key(self.store, record.key_id, at=self.clock())
                 raise
             if apigw_key_id:
-                self.store.save_key(
-                    replace(record, apigw_key_id=apigw_key_id, usage_identifier=identifier)
-                )
+                self.store.save_key(replace(record, apigw_key_id=apigw_key_id))
                 extra["apigw_key_id"] = apigw_key_id
         return record.key_id, key
 

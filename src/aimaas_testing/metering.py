@@ -334,6 +334,8 @@ def moto_tables(region: str = "us-east-1") -> Iterator[dict[str, str]]:
                 "AIMAAS_TENANTS_TABLE": MOTO_TABLES["tenants"],
                 "AIMAAS_USAGE_TABLE": MOTO_TABLES["usage"],
                 "AIMAAS_AUDIT_TABLE": MOTO_TABLES["audit"],
+                # A shared (DynamoDB) key store refuses the local default pepper.
+                "AIMAAS_KEY_PEPPER": "moto-test-pepper",
             }
         finally:
             undo()

@@ -34,7 +34,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from aimaas.auth.keys import KeyStore, key_matches, now_utc, parse_key
+from aimaas.auth.keys import KeyStore, key_matches, now_utc, parse_key, usage_identifier
 from aimaas.errors import Forbidden, QuotaExceeded, Unauthorized
 from aimaas.metering.ledger import UsageLedger
 from aimaas.metering.records import next_month_start
@@ -50,8 +50,9 @@ TOUCH_INTERVAL_S = 300
 class Principal:
     """Who is calling: the tenant, the key used (its id, not the key) and the tenant's plan.
 
-    ``usage_identifier`` is the API Gateway API key value of that key (AWS only), which the
-    authorizer returns as ``usageIdentifierKey`` so the usage plan throttles the tenant.
+    ``usage_identifier`` is the API Gateway API key value of that key (AWS only,
+    :func:`aimaas.auth.keys.usage_identifier`), which the authorizer returns as
+    ``usageIdentifierKey`` so the usage plan throttles the tenant.
     """
 
     tenant_id: str
@@ -118,8 +119,9 @@ class Authenticator:
         The usage ledger (its month counter enforces the hard limit).
     pepper
         The HMAC pepper the key hashes were made with, or a function that returns it (called
-        once, on first use: behind a trusted authorizer the app never needs it, so it never
-        pays for the SSM read at cold start).
+        on each use, never at construction: behind a trusted authorizer the app never needs it,
+        so it never pays for the SSM read at cold start; the function caches, with a max age,
+        so a replaced pepper is seen, see :mod:`aimaas.auth.pepper`).
     catalog
         Plans (``plans.toml`` by default).
     clock
@@ -147,10 +149,8 @@ class Authenticator:
 
     @property
     def pepper(self) -> str:
-        """The pepper, resolved on first use."""
-        if callable(self._pepper):
-            self._pepper = self._pepper()
-        return self._pepper
+        """The pepper, asked of its source on each use."""
+        return self._pepper() if callable(self._pepper) else self._pepper
 
     def authenticate(self, headers: Mapping[str, str]) -> Principal:
         """Resolve the caller of a request and enforce its tenant's hard monthly limit.
@@ -212,11 +212,17 @@ class Authenticator:
                     "could not record last use",
                     extra={"key_id": key_id, "error_type": type(error).__name__},
                 )
+        if record.usage_identifier:  # written before identifiers were derived
+            identifier: str | None = record.usage_identifier
+        elif record.apigw_key_id:
+            identifier = usage_identifier(key_id, self.pepper)
+        else:  # no gateway key (local mode)
+            identifier = None
         return Principal(
             tenant_id=tenant.tenant_id,
             key_id=key_id,
             plan=tenant.plan,
-            usage_identifier=record.usage_identifier,
+            usage_identifier=identifier,
         )
 
     def enforce_limits(self, principal: Principal) -> None:

@@ -23,8 +23,9 @@ read on the hot path). The GSI lists tenants (``gsi1pk = TENANTS``) and a tenant
 (``gsi1pk = TENANT#<tenant>``) for the admin tooling.
 
 Attributes: tenants ``tenant_id, name, plan, status, created_at``; keys ``key_id, tenant_id,
-key_hash, status, created_at, last_used_at, expires_at, label, apigw_key_id,
-usage_identifier`` (times as ISO 8601 UTC strings).
+key_hash, status, created_at, last_used_at, expires_at, label, apigw_key_id`` and, on keys
+written before usage identifiers were derived (``aimaas.auth.keys.usage_identifier``),
+``usage_identifier`` (times as ISO 8601 UTC strings).
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ Key format
 key id is 12 non-secret characters ``[a-z0-9]`` that name the key in logs, the CLI and the
 ledger, and the secret is ``secrets.token_urlsafe(32)`` (256 random bits, 43 characters).
 The whole key is shown once, when it is issued. The store keeps only
-``hmac-sha256:<hex>`` of the whole key, keyed with a pepper (``AIMAAS_KEY_PEPPER``; in AWS set
-it from a secret), so a leaked table does not give working keys, and a lookup is one read by
+``hmac-sha256:<hex>`` of the whole key, keyed with a pepper (:mod:`aimaas.auth.pepper`: in AWS
+an SSM SecureString), so a leaked table does not give working keys, and a lookup is one read by
 key id followed by a constant-time comparison.
 
 Rotation issues a new key and either revokes the old one at once or lets it live for a grace
@@ -31,7 +31,7 @@ KEY_PREFIX = "amk_"
 KEY_ID_LENGTH = 12
 _KEY_ID_ALPHABET = string.ascii_lowercase + string.digits
 _KEY_PATTERN = re.compile(r"^amk_([a-z0-9]{12})_([A-Za-z0-9_-]{40,128})$")
-#: Used when no pepper is configured (local mode); production must set AIMAAS_KEY_PEPPER.
+#: Used when no pepper is configured, for a SQLite key store only (see aimaas.auth.pepper).
 DEFAULT_PEPPER = "aimaas-local-pepper"
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -78,6 +78,19 @@ def hash_key(key: str, pepper: str) -> str:
     return f"hmac-sha256:{digest}"
 
 
+def usage_identifier(key_id: str, pepper: str) -> str:
+    """The value of a key's API Gateway API key: the usage-plan bucket the authorizer names.
+
+    Derived, never stored: HMAC-SHA256 of the key id under the pepper, 64 hex characters (API
+    Gateway takes 20 to 128). The admin tooling gives the gateway key this value; the authorizer
+    computes it again, so it needs neither a stored copy nor ``apigateway:GET`` on the region's
+    API keys. It only names a usage-plan bucket (with the API's key source AUTHORIZER, API
+    Gateway never accepts it from a client), and without the pepper nobody can compute it.
+    """
+    message = f"usage-identifier:{key_id}".encode()
+    return hmac.new(pepper.encode(), message, hashlib.sha256).hexdigest()
+
+
 def key_matches(key: str, stored_hash: str, pepper: str) -> bool:
     """Constant-time check of ``key`` against its stored hash."""
     return hmac.compare_digest(hash_key(key, pepper), stored_hash)
@@ -98,11 +111,9 @@ class Tenant:
 class KeyRecord:
     """What the store knows about one key (never the key itself).
 
-    ``apigw_key_id`` and ``usage_identifier`` link the key to its API Gateway API key (AWS
-    only). ``usage_identifier`` is the API Gateway key's value: with the API's key source set
-    to AUTHORIZER it only names the usage-plan bucket; API Gateway never accepts it from a
-    client, and the authorizer rejects it (it is not an ``amk_`` key). So it is not a
-    credential and may be stored.
+    ``apigw_key_id`` links the key to its API Gateway API key (AWS only), whose value is
+    :func:`usage_identifier` (derived, not stored). ``usage_identifier`` is only read from
+    records written before that: their gateway key has a random value, kept here.
     """
 
     key_id: str

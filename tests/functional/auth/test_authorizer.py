@@ -10,6 +10,7 @@ from unittest import mock
 import boto3
 import pytest
 
+from aimaas.auth.keys import usage_identifier
 from aimaas.config import Settings
 from aimaas.plans import load_catalog, usage_plan_name
 from aimaas_admin import AdminService
@@ -70,7 +71,6 @@ def aws():
                 gateway.create_usage_plan(name=usage_plan_name("dev", plan))
             module = importlib.import_module("functions.authorizer.handler")
             module.authenticator.cache_clear()
-            module._usage_identifiers.clear()
             admin = AdminService(Settings.from_env(), actor="pytest")
             yield module, admin, gateway
 
@@ -84,9 +84,10 @@ def test_allow_with_context_and_usage_identifier(aws) -> None:
     tenant = admin.create_tenant("Acme", plan="pro")
     key_id, key = admin.create_key(tenant.tenant_id)
     record = admin.store.get_key(key_id)
-    assert record.apigw_key_id and record.usage_identifier
+    assert record.apigw_key_id and record.usage_identifier is None  # derived, not stored
+    identifier = usage_identifier(key_id, "authorizer-pepper")
     api_key = gateway.get_api_key(apiKey=record.apigw_key_id, includeValue=True)
-    assert api_key["value"] == record.usage_identifier != key  # not the customer's key
+    assert api_key["value"] == identifier != key  # not the customer's key
     plan_id = ApiGatewayProvisioner("dev", client=gateway).usage_plan_id("pro")
     members = gateway.get_usage_plan_keys(usagePlanId=plan_id)["items"]
     assert record.apigw_key_id in [m["id"] for m in members]
@@ -98,14 +99,14 @@ def test_allow_with_context_and_usage_identifier(aws) -> None:
         assert statement == {
             "Action": "execute-api:Invoke",
             "Effect": "Allow",
-            "Resource": "arn:aws:execute-api:us-east-1:123456789012:abc123defg/dev/*/*",
+            "Resource": ["arn:aws:execute-api:us-east-1:123456789012:abc123defg/dev/*/*"],
         }
         assert response["context"] == {
             "tenant_id": tenant.tenant_id,
             "key_id": key_id,
             "plan": "pro",
         }
-        assert response["usageIdentifierKey"] == record.usage_identifier
+        assert response["usageIdentifierKey"] == identifier
 
 
 def test_unauthorized_and_denied(aws) -> None:
@@ -143,18 +144,37 @@ def test_over_the_hard_limit_is_flagged_for_a_429(aws) -> None:
     assert int(response["context"]["quota_retry_after"]) > 0
 
 
-def test_usage_identifier_fetched_once_when_not_stored(aws) -> None:
-    module, admin, _gateway = aws
+def test_usage_identifier_needs_no_api_gateway_call(aws) -> None:
+    """The authorizer may not read API Gateway keys (no apigateway:GET in its role): the usage
+    identifier is derived from the key id and the pepper, and equals the gateway key's value."""
+    import botocore.client
+
+    module, admin, gateway = aws
     tenant = admin.create_tenant("Delta", plan="free")
     key_id, key = admin.create_key(tenant.tenant_id)
     record = admin.store.get_key(key_id)
-    admin.store.save_key(replace(record, usage_identifier=None))
-    spy = mock.Mock(wraps=module._apigateway())
-    with mock.patch.object(module, "_apigateway", return_value=spy):
-        first = call(module, {"x-api-key": key})
-        second = call(module, {"x-api-key": key})
-    assert first["usageIdentifierKey"] == second["usageIdentifierKey"] == record.usage_identifier
-    spy.get_api_key.assert_called_once_with(apiKey=record.apigw_key_id, includeValue=True)
+    services: list[str] = []
+    real = botocore.client.BaseClient._make_api_call
+
+    def spy(client, operation, params):
+        services.append(client.meta.service_model.service_name)
+        return real(client, operation, params)
+
+    with mock.patch.object(botocore.client.BaseClient, "_make_api_call", spy):
+        response = call(module, {"x-api-key": key})
+    assert services and "apigateway" not in services
+    value = gateway.get_api_key(apiKey=record.apigw_key_id, includeValue=True)["value"]
+    assert response["usageIdentifierKey"] == value
+
+
+def test_a_stored_usage_identifier_from_before_is_still_returned(aws) -> None:
+    module, admin, _gateway = aws
+    tenant = admin.create_tenant("Legacy", plan="free")
+    key_id, key = admin.create_key(tenant.tenant_id)
+    record = admin.store.get_key(key_id)
+    admin.store.save_key(replace(record, usage_identifier="legacy-random-value-0123456789"))
+    response = call(module, {"x-api-key": key})
+    assert response["usageIdentifierKey"] == "legacy-random-value-0123456789"
 
 
 def test_plan_change_moves_gateway_keys(aws) -> None:
@@ -173,3 +193,16 @@ def test_plan_change_moves_gateway_keys(aws) -> None:
     admin.revoke_key(key_id)
     assert apigw_key_id not in members("enterprise")
     assert apigw_key_id not in [k["id"] for k in gateway.get_api_keys()["items"]]
+
+
+def test_policy_is_built_by_powertools_for_the_requests_partition(aws) -> None:
+    module, admin, _ = aws
+    tenant = admin.create_tenant("China", plan="free")
+    _, key = admin.create_key(tenant.tenant_id)
+    event = request_event({"x-api-key": key})
+    event["methodArn"] = "arn:aws-cn:execute-api:cn-north-1:123456789012:abc123defg/dev/GET/v1/x"
+    response = module.handler(event, LambdaContext())
+    (statement,) = response["policyDocument"]["Statement"]
+    assert statement["Resource"] == [
+        "arn:aws-cn:execute-api:cn-north-1:123456789012:abc123defg/dev/*/*"
+    ]

@@ -76,14 +76,15 @@ def test_build_key_store_by_name(tmp_path) -> None:
 def test_pepper_from_ssm_parameter_and_lazy_in_the_authenticator() -> None:
     import boto3
 
-    from aimaas.wiring import _ssm_secret, build_authenticator, pepper_from
+    from aimaas.auth.pepper import clear_cache
+    from aimaas.wiring import build_authenticator, pepper_from
     from aimaas_testing.metering import moto_tables
 
     with moto_tables() as env:
         boto3.client("ssm").put_parameter(
             Name="/aimaas/test/key-pepper", Value="from-ssm", Type="SecureString"
         )
-        _ssm_secret.cache_clear()
+        clear_cache()
         settings = Settings.from_env(
             {
                 **env,
@@ -92,10 +93,10 @@ def test_pepper_from_ssm_parameter_and_lazy_in_the_authenticator() -> None:
             }
         )
         assert pepper_from(settings) == "from-ssm"
-        _ssm_secret.cache_clear()
+        clear_cache()
         from aimaas.wiring import build_ledger
 
         authenticator = build_authenticator(settings, build_ledger(settings))
         assert callable(authenticator._pepper)  # nothing read at construction
         assert authenticator.pepper == "from-ssm"
-        _ssm_secret.cache_clear()
+        clear_cache()

@@ -60,7 +60,28 @@ def require_inference_image() -> None:
 
 
 @pytest.fixture(scope="session")
-def synth(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Synth]:
+def registry_with_stage_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A registry folder holding a manifest for every model the deployable stages serve.
+
+    Synthesis refuses a stage whose models are not exported (tests/unit/infra/test_registry.py);
+    the templates do not depend on the models' contents, so the template tests need only their
+    presence, not a model build.
+    """
+    from aimaas.config import StageConfig, load_toml
+
+    root = tmp_path_factory.mktemp("registry")
+    for stage in load_toml("stages.toml")["stages"]:
+        config = StageConfig.load(stage)
+        for name in {*config.default_models.values(), *config.gpu_models}:
+            (root / name / "1.0.0").mkdir(parents=True, exist_ok=True)
+            (root / name / "1.0.0" / "manifest.json").write_text("{}")
+    return root
+
+
+@pytest.fixture(scope="session")
+def synth(
+    tmp_path_factory: pytest.TempPathFactory, registry_with_stage_models: Path
+) -> Callable[..., Synth]:
     """``synth(stage=..., profile=..., **context)`` -> :class:`Synth`, cached per context."""
     import aws_cdk as cdk
     from aws_cdk.assertions import Template
@@ -70,6 +91,7 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Synth]:
     cache: dict[tuple[tuple[str, str], ...], Synth] = {}
 
     def run(**context: str) -> Synth:
+        context.setdefault("registry", str(registry_with_stage_models))
         if context.get("profile", "aws") == "aws":
             require_inference_image()
         key = tuple(sorted(context.items()))

@@ -28,7 +28,8 @@ def test_inference_functions_are_arm64_images_with_the_env_contract(dev: Any) ->
     for props in images.values():
         assert props["Architectures"] == ["arm64"]
         assert props["Timeout"] <= 29
-        assert props["ReservedConcurrentExecutions"] > 0
+        # No reservation in dev: a new account's limit of 10 could not grant one.
+        assert "ReservedConcurrentExecutions" not in props
         env = props["Environment"]["Variables"]
         assert env["AIMAAS_STAGE"] == "dev"
         assert env["AIMAAS_MODEL_STORE"] == "folder"
@@ -49,10 +50,29 @@ def test_authorizer_is_a_python312_arm64_zip_on_two_layers(dev: Any) -> None:
     assert auth["Runtime"] == "python3.12"
     assert auth["Architectures"] == ["arm64"]
     assert len(auth["Layers"]) == 2
-    powertools = [layer for layer in auth["Layers"] if "Fn::Sub" in layer]
-    (sub,) = powertools
-    assert "AWSLambdaPowertoolsPythonV3-python312-arm64" in sub["Fn::Sub"][0]
-    assert "${AWS::Region}" in sub["Fn::Sub"][0]
+
+
+def test_powertools_layer_is_the_pinned_release_from_awss_public_parameter(dev: Any) -> None:
+    """No hard-coded layer version: the layer ARN is AWS's public SSM parameter for exactly the
+    Powertools release the authorizer (and the inference image) pin."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    pins = {
+        re.search(r"aws-lambda-powertools(?:\[\w+\])?==([\w.]+)", path.read_text()).group(1)
+        for path in (
+            root / "functions" / "authorizer" / "requirements.txt",
+            root / "functions" / "inference" / "requirements.txt",
+        )
+    }
+    (version,) = pins  # one release for the zip and the image
+    (auth,) = (p for p in _functions(dev).values() if p.get("Handler") == "handler.handler")
+    refs = [layer["Ref"] for layer in auth["Layers"] if "Ref" in layer]
+    parameters = dev.json("serving")["Parameters"]
+    (parameter,) = (parameters[r] for r in refs if r in parameters)
+    assert parameter["Type"] == "AWS::SSM::Parameter::Value<String>"
+    assert parameter["Default"] == f"/aws/service/powertools/python/arm64/python3.12/{version}"
 
 
 def test_aliases_concurrency_and_encrypted_log_groups(dev: Any, synth: Any) -> None:
@@ -139,3 +159,57 @@ def test_every_resource_is_tagged_with_project_and_stage(dev: Any) -> None:
     for function in dev.resources("serving", "AWS::Lambda::Function").values():
         tags = {t["Key"]: t["Value"] for t in function["Properties"]["Tags"]}
         assert tags["stage"] == "dev"
+
+
+def test_prod_reserves_concurrency_from_its_stage_file(synth: Any) -> None:
+    from aimaas.config import StageConfig
+
+    stage = StageConfig.load("prod").raw
+    prod = synth(stage="prod", gpu_enabled="false")
+    reserved = {
+        props["MemorySize"]: props.get("ReservedConcurrentExecutions")
+        for props in _functions(prod).values()
+        if props.get("PackageType") == "Image"
+    }
+    assert reserved == {
+        2048: stage["text_reserved_concurrency"],
+        3008: stage["media_reserved_concurrency"],
+    }
+
+
+def test_deadline_below_the_function_timeout_below_the_gateway(dev: Any) -> None:
+    """A request's deadline (25 s) < the function's timeout (28 s) < the gateway's (29 s), so
+    no call can be billed after its client got a 504."""
+    images = [p for p in _functions(dev).values() if p.get("PackageType") == "Image"]
+    integrations = [
+        m["Properties"]["Integration"]
+        for m in dev.resources("api", "AWS::ApiGateway::Method").values()
+        if m["Properties"]["Integration"]["Type"] == "AWS_PROXY"
+    ]
+    assert integrations and {i.get("TimeoutInMillis") for i in integrations} == {29_000}
+    for props in images:
+        assert props["Timeout"] == 28
+        assert props["Environment"]["Variables"]["AIMAAS_REQUEST_DEADLINE_S"] == "25"
+
+
+def test_inference_functions_never_read_the_model_bucket(dev: Any) -> None:
+    """Models are baked into the image (AIMAAS_MODEL_STORE=folder): no S3 or bucket access."""
+    import json
+
+    for name, policy in dev.resources("serving", "AWS::IAM::Policy").items():
+        document = json.dumps(policy["Properties"]["PolicyDocument"])
+        assert '"s3:' not in document, name
+        assert "-models-" not in document, name
+    for props in _functions(dev).values():
+        assert "AIMAAS_MODEL_BUCKET" not in props["Environment"]["Variables"]
+
+
+def test_no_function_may_read_api_gateway_keys(dev: Any) -> None:
+    """The authorizer derives usage identifiers (aimaas.auth.keys.usage_identifier): it needs
+    no apigateway:GET, which on /apikeys/* would read every API key in the region."""
+    import json
+
+    for name, policy in dev.resources("serving", "AWS::IAM::Policy").items():
+        document = json.dumps(policy["Properties"]["PolicyDocument"])
+        assert "apigateway:" not in document, name
+        assert "/apikeys/" not in document, name

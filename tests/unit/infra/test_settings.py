@@ -17,7 +17,8 @@ def test_stage_files_drive_the_defaults() -> None:
     assert prod.log_retention_days == 365
     assert [p.name for p in prod.plans] == ["free", "pro", "enterprise"]
     free = prod.plans[0]
-    assert (free.rate_limit, free.burst_limit, free.quota_limit, free.quota_period) == (
+    throttle, quota = free.throttle, free.quota
+    assert (throttle.rate_limit, throttle.burst_limit, quota.limit, quota.period) == (
         5.0,
         10,
         1000,
@@ -39,7 +40,7 @@ def test_localstack_never_gets_a_gpu() -> None:
     settings = InfraSettings.from_context(
         {"stage": "prod", "profile": "localstack", "upstream_url": "http://127.0.0.1:1"}
     )
-    assert settings.is_localstack and not settings.gpu_enabled
+    assert settings.features.name == "localstack" and not settings.gpu_enabled
 
 
 @pytest.mark.parametrize(
@@ -63,3 +64,25 @@ def test_acknowledgements_need_a_resource_and_a_reason() -> None:
     topic = cdk.CfnResource(stack, "R", type="AWS::SNS::Topic")
     with pytest.raises(ValueError, match="real reason"):
         acknowledge(topic, {"AwsSolutions-SNS2": "ok"})
+
+
+def test_plans_stages_and_plan_names_are_the_runtimes_own() -> None:
+    from aimaas.config import StageConfig
+    from aimaas.plans import load_catalog, usage_plan_name
+
+    prod = InfraSettings.from_context({"stage": "prod"})
+    assert prod.plans == tuple(load_catalog().plans.values())
+    assert prod.gpu_models == StageConfig.load("prod").gpu_models
+    assert prod.usage_plan_name("pro") == usage_plan_name("prod", "pro")
+
+
+def test_every_profile_feature_is_read_from_the_one_table() -> None:
+    from infra.settings import PROFILES
+
+    for name, features in PROFILES.items():
+        settings = InfraSettings.from_context(
+            {"profile": name, "stage": "prod", "upstream_url": "http://127.0.0.1:1"}
+        )
+        assert settings.features is features
+        assert settings.gpu_enabled == features.sagemaker  # prod asks for the GPU
+        assert settings.waf == features.waf and settings.backup == features.dynamodb

@@ -2,33 +2,42 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import aws_cdk as cdk
 
-from infra.backends import build_backend
+from infra.assets import require_models
+from infra.integrations import build_backend
 from infra.nag import add_nag_checks
-from infra.settings import InfraSettings
+from infra.settings import REPO_ROOT, InfraSettings
 from infra.stacks.api import ApiStack
 from infra.stacks.gpu import GpuStack
 from infra.stacks.observability import ObservabilityStack
 from infra.stacks.serving import ServingStack
 from infra.stacks.storage import StorageStack
 
-# Behaviour switches set in code (not only cdk.json) so the CLI and pure-Python synthesis in
-# tests produce the same templates.
-FEATURE_FLAGS: Mapping[str, Any] = {
-    "@aws-cdk/aws-s3:serverAccessLogsUseBucketPolicy": True,
-    "@aws-cdk/aws-iam:minimizePolicies": True,
-    "@aws-cdk/aws-lambda:recognizeLayerVersion": True,
-    "@aws-cdk/aws-apigateway:disableCloudWatchRole": False,
-    "@aws-cdk/aws-kms:aliasNameRef": True,
-    "@aws-cdk/core:checkSecretUsage": True,
-    # Exports keep protecting their producer (the storage stack) until a consumer drops them.
-    "@aws-cdk/core:defaultCrossStackReferences": "strong",
-}
+#: The feature flags: cdk.json's ``context`` (every flag the CDK release recommends, so the CLI has
+#: none to warn about, plus the project's deliberate choices, see :data:`FLAG_CHOICES`). Read
+#: here too, so pure-Python synthesis (tests, ``scripts/deploy_localstack.py``) builds the same
+#: templates as the CLI.
+FEATURE_FLAGS: Mapping[str, Any] = MappingProxyType(
+    json.loads((REPO_ROOT / "cdk.json").read_text(encoding="utf-8"))["context"]
+)
+
+#: Flags set against the CDK release's recommendation, and why.
+FLAG_CHOICES: Mapping[str, tuple[Any, str]] = MappingProxyType(
+    {
+        "@aws-cdk/core:defaultCrossStackReferences": (
+            "strong",
+            "exports keep protecting their producer (the storage stack) until a consumer drops "
+            "them; weak references would let a storage update delete what serving still uses",
+        ),
+    }
+)
 
 
 @dataclass
@@ -63,7 +72,7 @@ def _context(app: cdk.App) -> dict[str, Any]:
         "text_reserved_concurrency",
         "media_reserved_concurrency",
         "alarm_email",
-        "powertools_layer_version",
+        "registry",
     )
     return {key: app.node.try_get_context(key) for key in keys}
 
@@ -89,9 +98,10 @@ def build_app(app: cdk.App, *, nag: bool = True) -> Stacks:
     account, region = app.node.try_get_context("account"), app.node.try_get_context("region")
     if account or region:
         env = cdk.Environment(account=account, region=region)
+    features = settings.features
     synthesizer_factory = (
-        # LocalStack templates are deployed with boto3 create_stack: no bootstrap, no assets.
-        cdk.BootstraplessSynthesizer if settings.is_localstack else cdk.DefaultStackSynthesizer
+        # Unbootstrapped targets get templates that boto3 create_stack deploys: no assets.
+        cdk.DefaultStackSynthesizer if features.bootstrapped else cdk.BootstraplessSynthesizer
     )
 
     def props(name: str) -> dict[str, Any]:
@@ -100,13 +110,16 @@ def build_app(app: cdk.App, *, nag: bool = True) -> Stacks:
             "env": env,
             "synthesizer": synthesizer_factory(),
             "description": f"aimaas {settings.stage} {name} ({settings.profile})",
-            "termination_protection": settings.retain_data and not settings.is_localstack,
+            "termination_protection": settings.retain_data and features.termination_protection,
         }
 
+    if features.lambda_functions:
+        # The serving image bakes the stage's models in; the GPU endpoint's are published.
+        require_models(settings.registry, settings.served_models, settings.stage)
     p = settings.prefix
     storage = StorageStack(app, f"{p}-storage", settings=settings, **props("storage"))
     gpu = serving = observability = None
-    if not settings.is_localstack:
+    if features.lambda_functions:
         if settings.gpu_enabled:
             gpu = GpuStack(app, f"{p}-gpu", settings=settings, storage=storage, **props("gpu"))
         serving = ServingStack(

@@ -1,10 +1,11 @@
-"""What API Gateway forwards prediction requests to, per profile (a name -> factory mapping).
+"""What API Gateway forwards prediction requests to, by the profile's ``integration`` feature.
 
-- ``aws``: Lambda proxy integrations on the inference aliases, behind the Lambda REQUEST
-  authorizer, which turns ``x-api-key`` or ``Authorization: Bearer`` into a tenant and returns the
-  usage-plan key (``apiKeySource = AUTHORIZER``).
-- ``localstack``: one HTTP proxy to an upstream server (the local FastAPI app); API Gateway checks
-  the ``x-api-key`` header itself (``apiKeySource = HEADER``); no Lambda anywhere.
+- ``lambda`` (the ``aws`` profile): Lambda proxy integrations on the inference aliases, behind
+  the Lambda REQUEST authorizer, which turns ``x-api-key`` or ``Authorization: Bearer`` into a
+  tenant and returns the usage-plan key (``apiKeySource = AUTHORIZER``).
+- ``http_proxy`` (the ``localstack`` profile): one HTTP proxy to an upstream server (the local
+  FastAPI app); API Gateway checks the ``x-api-key`` header itself (``apiKeySource = HEADER``);
+  no Lambda anywhere.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from infra.settings import InfraSettings
-from infra.stacks.serving import MODEL_GROUPS, ServingStack
+from infra.stacks.serving import GATEWAY_TIMEOUT_S, MODEL_GROUPS, ServingStack
 
 
 @dataclass(frozen=True)
@@ -52,11 +53,15 @@ class ApiBackend(ABC):
     def authorizer(self, scope: Construct) -> apigw.IAuthorizer | None:
         """The authorizer for prediction routes (``None``: API keys checked by API Gateway)."""
 
-    def health_integration(self) -> apigw.Integration:
-        """``GET /health`` (no key, no authorizer)."""
-        return self.integration(self.health_target, "health")
+    def open_routes(self) -> tuple[Route, ...]:
+        """Routes without key or authorizer: health, the OpenAPI contract and its docs page."""
+        return tuple(
+            Route(path, ("GET",), self.open_target)
+            for path in ("health", "openapi.json", "docs", "docs-static/{proxy+}")
+        )
 
-    health_target: str = "text"
+    #: Where :meth:`open_routes` go.
+    open_target: str = "text"
 
 
 class LambdaBackend(ApiBackend):
@@ -66,7 +71,7 @@ class LambdaBackend(ApiBackend):
 
     def __init__(self, serving: ServingStack | None) -> None:
         if serving is None:
-            raise TypeError("the aws profile needs the serving stack")
+            raise TypeError("Lambda integrations need the serving stack")
         self.serving = serving
         self._groups = MODEL_GROUPS
         self._integrations: dict[str, apigw.LambdaIntegration] = {}
@@ -109,6 +114,7 @@ class LambdaBackend(ApiBackend):
                 # One resource-wide invoke permission instead of one per method keeps the
                 # function policy under its 20 kB limit as routes grow.
                 scope_permission_to_method=False,
+                timeout=cdk.Duration.seconds(GATEWAY_TIMEOUT_S),
             )
         return self._integrations[target]
 
@@ -134,7 +140,7 @@ class HttpProxyBackend(ApiBackend):
     """One HTTP proxy to an upstream server (the ``localstack`` profile)."""
 
     key_source = apigw.ApiKeySourceType.HEADER
-    health_target = "upstream"
+    open_target = "upstream"
 
     def __init__(self, upstream_url: str) -> None:
         self.upstream_url = upstream_url.rstrip("/")
@@ -143,10 +149,11 @@ class HttpProxyBackend(ApiBackend):
         return (Route("v1/{proxy+}", ("ANY",), "upstream"),)
 
     def integration(self, target: str, path: str) -> apigw.Integration:
-        if path == "health":
-            return apigw.HttpIntegration(f"{self.upstream_url}/health", proxy=True)
+        # The same path upstream; a greedy {proxy+} becomes the {proxy} the method captured.
+        if "{proxy+}" not in path:
+            return apigw.HttpIntegration(f"{self.upstream_url}/{path}", proxy=True)
         return apigw.HttpIntegration(
-            f"{self.upstream_url}/v1/{{proxy}}",
+            f"{self.upstream_url}/{path.replace('{proxy+}', '{proxy}')}",
             http_method="ANY",
             proxy=True,
             options=apigw.IntegrationOptions(
@@ -158,9 +165,10 @@ class HttpProxyBackend(ApiBackend):
         return None
 
 
+#: Integrations by the profile's ``integration`` feature (:data:`infra.settings.PROFILES`).
 BACKENDS: Mapping[str, Callable[[InfraSettings, ServingStack | None], ApiBackend]] = {
-    "aws": lambda settings, serving: LambdaBackend(serving),
-    "localstack": lambda settings, serving: HttpProxyBackend(settings.upstream_url or ""),
+    "lambda": lambda settings, serving: LambdaBackend(serving),
+    "http_proxy": lambda settings, serving: HttpProxyBackend(settings.upstream_url or ""),
 }
 
 
@@ -170,7 +178,7 @@ def build_backend(settings: InfraSettings, serving: ServingStack | None) -> ApiB
     Parameters
     ----------
     settings
-        The resolved settings (``profile`` picks the backend).
+        The resolved settings (the profile's ``integration`` feature picks the backend).
     serving
         The serving stack (``aws`` profile) or ``None``.
 
@@ -179,4 +187,4 @@ def build_backend(settings: InfraSettings, serving: ServingStack | None) -> ApiB
     ApiBackend
         The profile's backend.
     """
-    return BACKENDS[settings.profile](settings, serving)
+    return BACKENDS[settings.features.integration](settings, serving)

@@ -12,7 +12,7 @@ Exit status: 0 when every file was audited and is clean; 1 when a vulnerability 
 ``make test`` uses) prints the same report and always exits 0, so a machine without access to
 the vulnerability services can still build and test.
 
-Usage: ``python scripts/audit.py [--report-only] [--service pypi|osv] FILE...``
+Usage: ``python scripts/requirements_audit.py [--report-only] [--service pypi|osv] FILE...``
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def audit_file(pip_audit: str, path: Path, service: str, timeout_s: float) -> Fi
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Audit each file; print a report; exit as the module docstring says."""
-    parser = argparse.ArgumentParser(prog="scripts/audit.py")
+    parser = argparse.ArgumentParser(prog="scripts/requirements_audit.py")
     parser.add_argument("files", nargs="+", type=Path)
     parser.add_argument("--report-only", action="store_true", help="always exit 0")
     parser.add_argument("--service", default="pypi", choices=["pypi", "osv"])
