@@ -95,6 +95,9 @@ class Settings:
     # at most max_uploads bodies are received at once (503 beyond).
     body_timeout_s: float = 15.0
     max_uploads: int = 64
+    # Each request must be answered within this (API Gateway gives up at 29 s); every wait and
+    # retry on its path is bounded by what is left (aimaas.deadline). 0: no deadline.
+    request_deadline_s: float = 25.0
     onnx_threads: int = 0  # 0: let ONNX Runtime decide
     # Every AIMAAS_* variable, for adapters with settings of their own; kept out of repr() since
     # it can hold secrets (AIMAAS_KEY_PEPPER).
@@ -130,6 +133,7 @@ class Settings:
             max_body_bytes=int(get("MAX_BODY_BYTES", str(6 * 1024 * 1024)) or 0),
             body_timeout_s=float(get("BODY_TIMEOUT_S", "15") or 15),
             max_uploads=int(get("MAX_UPLOADS", "64") or 64),
+            request_deadline_s=float(get("REQUEST_DEADLINE_S", "25") or 0),
             onnx_threads=int(get("ONNX_THREADS", "0") or 0),
             extra={k: v for k, v in env.items() if k.startswith("AIMAAS_")},
         )

@@ -128,6 +128,13 @@ class BackendUnavailable(ApiError):
     code = "backend_unavailable"
 
 
+class DeadlineExceeded(ApiError):
+    """The request's deadline passed before it could be answered (and billed)."""
+
+    status = 504
+    code = "deadline_exceeded"
+
+
 class Overloaded(BackendUnavailable):
     """The server is at capacity for this kind of work; ``retry_after`` seconds is a fair wait.
 

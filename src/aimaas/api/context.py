@@ -47,11 +47,14 @@ class GatewayContext:
         URL), so ``/docs`` can point at ``/<stage>/openapi.json``.
     authorizer
         ``requestContext.authorizer``: what the Lambda authorizer returned (empty without one).
+    remaining_s
+        What is left of the Lambda invocation's timeout (Mangum's ``aws.context``).
     """
 
     request_id: str | None = None
     stage_prefix: str | None = None
     authorizer: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    remaining_s: float | None = None
 
     @classmethod
     def from_scope(cls, scope: Mapping[str, Any]) -> GatewayContext | None:
@@ -63,10 +66,12 @@ class GatewayContext:
         context = context if isinstance(context, Mapping) else {}
         authorizer = context.get("authorizer")
         authorizer = dict(authorizer) if isinstance(authorizer, Mapping) else {}
+        remaining = getattr(scope.get("aws.context"), "get_remaining_time_in_millis", None)
         return cls(
             request_id=str(context["requestId"]) if context.get("requestId") else None,
             stage_prefix=_stage_prefix(context),
             authorizer=MappingProxyType(authorizer),
+            remaining_s=remaining() / 1000.0 if callable(remaining) else None,
         )
 
 

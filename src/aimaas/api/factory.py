@@ -63,6 +63,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         identify=partial(identify_caller, container),
         body_timeout_s=settings.body_timeout_s,
         max_uploads=settings.max_uploads,
+        deadline_s=settings.request_deadline_s,
     )
     app.include_router(health_router)
     app.include_router(router)

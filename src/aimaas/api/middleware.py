@@ -23,7 +23,7 @@ from typing import Any
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from aimaas import errors
+from aimaas import deadline, errors
 from aimaas.api.calls import run_blocking
 from aimaas.api.context import (
     MODEL_HEADER,
@@ -76,6 +76,9 @@ class RequestContextMiddleware:
         (408 after it): a slow upload cannot hold its buffer indefinitely.
     max_uploads
         Bodies being received at once; one more is answered 503 with Retry-After.
+    deadline_s
+        The request deadline (:mod:`aimaas.deadline`; under Lambda never later than the
+        invocation's remaining time less a second); 0 for none.
     """
 
     def __init__(
@@ -85,8 +88,10 @@ class RequestContextMiddleware:
         identify: Identify | None = None,
         body_timeout_s: float = 15.0,
         max_uploads: int = 64,
+        deadline_s: float = 0.0,
     ) -> None:
         self.app = app
+        self.deadline_s = deadline_s
         self.max_body_bytes = max_body_bytes
         self.identify = identify
         self.body_timeout_s = body_timeout_s
@@ -115,7 +120,13 @@ class RequestContextMiddleware:
             scope["root_path"] = gateway.stage_prefix
         request_token = request_id_var.set(request_id)
         model_token = model_var.set(None)
+        deadline_token = deadline.start(self._deadline_s(gateway))
         try:
+            declared = headers.get("content-length")
+            if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+                # Header-only and free: the same answer (413) whoever is calling.
+                await send_error(send, self._too_large(), request_id)
+                return
             if self.identify is not None and scope["path"].startswith(PROTECTED_PREFIX):
                 try:
                     state["principal"] = await run_blocking(
@@ -126,8 +137,20 @@ class RequestContextMiddleware:
                     return
             await self._serve(scope, receive, send, headers, request_id, gateway is None)
         finally:
+            deadline.reset(deadline_token)
             request_id_var.reset(request_token)
             model_var.reset(model_token)
+
+    def _too_large(self) -> errors.PayloadTooLarge:
+        return errors.PayloadTooLarge(
+            f"The request body is over the limit of {self.max_body_bytes} bytes."
+        )
+
+    def _deadline_s(self, gateway: GatewayContext | None) -> float | None:
+        limits = [s for s in (self.deadline_s or None,) if s]
+        if gateway is not None and gateway.remaining_s is not None:
+            limits.append(gateway.remaining_s - 1.0)  # a second to hand the answer back
+        return min(limits) if limits else None
 
     async def _read_body(self, receive: Receive, streamed: bool) -> bytearray | None:
         """The whole body, or None when the client disconnects. ``streamed``: the body comes
@@ -158,9 +181,7 @@ class RequestContextMiddleware:
             body.extend(message.get("body", b""))
             more = message.get("more_body", False)
             if len(body) > self.max_body_bytes:
-                raise errors.PayloadTooLarge(
-                    f"The request body is over the limit of {self.max_body_bytes} bytes."
-                )
+                raise self._too_large()
         return body
 
     async def _serve(
@@ -172,13 +193,7 @@ class RequestContextMiddleware:
         request_id: str,
         streamed: bool,
     ) -> None:
-        too_large = errors.PayloadTooLarge(
-            f"The request body is over the limit of {self.max_body_bytes} bytes."
-        )
         declared = headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            await send_error(send, too_large, request_id)
-            return
         expects_body = (declared not in (None, "0")) or "transfer-encoding" in headers
         if expects_body and self._uploads >= self.max_uploads:
             await send_error(

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from aimaas import errors
+from aimaas import deadline, errors
 from aimaas.api.calls import Call
 from aimaas.api.container import Container
 from aimaas.api.schemas import Usage
@@ -125,6 +125,7 @@ def meter(
         status=200,
         timestamp=datetime.now(UTC),
     )
+    deadline.ensure_deliverable()  # never bill an answer the client can no longer receive
     meter = container.meter
     new = meter.record(record)
     if not new:

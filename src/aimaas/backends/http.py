@@ -7,7 +7,7 @@ from typing import Any
 import urllib3
 from urllib3.util import Retry, Timeout
 
-from aimaas import errors
+from aimaas import deadline, errors
 from aimaas.backends.base import (
     InferenceBackend,
     parse_result,
@@ -56,12 +56,15 @@ class HttpGpuBackend(InferenceBackend):
             backoff_factor=backoff_factor,
             raise_on_status=False,
         )
-        self.pool = urllib3.PoolManager(
-            retries=retry, timeout=Timeout(connect=min(2.0, timeout_s), read=timeout_s)
-        )
+        self.timeout_s = timeout_s
+        self.retry = retry
+        self.pool = urllib3.PoolManager(retries=retry)
 
     def invoke(self, manifest: ModelManifest, request: Any) -> Any:
         body = request.model_dump_json().encode()
+        # Each attempt is bounded by the request's deadline, and retries happen only while a
+        # whole attempt still fits in it.
+        read = deadline.bounded(self.timeout_s)
         try:
             response = self.pool.request(
                 "POST",
@@ -71,6 +74,8 @@ class HttpGpuBackend(InferenceBackend):
                     "Content-Type": "application/json",
                     wire.TARGET_MODEL_HEADER: target_model(manifest),
                 },
+                timeout=Timeout(connect=min(2.0, read), read=read),
+                retries=self.retry if read >= self.timeout_s else False,
             )
         except urllib3.exceptions.HTTPError as exc:
             raise errors.BackendUnavailable("The GPU backend cannot be reached.") from exc

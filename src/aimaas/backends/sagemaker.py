@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aimaas import errors
+from aimaas import deadline, errors
 from aimaas.backends.base import (
     InferenceBackend,
     parse_result,
@@ -38,6 +38,7 @@ class SageMakerBackend(InferenceBackend):
 
     def __init__(self, endpoint_name: str, timeout_s: float = 10.0, client: Any = None) -> None:
         self.endpoint_name = endpoint_name
+        self.timeout_s = timeout_s
         if client is None:
             import boto3  # deferred: only stages with a GPU endpoint pay for it
             from botocore.config import Config
@@ -47,7 +48,9 @@ class SageMakerBackend(InferenceBackend):
                 config=Config(
                     connect_timeout=2,
                     read_timeout=timeout_s,
-                    retries={"mode": "standard", "max_attempts": 3},
+                    # Two attempts of at most timeout_s each (plus connects) fit in the request
+                    # deadline: 2 x 10 s + 2 x 2 s < 25 s with the defaults.
+                    retries={"mode": "standard", "max_attempts": 2},
                 ),
             )
         self.client = client
@@ -55,6 +58,7 @@ class SageMakerBackend(InferenceBackend):
     def invoke(self, manifest: ModelManifest, request: Any) -> Any:
         from botocore.exceptions import BotoCoreError, ClientError
 
+        deadline.bounded(self.timeout_s)  # a request already out of time is not sent
         try:
             response = self.client.invoke_endpoint(
                 EndpointName=self.endpoint_name,

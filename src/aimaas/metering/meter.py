@@ -23,6 +23,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from aimaas import deadline
 from aimaas.errors import BackendUnavailable
 from aimaas.metering.ledger import UsageLedger
 from aimaas.metering.records import UsageRecord
@@ -35,6 +36,14 @@ USAGE_NOT_RECORDED = "usage_not_recorded"
 
 # Programming errors: retrying cannot help, and they must not be reported as an outage.
 _NOT_RETRIED: tuple[type[BaseException], ...] = (ValueError, TypeError, KeyError)
+
+
+def _past_the_deadline(state: object) -> bool:
+    """A tenacity stop condition: no retry whose wait would end past the request's deadline
+    (the answer could not reach the client anyway)."""
+    left = deadline.time_left()
+    upcoming = float(getattr(state, "upcoming_sleep", 0.0) or 0.0)
+    return left is not None and left <= upcoming + deadline.DELIVERY_MARGIN_S
 
 
 class Meter:
@@ -86,7 +95,7 @@ class Meter:
         import tenacity
 
         retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(self.attempts),
+            stop=tenacity.stop_after_attempt(self.attempts) | _past_the_deadline,
             wait=tenacity.wait_exponential_jitter(
                 multiplier=self.initial_wait_s, max=self.max_wait_s, jitter=self.initial_wait_s
             ),

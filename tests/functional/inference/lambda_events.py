@@ -103,6 +103,7 @@ class LambdaContext:
     aws_request_id: str = "5f2e1c3a-0000-4000-8000-000000000001"
     log_group_name: str = "/aws/lambda/aimaas-inference"
     log_stream_name: str = "2026/11/29/[$LATEST]abc"
+    remaining_ms: int = 30_000
 
     def get_remaining_time_in_millis(self) -> int:
-        return 30_000
+        return self.remaining_ms

@@ -64,8 +64,10 @@ def lambda_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, A
             core.propagate = saved[2]
 
 
-def _call(env: dict[str, Any], event: dict[str, Any]) -> tuple[int, dict[str, str], Any]:
-    response = env["handler"](event, events.LambdaContext())
+def _call(
+    env: dict[str, Any], event: dict[str, Any], context: Any = None
+) -> tuple[int, dict[str, str], Any]:
+    response = env["handler"](event, context or events.LambdaContext())
     headers = {k.lower(): v for k, v in response.get("headers", {}).items()}
     for key, values in (response.get("multiValueHeaders") or {}).items():
         headers.setdefault(key.lower(), values[0])
@@ -189,6 +191,22 @@ def test_ledger_sees_one_record_per_request(lambda_env: dict) -> None:
     ]
     ledger.close()
     assert ids.count("apigw-dup") == 1
+
+
+def test_an_invocation_about_to_time_out_is_a_504_and_not_billed(lambda_env: dict) -> None:
+    """1.2 s left of the invocation: the deadline is 0.2 s (a second kept to hand the answer
+    back), under the delivery margin, so the call is refused before it is billed."""
+    from aimaas.metering.sqlite import SqliteLedger
+
+    event = events.json_event("/v1/embeddings", {"input": "x"}, request_id="apigw-late")
+    status, _, body = _call(lambda_env, event, events.LambdaContext(remaining_ms=1200))
+    assert status == 504, body
+    assert body["error"]["code"] == "deadline_exceeded"
+    ledger = SqliteLedger(lambda_env["db"])
+    try:
+        assert ledger.get(events.AUTHORIZER["tenant_id"], "apigw-late") is None
+    finally:
+        ledger.close()
 
 
 def test_docs_behind_the_stage_url_point_at_the_stage(lambda_env: dict) -> None:

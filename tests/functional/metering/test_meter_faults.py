@@ -98,3 +98,23 @@ def test_programming_errors_are_not_retried(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         meter.record(sample_record("bug", timestamp=START))
     assert Broken.tries == 1
+
+
+def test_no_retry_outlives_the_request_deadline(tmp_path: Path) -> None:
+    """Every write fails: with no deadline the meter tries its 4 times; with 0.1 s left and
+    0.5 s waits it stops after the first (the answer could no longer reach the client)."""
+    from aimaas import deadline
+
+    def attempts_made(left_s: float | None) -> int:
+        flaky = FlakyLedger(SqliteLedger(tmp_path / f"{left_s}.sqlite"), fail_before=1.0)
+        meter = Meter(flaky, attempts=4, initial_wait_s=0.5, sleep=lambda _: None)
+        token = deadline.start(left_s)
+        try:
+            with pytest.raises(BackendUnavailable):
+                meter.record(sample_record("r-1", tenant_id="t-a", timestamp=START))
+        finally:
+            deadline.reset(token)
+        return flaky.injected_before
+
+    assert attempts_made(None) == 4
+    assert attempts_made(0.1) == 1

@@ -86,11 +86,13 @@ def make_harness(
         registry_: ModelRegistry | None = None,
         cpu_: InferenceBackend | None = None,
         max_body_bytes: int = 6 * 1024 * 1024,
+        request_deadline_s: float = 25.0,
     ) -> Harness:
         settings = Settings(
             registry_path=REGISTRY,
             sqlite_path=tmp_path / "db.sqlite",
             max_body_bytes=max_body_bytes,
+            request_deadline_s=request_deadline_s,
         )
         real_ledger = SqliteLedger(tmp_path / f"ledger{len(made)}.sqlite")
         container = Container(

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -286,3 +287,29 @@ def test_serving_never_imports_torch_and_loads_only_what_is_used(tmp_path: Path)
         "all-minilm-l6-v2-int8",
         "minilm-topic-classifier",
     ]
+
+
+class Slow(InferenceBackend):
+    """Answers correctly, after ``delay_s``: a model run that outlives the request deadline."""
+
+    def __init__(self, inner: InferenceBackend, delay_s: float) -> None:
+        self.inner, self.delay_s = inner, delay_s
+
+    def invoke(self, manifest: Any, request: Any) -> Any:
+        time.sleep(self.delay_s)
+        return self.inner.invoke(manifest, request)
+
+
+def test_a_call_answered_after_its_deadline_is_a_504_and_not_billed(make_harness, cpu) -> None:
+    harness = make_harness(cpu_=Slow(cpu, 0.5), request_deadline_s=0.3)
+    response = harness.client.post("/v1/text-classification", headers=AUTH, json=TEXT)
+    assert_error_shape(response, 504, "deadline_exceeded")
+    assert "not billed" in response.json()["error"]["message"]
+    assert harness.records() == []
+
+
+def test_a_call_within_its_deadline_is_served_and_billed(make_harness, cpu) -> None:
+    harness = make_harness(cpu_=Slow(cpu, 0.05), request_deadline_s=5.0)
+    response = harness.client.post("/v1/text-classification", headers=AUTH, json=TEXT)
+    assert response.status_code == 200
+    assert len(harness.records()) == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from io import BytesIO
@@ -16,7 +17,7 @@ import pytest
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
-from aimaas import errors
+from aimaas import deadline, errors
 from aimaas.backends import BackendRouter, InferenceBackend, UnconfiguredGpuBackend
 from aimaas.backends.http import HttpGpuBackend
 from aimaas.backends.sagemaker import SageMakerBackend
@@ -148,8 +149,9 @@ def test_sagemaker_wrong_task_answer_is_refused(sagemaker: Any, manifest: Any) -
 class _Server:
     """A real HTTP server on 127.0.0.1 that answers from a script of (status, body)."""
 
-    def __init__(self, script: list[tuple[int, bytes]]) -> None:
+    def __init__(self, script: list[tuple[int, bytes]], delay_s: float = 0.0) -> None:
         self.script = script
+        self.delay_s = delay_s
         self.seen: list[dict[str, Any]] = []
         owner = self
 
@@ -163,6 +165,7 @@ class _Server:
                         "body": json.loads(self.rfile.read(length)),
                     }
                 )
+                time.sleep(owner.delay_s)
                 status, body = owner.script.pop(0) if owner.script else (500, b"{}")
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -187,8 +190,8 @@ class _Server:
 def server() -> Iterator[Any]:
     servers: list[_Server] = []
 
-    def start(script: list[tuple[int, bytes]]) -> _Server:
-        servers.append(_Server(script))
+    def start(script: list[tuple[int, bytes]], delay_s: float = 0.0) -> _Server:
+        servers.append(_Server(script, delay_s))
         return servers[-1]
 
     yield start
@@ -244,3 +247,28 @@ def test_http_backend_garbage_answer_is_backend_unavailable(server: Any, manifes
     gpu = server([(200, b"<html>oops</html>")])
     with pytest.raises(errors.BackendUnavailable, match="invalid result"):
         HttpGpuBackend(gpu.url).invoke(manifest, EmbeddingsRequest(texts=["a"]))
+
+
+def test_http_backend_waits_no_longer_than_the_request_deadline(server: Any, manifest: Any) -> None:
+    gpu = server([(200, RESULT.model_dump_json().encode())] * 3, delay_s=1.5)
+    backend = HttpGpuBackend(gpu.url, timeout_s=10.0, retries=2, backoff_factor=0.01)
+    token = deadline.start(0.4)
+    started = time.monotonic()
+    try:
+        with pytest.raises(errors.BackendUnavailable):
+            backend.invoke(manifest, EmbeddingsRequest(texts=["a"]))
+    finally:
+        deadline.reset(token)
+    assert time.monotonic() - started < 1.2  # one attempt cut at the deadline, no retry
+    assert len(gpu.seen) == 1
+
+
+def test_http_backend_past_the_deadline_sends_nothing(server: Any, manifest: Any) -> None:
+    gpu = server([(200, RESULT.model_dump_json().encode())])
+    token = deadline.start(-1.0)
+    try:
+        with pytest.raises(errors.DeadlineExceeded):
+            HttpGpuBackend(gpu.url).invoke(manifest, EmbeddingsRequest(texts=["a"]))
+    finally:
+        deadline.reset(token)
+    assert gpu.seen == []
