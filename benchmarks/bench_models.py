@@ -42,6 +42,7 @@ import torch  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from aimaas_testing.paths import registry_path  # noqa: E402
 from model_export.models import minilm, mobilenet, silero_vad, topic_classifier  # noqa: E402
 from model_export.models.mobilenet import photo_batch  # noqa: E402
 
@@ -308,7 +309,7 @@ def main() -> int:
     if args.quick:
         args.seconds = 0.5
     torch.set_num_threads(args.threads)
-    registry = Path(os.environ.get("AIMAAS_REGISTRY", REPO / "build" / "registry"))
+    registry = registry_path()
     if artifact(registry, "all-minilm-l6-v2") is None:
         print(f"no models in {registry}; run `make models` first", file=sys.stderr)
         return 2

@@ -22,13 +22,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib.util
 import io
 import json
 import os
 import platform
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,22 +38,16 @@ from typing import Any
 
 import numpy as np
 
+from aimaas_testing.imports import load_module
+from aimaas_testing.paths import REGISTRY
+from aimaas_testing.servers import launch_local_server
+
 REPO = Path(__file__).resolve().parents[1]
-REGISTRY = Path(os.environ.get("AIMAAS_REGISTRY", REPO / "build" / "registry"))
 HANDLER = REPO / "functions" / "inference" / "inference_handler.py"
 EVENTS = REPO / "tests" / "functional" / "inference" / "lambda_events.py"
 OUT = REPO / "benchmarks" / "results" / "serving.json"
 MODEL = "all-minilm-l6-v2-int8"
 TEXT = "The central bank left interest rates unchanged on Thursday, citing slowing inflation."
-
-
-def _load(name: str, path: Path) -> Any:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -79,8 +71,8 @@ def _env(db: Path) -> dict[str, str]:
 
 def handler_overhead(rounds: int, work_dir: Path) -> dict[str, Any]:
     os.environ.update(_env(work_dir / "overhead.db"))
-    events = _load("bench_lambda_events", EVENTS)
-    module = _load("bench_inference_handler", HANDLER)
+    events = load_module("bench_lambda_events", EVENTS)
+    module = load_module("bench_inference_handler", HANDLER)
     module.logger.registered_handler.setStream(open(os.devnull, "w"))  # noqa: SIM115
     container = module.app.state.container
     manifest = container.registry.resolve(MODEL)
@@ -304,12 +296,6 @@ def cold_start(runs: int, work_dir: Path) -> dict[str, Any]:
 # ---- 3. HTTP throughput ----------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def _drive(url: str, key: str, clients: int, total: int) -> dict[str, Any]:
     import httpx
 
@@ -362,49 +348,19 @@ def bare_throughput(seconds: float) -> dict[str, Any]:
 
 
 def http_throughput(levels: list[int], per_level: int, work_dir: Path) -> dict[str, Any]:
-    port = _free_port()
-    log = (work_dir / "server.log").open("w+")
-    env = {**os.environ, "AIMAAS_ONNX_THREADS": "1"}
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "aimaas_local",
-            "serve",
-            "--registry",
-            str(REGISTRY),
-            "--port",
-            str(port),
-            "--db",
-            str(work_dir / "http.db"),
-            "--log-level",
-            "warning",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
+    server = launch_local_server(
+        registry=REGISTRY,
+        db=work_dir / "http.db",
+        log_path=work_dir / "server.log",
+        args=["--show-key", "--log-level", "warning"],
+        env={"AIMAAS_ONNX_THREADS": "1"},
     )
-    url = f"http://127.0.0.1:{port}"
     try:
-        import httpx
-
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            if server.poll() is not None or time.monotonic() > deadline:
-                log.seek(0)
-                raise RuntimeError(f"server did not start: {log.read()}")
-            time.sleep(0.2)
-        log.seek(0)
-        key = re.search(r"demo API key:\s+(amk_\S+)", log.read())
+        key = re.search(r"demo API key:\s+(amk_\S+)", server.logs())
         assert key is not None
-        rows = [asyncio.run(_drive(url, key.group(1), c, per_level)) for c in levels]
+        rows = [asyncio.run(_drive(server.url, key.group(1), c, per_level)) for c in levels]
     finally:
-        server.terminate()
-        server.wait(timeout=10)
-        log.close()
+        server.stop()
     return {"levels": rows, "server": "uvicorn, 1 process, ONNX threads 1"}
 
 

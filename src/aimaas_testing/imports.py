@@ -1,10 +1,14 @@
-"""The import graph of a package tree, read from its source (no module is imported)."""
+"""Modules as files: the import graph of a package tree read from its source (no module is
+imported), and :func:`load_module` for entry points that are files."""
 
 from __future__ import annotations
 
 import ast
+import importlib.util
+import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from types import ModuleType
 
 
 def module_names(root: Path, package: str) -> dict[str, Path]:
@@ -114,3 +118,16 @@ def cycles(graph: Mapping[str, set[str]]) -> list[list[str]]:
         if node not in index:
             visit(node)
     return found
+
+
+def load_module(name: str, path: Path) -> ModuleType:
+    """Import the file ``path`` as a fresh module called ``name`` (registered in ``sys.modules``,
+    which dataclasses need): for entry points that are files, not packages (the Lambda handler,
+    scripts), and for loading one again under new settings."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

@@ -10,13 +10,9 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
-import os
 import re
 import shutil
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,8 +21,8 @@ import numpy as np
 import pytest
 import requests
 
-ROOT = Path(__file__).resolve().parents[3]
-REGISTRY = Path(os.environ.get("AIMAAS_REGISTRY", ROOT / "build" / "registry"))
+from aimaas_testing.paths import REGISTRY
+from aimaas_testing.servers import launch_local_server
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,63 +33,25 @@ class Server:
     banner: str
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     folder = tmp_path_factory.mktemp("local-mode")
-    port = _free_port()
-    log = (folder / "server.log").open("w+")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "aimaas_local",
-            "serve",
-            "--registry",
-            str(REGISTRY),
-            "--port",
-            str(port),
-            "--db",
-            str(folder / "aimaas.db"),
-            "--show-key",  # its output is a log file, not a terminal
-            "--log-level",
-            "warning",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=ROOT,
-        env={**os.environ, "AIMAAS_ONNX_THREADS": "1"},
+    running = launch_local_server(
+        registry=REGISTRY,
+        db=folder / "aimaas.db",
+        log_path=folder / "server.log",
+        args=["--show-key", "--log-level", "warning"],  # its output is a file, not a terminal
+        env={"AIMAAS_ONNX_THREADS": "1"},
     )
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                log.seek(0)
-                pytest.fail(f"local server did not start:\n{log.read()}")
-            time.sleep(0.2)
-        log.seek(0)
-        banner = log.read()
+        banner = running.logs()
         match = re.search(r"demo API key:\s+(amk_\S+)", banner)
         assert match, banner
-        yield Server(url=url, demo_key=match.group(1), db=folder / "aimaas.db", banner=banner)
+        yield Server(
+            url=running.url, demo_key=match.group(1), db=folder / "aimaas.db", banner=banner
+        )
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+        running.stop()
 
 
 @pytest.fixture(scope="module")

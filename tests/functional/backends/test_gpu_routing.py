@@ -8,7 +8,6 @@ here) while every other model stays in process, and both answers must be the sam
 from __future__ import annotations
 
 import dataclasses
-import os
 import socket
 import sys
 from collections.abc import Iterator
@@ -20,9 +19,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from aimaas_testing.auth import FixedAuthenticator
+from aimaas_testing.paths import REGISTRY
 
 ROOT = Path(__file__).resolve().parents[3]
-REGISTRY = Path(os.environ.get("AIMAAS_REGISTRY", ROOT / "build" / "registry"))
 GPU_MODEL = "all-minilm-l6-v2"
 TEXTS = ["The central bank left interest rates unchanged.", "我喜欢在周末去公园散步。"]
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,10 +22,10 @@ from PIL import Image
 from aimaas.backends.local import LocalOnnxBackend
 from aimaas.inference import wire
 from aimaas.registry import FolderStore, ModelRegistry
+from aimaas_testing.paths import REGISTRY
 from functions.gpu_server.gpuserve.launcher import running_server
 
 REPO = Path(__file__).resolve().parents[3]
-REGISTRY = Path(os.environ.get("AIMAAS_REGISTRY", REPO / "build" / "registry"))
 TEXT_MODEL = "all-minilm-l6-v2"
 IMAGE_MODEL = "mobilenet-v2"
 HEADER = wire.TARGET_MODEL_HEADER
@@ -129,9 +128,7 @@ def test_sagemaker_custom_attributes_also_pick_the_model(server: str, reference:
 
 def test_image_classification_equals_the_lambda_path_exactly(server: str, reference: Any) -> None:
     body = {"task": "image-classification", "images": [png(1), png(2)], "top_k": 3}
-    payload = json.loads(
-        wire.REQUEST_ADAPTER.dump_json(wire.REQUEST_ADAPTER.validate_python(body))
-    )
+    payload = json.loads(wire.REQUEST_ADAPTER.dump_json(wire.REQUEST_ADAPTER.validate_python(body)))
     response = post(server, payload, IMAGE_MODEL)
     assert response.status_code == 200, response.text
     assert response.json() == expected(reference, IMAGE_MODEL, body)
@@ -176,9 +173,7 @@ def test_one_bad_input_fails_only_its_own_request(server: str, reference: Any) -
     payloads = [
         (
             IMAGE_MODEL,
-            json.loads(
-                wire.REQUEST_ADAPTER.dump_json(wire.REQUEST_ADAPTER.validate_python(b))
-            ),
+            json.loads(wire.REQUEST_ADAPTER.dump_json(wire.REQUEST_ADAPTER.validate_python(b))),
         )
         for b in [*good[:2], bad, *good[2:]]
     ]

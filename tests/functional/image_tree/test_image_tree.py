@@ -25,8 +25,9 @@ from pathlib import Path
 
 import pytest
 
+from aimaas_testing.paths import REGISTRY
+
 ROOT = Path(__file__).resolve().parents[3]
-REGISTRY = Path(os.environ.get("AIMAAS_REGISTRY", ROOT / "build" / "registry"))
 DOCKERFILE = ROOT / "functions" / "inference" / "Dockerfile"
 REQUIREMENTS = ROOT / "functions" / "inference" / "requirements.txt"
 EVENTS = ROOT / "tests" / "functional" / "inference" / "lambda_events.py"

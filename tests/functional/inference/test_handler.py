@@ -3,36 +3,26 @@
 from __future__ import annotations
 
 import base64
-import importlib.util
 import io
 import json
 import logging
-import os
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 from PIL import Image
 
+from aimaas_testing.imports import load_module
+from aimaas_testing.paths import REGISTRY
+
 ROOT = Path(__file__).resolve().parents[3]
-REGISTRY = Path(os.environ.get("AIMAAS_REGISTRY", ROOT / "build" / "registry"))
 HANDLER = ROOT / "functions" / "inference" / "inference_handler.py"
 
 
-def _load(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-events = _load("aimaas_test_lambda_events", Path(__file__).with_name("lambda_events.py"))
+events = load_module("aimaas_test_lambda_events", Path(__file__).with_name("lambda_events.py"))
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +41,7 @@ def lambda_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, A
             patch.setenv(key, value)
         core = logging.getLogger("aimaas")
         saved = (list(core.handlers), core.level, core.propagate)
-        module = _load("aimaas_test_inference_handler", HANDLER)
+        module = load_module("aimaas_test_inference_handler", HANDLER)
         try:
             yield {"handler": module.handler, "db": db, "module": module}
         finally:

@@ -10,10 +10,6 @@ moto in process (the server runs in a thread of this process, so moto's mock app
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
-import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -25,7 +21,6 @@ from typing import Any
 import boto3
 import httpx
 import pytest
-import uvicorn
 
 from aimaas.api import create_app
 from aimaas.config import Settings
@@ -33,18 +28,12 @@ from aimaas.metering import day_bucket, month_bucket
 from aimaas.wiring import build_ledger
 from aimaas_admin.service import AdminService
 from aimaas_testing.metering import moto_tables
+from aimaas_testing.paths import REGISTRY
+from aimaas_testing.servers import serve_in_thread
 
-ROOT = Path(__file__).resolve().parents[3]
-REGISTRY = Path(os.environ.get("AIMAAS_REGISTRY", ROOT / "build" / "registry")).resolve()
 PREDICTIONS = 2000
 CLIENTS = 32
 RETRY_EVERY = 10  # every tenth request id is sent twice
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(params=["sqlite", "dynamodb"])
@@ -68,27 +57,9 @@ def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str,
         for part in (admin.store, admin.ledger, admin.audit):
             getattr(part, "close", lambda: None)()
         app = create_app(settings)
-        port = _free_port()
-        server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-        )
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
-            time.sleep(0.05)
-        try:
-            yield {
-                "url": f"http://127.0.0.1:{port}",
-                "key": key,
-                "tenant_id": tenant.tenant_id,
-                "settings": settings,
-            }
-        finally:
-            server.should_exit = True
-            thread.join(timeout=30)
-            app.state.container.close()
+        stack.callback(app.state.container.close)  # after the server below has stopped
+        url = stack.enter_context(serve_in_thread(app))
+        yield {"url": url, "key": key, "tenant_id": tenant.tenant_id, "settings": settings}
 
 
 async def _send_all(url: str, key: str) -> list[tuple[str, int, float]]:

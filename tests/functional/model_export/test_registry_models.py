@@ -6,7 +6,6 @@ Reads ``AIMAAS_REGISTRY`` (default ``build/registry``); nothing is rebuilt here.
 from __future__ import annotations
 
 import io
-import os
 from importlib import metadata
 from pathlib import Path
 
@@ -18,10 +17,10 @@ from aimaas.manifest import ModelManifest
 from aimaas.preprocess.audio import decode_wav, resample, speech_segments, vad_windows
 from aimaas.preprocess.image import preprocess_images
 from aimaas.preprocess.text import TextEncoder
+from aimaas_testing.paths import REGISTRY
 from model_export.registry import verify_entry
 
 ROOT = Path(__file__).resolve().parents[3]
-REGISTRY = Path(os.environ.get("AIMAAS_REGISTRY", ROOT / "build" / "registry"))
 MODELS = (
     "all-minilm-l6-v2",
     "all-minilm-l6-v2-int8",

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import pytest
 
 from aimaas.manifest import ModelManifest
 from aimaas.plans import UNIT_CONVERSIONS, load_catalog
-
-REGISTRY = Path(os.environ.get("AIMAAS_REGISTRY", "build/registry"))
+from aimaas_testing.paths import REGISTRY
 
 
 def manifests() -> list[ModelManifest]:

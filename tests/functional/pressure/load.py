@@ -28,6 +28,8 @@ from typing import Any
 import httpx
 import numpy as np
 
+from aimaas_testing.media import wav
+
 
 @dataclass(frozen=True)
 class Request:
@@ -119,21 +121,9 @@ def default_mix(with_audio: bool = False) -> list[tuple[float, Request]]:
         (0.1, Request("catalogue", "/v1/models", {"method": "GET"}, billed=False)),
     ]
     if with_audio:
-        mix.append((0.1, Request("audio", "/v1/audio-classification", {"content": _tone_wav(),
+        mix.append((0.1, Request("audio", "/v1/audio-classification", {"content": wav(),
                     "headers": {"Content-Type": "audio/wav"}})))  # fmt: skip
     return mix
-
-
-def _tone_wav(seconds: float = 1.0, rate: int = 16000) -> bytes:
-    import struct
-
-    t = np.arange(int(seconds * rate)) / rate
-    frames = (0.3 * np.sin(2 * np.pi * 440 * t) * 32767).astype("<i2").tobytes()
-    header = struct.pack(
-        "<4sI4s4sIHHIIHH4sI", b"RIFF", 36 + len(frames), b"WAVE", b"fmt ", 16, 1, 1, rate,
-        rate * 2, 2, 16, b"data", len(frames),
-    )  # fmt: skip
-    return header + frames
 
 
 def _ok(status: int | str) -> bool:

@@ -8,29 +8,24 @@ The process's stdout and stderr (every log line, at DEBUG) go to a file the secu
 
 from __future__ import annotations
 
-import io
-import os
-import socket
-import struct
 import subprocess
-import sys
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
-from PIL import Image
 
 from aimaas.config import Settings
 from aimaas.metering import UsageRecord
 from aimaas.metering.sqlite import SqliteLedger
+from aimaas_testing.media import image_bytes, wav
+from aimaas_testing.paths import REGISTRY, has_model
+from aimaas_testing.paths import REPO_ROOT as ROOT
+from aimaas_testing.servers import ServerProcess, free_port, launch_local_server
 
-ROOT = Path(__file__).resolve().parents[3]
-REGISTRY = Path(os.environ.get("AIMAAS_REGISTRY", ROOT / "build" / "registry")).resolve()
+__all__ = ["REGISTRY", "ROOT", "free_port", "has_model", "image_bytes", "wav"]
 
 # Root logging at DEBUG before local mode starts, so every logger's output reaches the file.
 _LAUNCHER = (
@@ -40,19 +35,6 @@ _LAUNCHER = (
     "from aimaas_local.cli import main\n"
     "sys.exit(main(sys.argv[1:]))\n"
 )
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def has_model(name: str) -> bool:
-    """True when the registry holds at least one version of ``name``."""
-    folder = REGISTRY / name
-    return folder.is_dir() and any((p / "manifest.json").is_file() for p in folder.iterdir())
 
 
 def require_model(name: str) -> None:
@@ -155,96 +137,24 @@ def start_server(
     workdir.mkdir(parents=True, exist_ok=True)
     db_path = workdir / "aimaas.db"
     creds = provision(db_path, tenants or {"a": "pro", "b": "pro"})
-    port = free_port()
-    log_path = workdir / "server.log"
-    child_env = {k: v for k, v in os.environ.items() if not k.startswith("AIMAAS_")}
-    child_env.update({"AIMAAS_REGISTRY": str(registry), "PYTHONUNBUFFERED": "1", **(env or {})})
-    command = [
-        sys.executable,
-        "-c",
-        _LAUNCHER,
-        "serve",
-        "--registry",
-        str(registry),
-        "--db",
-        str(db_path),
-        "--port",
-        str(port),
-        "--log-level",
-        "debug",
-    ]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=child_env)
-    server = LiveServer(f"http://127.0.0.1:{port}", process, db_path, log_path, creds)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited early:\n{log_path.read_text()[-4000:]}")
-        try:
-            if httpx.get(f"{server.base_url}/health", timeout=2).status_code == 200:
-                return server
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    stop_server(server)
-    raise RuntimeError(f"server did not answer /health in 60 s:\n{log_path.read_text()[-4000:]}")
+    running = launch_local_server(
+        registry=registry,
+        db=db_path,
+        log_path=workdir / "server.log",
+        args=["--log-level", "debug"],
+        env=env,
+        clean_env=True,
+        launcher=_LAUNCHER,
+    )
+    return LiveServer(running.url, running.process, db_path, running.log_path, creds)
 
 
 def stop_server(server: LiveServer) -> None:
     """Stop the process this fixture started (terminate, then kill)."""
-    if server.process.poll() is None:
-        server.process.terminate()
-        try:
-            server.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
-            server.process.wait(timeout=15)
+    ServerProcess(server.base_url, server.process, server.log_path).stop()
 
 
 # ---- inputs -----------------------------------------------------------------------------------
-
-
-def wav(
-    seconds: float = 1.0,
-    rate: int = 16000,
-    channels: int = 1,
-    bits: int = 16,
-    freq: float = 440.0,
-    declared_frames: int | None = None,
-) -> bytes:
-    """A PCM WAV file of a tone; ``declared_frames`` makes the header lie about its length."""
-    frames = int(seconds * rate)
-    t = np.arange(frames) / rate
-    tone = 0.3 * np.sin(2 * np.pi * freq * t)
-    samples = (tone * 127 + 128).astype(np.uint8) if bits == 8 else (tone * 32767).astype("<i2")
-    data = np.repeat(samples[:, None], channels, axis=1).tobytes()
-    width = bits // 8
-    size = len(data) if declared_frames is None else declared_frames * width * channels
-    header = struct.pack(
-        "<4sI4s4sIHHIIHH4sI",
-        b"RIFF", 36 + size, b"WAVE", b"fmt ", 16, 1, channels, rate,
-        rate * channels * width, channels * width, bits, b"data", size,
-    )  # fmt: skip
-    return header + data
-
-
-def image_bytes(mode: str = "RGB", size: tuple[int, int] = (64, 48), fmt: str = "PNG") -> bytes:
-    """A small gradient image in ``mode`` encoded as ``fmt``."""
-    w, h = size
-    base = np.linspace(0, 255, w * h, dtype=np.float64).reshape(h, w)
-    if mode == "I;16":
-        image = Image.fromarray((base * 257).astype(np.uint16))
-    elif mode == "CMYK":
-        image = Image.fromarray(np.stack([base] * 3, axis=-1).astype(np.uint8)).convert("CMYK")
-    elif mode == "RGBA":
-        rgb = np.stack([base, base[::-1], base], axis=-1).astype(np.uint8)
-        alpha = np.full((h, w, 1), 128, dtype=np.uint8)
-        image = Image.fromarray(np.concatenate([rgb, alpha], axis=-1), "RGBA")
-    else:
-        image = Image.fromarray(np.stack([base, base[::-1], base], axis=-1).astype(np.uint8))
-    buffer = io.BytesIO()
-    image.save(buffer, fmt)
-    return buffer.getvalue()
 
 
 def assert_error_shape(response: httpx.Response) -> dict[str, str]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import shutil
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,7 +23,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from aimaas.api import Container, create_app
 from aimaas.backends import BackendRouter, LocalOnnxBackend, UnconfiguredGpuBackend
@@ -34,6 +32,7 @@ from aimaas.metering.sqlite import SqliteLedger
 from aimaas.registry import FolderStore, ModelRegistry, S3Store
 from aimaas.wiring import build_authenticator
 from aimaas_testing.metering import FlakyLedger
+from aimaas_testing.servers import serve_in_thread
 from tests.functional.pressure.load import Request, run_load
 from tests.functional.pressure.support import (
     REGISTRY,
@@ -90,20 +89,10 @@ def serve_in_process(
         meter=Meter(wrap_ledger(ledger) if wrap_ledger else ledger),
         ledger=ledger,
     )
-    port = free_port()
-    config = uvicorn.Config(create_app(container=container), host="127.0.0.1", port=port)
-    config.log_level = "warning"
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
     try:
-        yield InProcess(f"http://127.0.0.1:{port}", creds, ledger)
+        with serve_in_thread(create_app(container=container)) as url:
+            yield InProcess(url, creds, ledger)
     finally:
-        server.should_exit = True
-        thread.join(timeout=30)
         ledger.close()
 
 

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import io
-import os
-import wave
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
-import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from moto import mock_aws
@@ -20,23 +16,11 @@ from aimaas.api import build_container, create_app
 from aimaas.auth import Principal
 from aimaas.config import Settings
 from aimaas_testing.auth import FixedAuthenticator
+from aimaas_testing.media import wav
+from aimaas_testing.paths import REGISTRY
 
 ROOT = Path(__file__).resolve().parents[3]
-REGISTRY = Path(os.environ.get("AIMAAS_REGISTRY", ROOT / "build" / "registry"))
 UPLOADED = ("keyword-spotter", "silero-vad")  # the two small models: quick to copy
-
-
-def _wav() -> bytes:
-    rate = 16000
-    t = np.arange(rate) / rate
-    samples = (0.2 * np.sin(2 * np.pi * 300 * t) * 32767).astype("<i2")
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes(samples.tobytes())
-    return buffer.getvalue()
 
 
 @pytest.fixture
@@ -74,7 +58,7 @@ def test_models_come_from_s3_on_first_use(s3_app: Any) -> None:
     response = client.post(
         "/v1/audio-classification?vad=true",
         headers={"Content-Type": "audio/wav"},
-        content=_wav(),
+        content=wav(freq=300.0),
     )
     assert response.status_code == 200, response.text
     assert response.json()["model"].startswith("keyword-spotter@")
@@ -89,7 +73,7 @@ def test_a_tampered_object_in_s3_is_never_served(s3_app: Any) -> None:
     body[len(body) // 2] ^= 0xFF
     s3.put_object(Bucket="aimaas-models", Key=key, Body=bytes(body))
     response = client.post(
-        "/v1/audio-classification", headers={"Content-Type": "audio/wav"}, content=_wav()
+        "/v1/audio-classification", headers={"Content-Type": "audio/wav"}, content=wav(freq=300.0)
     )
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "model_integrity_error"
@@ -97,6 +81,6 @@ def test_a_tampered_object_in_s3_is_never_served(s3_app: Any) -> None:
     body[len(body) // 2] ^= 0xFF
     s3.put_object(Bucket="aimaas-models", Key=key, Body=bytes(body))
     again = client.post(
-        "/v1/audio-classification", headers={"Content-Type": "audio/wav"}, content=_wav()
+        "/v1/audio-classification", headers={"Content-Type": "audio/wav"}, content=wav(freq=300.0)
     )
     assert again.status_code == 200, again.text

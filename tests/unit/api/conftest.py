@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import os
-import struct
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
@@ -28,9 +25,9 @@ from aimaas.config import Settings, StageConfig
 from aimaas.metering import Meter, UsageLedger, UsageRecord
 from aimaas.metering.sqlite import SqliteLedger
 from aimaas.registry import FolderStore, ModelRegistry
+from aimaas_testing.media import wav
+from aimaas_testing.paths import REGISTRY
 
-ROOT = Path(__file__).resolve().parents[3]
-REGISTRY = Path(os.environ.get("AIMAAS_REGISTRY", ROOT / "build" / "registry"))
 AUTH = {"Authorization": "Bearer good-key"}
 PRINCIPAL = Principal(tenant_id="t_unit", key_id="k_unit", plan="pro")
 
@@ -128,19 +125,7 @@ def photo() -> bytes:
     return buffer.getvalue()
 
 
-def _wav(seconds: float = 1.0, rate: int = 16000, channels: int = 1, freq: float = 440.0) -> bytes:
-    t = np.arange(int(seconds * rate)) / rate
-    samples = (0.3 * np.sin(2 * np.pi * freq * t) * 32767).astype("<i2")
-    frames = np.repeat(samples[:, None], channels, axis=1).tobytes()
-    header = struct.pack(
-        "<4sI4s4sIHHIIHH4sI",
-        b"RIFF", 36 + len(frames), b"WAVE", b"fmt ", 16, 1, channels, rate,
-        rate * channels * 2, channels * 2, 16, b"data", len(frames),
-    )  # fmt: skip
-    return header + frames
-
-
 @pytest.fixture(scope="session")
 def make_wav() -> Callable[..., bytes]:
-    """Build a 16-bit PCM WAV of a tone: ``make_wav(seconds, rate, channels, freq)``."""
-    return _wav
+    """Build a PCM WAV of a tone (:func:`aimaas_testing.media.wav`)."""
+    return wav

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -20,10 +19,8 @@ from aimaas.api.context import GatewayContext, resolve_request_id
 from aimaas.backends import InferenceBackend, LocalOnnxBackend
 from aimaas.registry import FolderStore, ModelRegistry
 from aimaas_testing.metering import FlakyLedger
+from aimaas_testing.paths import REGISTRY
 
-REGISTRY = Path(
-    os.environ.get("AIMAAS_REGISTRY", Path(__file__).resolve().parents[3] / "build" / "registry")
-)
 AUTH = {"Authorization": "Bearer good-key"}
 TEXT = {"text": "The striker scored twice in the cup final."}
 

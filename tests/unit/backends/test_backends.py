@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -25,9 +24,9 @@ from aimaas.config import Settings
 from aimaas.inference import TARGET_MODEL_HEADER, EmbeddingsRequest, EmbeddingsResult
 from aimaas.registry import FolderStore, ModelRegistry
 from aimaas.wiring import GPU_BACKENDS, build_gpu_backend
+from aimaas_testing.paths import REGISTRY
 
 ROOT = Path(__file__).resolve().parents[3]
-REGISTRY = Path(os.environ.get("AIMAAS_REGISTRY", ROOT / "build" / "registry"))
 RESULT = EmbeddingsResult(embeddings=[[0.6, 0.8]], token_counts=[3])
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,7 @@ from onnx import TensorProto, helper
 
 from aimaas.manifest import ModelManifest
 from aimaas.registry import FolderStore, ModelRegistry
+from aimaas_testing.paths import REGISTRY
 from functions.gpu_server.gpuserve.engine import (
     CPU,
     CUDA,
@@ -30,7 +30,6 @@ from functions.gpu_server.gpuserve.engine import (
 )
 
 REPO = Path(__file__).resolve().parents[3]
-REGISTRY = Path(os.environ.get("AIMAAS_REGISTRY", REPO / "build" / "registry"))
 needs_minilm = pytest.mark.skipif(
     not (REGISTRY / "all-minilm-l6-v2").is_dir(), reason="models not built (make models)"
 )

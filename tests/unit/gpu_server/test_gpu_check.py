@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
+
+from aimaas_testing.imports import load_module
 
 SCRIPT = Path(__file__).resolve().parents[3] / "scripts" / "gpu_check.py"
 
 
 def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("aimaas_test_gpu_check", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_module("aimaas_test_gpu_check", SCRIPT)
 
 
 def test_parity_failures_names_each_broken_bound() -> None:

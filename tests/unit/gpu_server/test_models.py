@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ from aimaas.batching import BatchingOptions
 from aimaas.inference import wire
 from aimaas.manifest import ModelManifest
 from aimaas.registry import FolderStore, ModelRegistry
+from aimaas_testing.paths import REGISTRY
 from functions.gpu_server.gpuserve.engine import CpuTarget, EngineOptions
 from functions.gpu_server.gpuserve.invocations import custom_attribute, parse_target_model
 from functions.gpu_server.gpuserve.models import (
@@ -26,7 +26,6 @@ from functions.gpu_server.gpuserve.models import (
 from functions.gpu_server.gpuserve.settings import ServerSettings
 
 REPO = Path(__file__).resolve().parents[3]
-REGISTRY = Path(os.environ.get("AIMAAS_REGISTRY", REPO / "build" / "registry"))
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +22,9 @@ from aimaas.inference import (
 from aimaas.inference.runners import VadRunner, softmax, top_labels
 from aimaas.manifest import VadPreprocessing
 from aimaas.registry import FolderStore, ModelRegistry
+from aimaas_testing.paths import REGISTRY
 
 ROOT = Path(__file__).resolve().parents[3]
-REGISTRY = Path(os.environ.get("AIMAAS_REGISTRY", ROOT / "build" / "registry"))
 
 
 @pytest.fixture(scope="module")

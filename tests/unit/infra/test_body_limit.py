@@ -5,15 +5,14 @@ lets through, and the app answers 413 one byte above it."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
+from aimaas_testing.imports import load_module
 from infra.settings import GATEWAY_PAYLOAD_LIMIT_BYTES, LAMBDA_EVENT_LIMIT_BYTES, PROFILES
 
 REPO = Path(__file__).resolve().parents[3]
@@ -22,13 +21,9 @@ GATEWAY_HEADER_LIMIT_BYTES = 10_240
 
 
 def _events() -> Any:
-    path = REPO / "tests" / "functional" / "inference" / "lambda_events.py"
-    spec = importlib.util.spec_from_file_location("aimaas_body_limit_events", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return load_module(
+        "aimaas_body_limit_events", REPO / "tests" / "functional" / "inference" / "lambda_events.py"
+    )
 
 
 def _largest_event(body_bytes: int) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -16,9 +15,9 @@ from aimaas.config import Settings
 from aimaas.manifest import MANIFEST_FILENAME, ModelManifest, file_ref
 from aimaas.registry import FolderStore, ModelRegistry, S3Store
 from aimaas.wiring import build_model_store
+from aimaas_testing.paths import REGISTRY
 
 ROOT = Path(__file__).resolve().parents[3]
-REGISTRY = Path(os.environ.get("AIMAAS_REGISTRY", ROOT / "build" / "registry"))
 SOURCE = "mobilenet-v2"  # any real exported model: its manifest is the template
 
 
