@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 from aimaas.auth import Authenticator, KeyStore
 from aimaas.config import Settings
-from aimaas.metering import UsageLedger
+from aimaas.metering import Meter, UsageLedger
 from aimaas.wiring import build_authenticator
 from aimaas_admin import AdminService
 from aimaas_admin.provisioner import NoProvisioner
@@ -27,6 +29,22 @@ class World:
     authenticator: Authenticator
     store: KeyStore
     ledger: UsageLedger
+
+    def app(self, **settings_changes: object) -> Any:
+        """The real API app over this back end's authenticator and ledger (no models: the
+        routes that need none), with ``settings_changes`` applied."""
+        from aimaas.api import create_app
+
+        container = SimpleNamespace(
+            settings=replace(self.settings, **settings_changes),
+            authenticator=self.authenticator,
+            ledger=self.ledger,
+            meter=Meter(self.ledger),
+            registry=None,
+            backends=None,
+            close=lambda: None,
+        )
+        return create_app(container=container)
 
     def bump_month_counter(self, tenant_id: str, month: str, calls: int) -> None:
         """Stand-in for ``calls`` earlier records (a hard-limit test cannot write 10,000), written

@@ -4,35 +4,18 @@ Mangum with API Gateway REST events (the trusted-authorizer path)."""
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from types import SimpleNamespace
 
 import pytest
 from fastapi.testclient import TestClient
 from mangum import Mangum
 
-from aimaas.api import create_app
-from aimaas.metering import Meter
 from aimaas.plans import load_catalog
 from aimaas_testing.metering import sample_record
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 DAY1 = (NOW - timedelta(days=2)).replace(hour=10)
-
-
-def make_app(world, **settings_changes):
-    container = SimpleNamespace(
-        settings=replace(world.settings, **settings_changes),
-        authenticator=world.authenticator,
-        ledger=world.ledger,
-        meter=Meter(world.ledger),
-        registry=None,
-        backends=None,
-        close=lambda: None,
-    )
-    return create_app(container=container)
 
 
 @pytest.fixture
@@ -65,7 +48,7 @@ def seeded(world):
 
 def test_usage_is_the_callers_own_and_priced(seeded) -> None:
     world, a, key_a, b, _ = seeded
-    client = TestClient(make_app(world))
+    client = TestClient(world.app())
     params = {
         "start": (DAY1 - timedelta(days=1)).date().isoformat(),
         "end": (NOW + timedelta(days=1)).date().isoformat(),
@@ -107,7 +90,7 @@ def test_usage_is_the_callers_own_and_priced(seeded) -> None:
 
 def test_http_401_403_429_and_error_shape(seeded) -> None:
     world, a, key_a, _, key_b = seeded
-    client = TestClient(make_app(world))
+    client = TestClient(world.app())
     missing = client.get("/v1/usage")
     assert missing.status_code == 401
     assert missing.headers["www-authenticate"].startswith("Bearer")
@@ -141,7 +124,7 @@ def test_http_401_403_429_and_error_shape(seeded) -> None:
 
 
 def test_openapi_declares_both_schemes(world) -> None:
-    schema = TestClient(make_app(world)).get("/openapi.json").json()
+    schema = TestClient(world.app()).get("/openapi.json").json()
     schemes = schema["components"]["securitySchemes"]
     assert schemes["ApiKey"] == {
         "type": "apiKey",
@@ -189,7 +172,7 @@ def rest_event(
 
 def test_trusted_authorizer_context_through_mangum(seeded) -> None:
     world, a, _, _, _ = seeded
-    handler = Mangum(make_app(world, trust_authorizer=True), lifespan="off")
+    handler = Mangum(world.app(trust_authorizer=True), lifespan="off")
     context = {
         "tenant_id": a.tenant_id,
         "key_id": "anykeyid0000",
@@ -214,5 +197,5 @@ def test_trusted_authorizer_context_through_mangum(seeded) -> None:
     # No authorizer context: fall back to the headers, which are absent here -> 401.
     assert handler(rest_event("/v1/usage", {}, None), None)["statusCode"] == 401
     # Trust is off: the authorizer context is ignored and the key is required.
-    untrusted = Mangum(make_app(world), lifespan="off")
+    untrusted = Mangum(world.app(), lifespan="off")
     assert untrusted(rest_event("/v1/usage", {}, context), None)["statusCode"] == 401

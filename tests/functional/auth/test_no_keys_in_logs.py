@@ -13,7 +13,6 @@ from unittest import mock
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from aimaas.api import create_app
 from aimaas.errors import ApiError
 from aimaas.metering import Meter
 from aimaas_admin.cli import app as cli_app
@@ -54,16 +53,7 @@ def test_keys_never_logged(world, caplog, capfd, tmp_path) -> None:
             assert all(k not in error.message for k in issued)
 
     # Through the real app (its middleware and error handlers log too).
-    container = SimpleNamespace(
-        settings=world.settings,
-        authenticator=world.authenticator,
-        ledger=world.ledger,
-        meter=Meter(world.ledger),
-        registry=None,
-        backends=None,
-        close=lambda: None,
-    )
-    client = TestClient(create_app(container=container))
+    client = TestClient(world.app())
     for headers in attempts:
         client.get("/v1/usage", headers=headers)
         client.get("/v1/usage", params={"tenant_id": "t_someone"}, headers=headers)
