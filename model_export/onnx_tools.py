@@ -115,6 +115,53 @@ def set_dims(path: Path, name: str, dims: Mapping[int, int | str]) -> None:
     onnx.save(model, str(path))
 
 
+def append_linear_head(
+    source: Path,
+    target: Path,
+    weight: np.ndarray,
+    bias: np.ndarray,
+    *,
+    input_name: str,
+    output_name: str,
+) -> Path:
+    """Write ``source`` with ``output = input @ weight.T + bias`` after its output ``input_name``.
+
+    Classifiers on a shared encoder reuse its exported (and quantised) graph this way instead
+    of exporting and quantising the whole network again; the head stays float32.
+    """
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(source))
+    graph = model.graph
+    old = next((o for o in graph.output if o.name == input_name), None)
+    if old is None:
+        raise KeyError(f"{source.name} has no output {input_name!r}")
+    batch = old.type.tensor_type.shape.dim[0]
+    graph.initializer.extend(
+        [
+            numpy_helper.from_array(np.ascontiguousarray(weight.T, np.float32), "head_weight_t"),
+            numpy_helper.from_array(np.asarray(bias, np.float32), "head_bias"),
+        ]
+    )
+    graph.node.extend(
+        [
+            helper.make_node("MatMul", [input_name, "head_weight_t"], ["head_matmul"]),
+            helper.make_node("Add", ["head_matmul", "head_bias"], [output_name]),
+        ]
+    )
+    graph.output.remove(old)
+    graph.output.append(
+        helper.make_tensor_value_info(
+            output_name,
+            onnx.TensorProto.FLOAT,
+            [batch.dim_param or batch.dim_value, int(weight.shape[0])],
+        )
+    )
+    onnx.checker.check_model(model)
+    onnx.save(model, str(target))
+    return target
+
+
 def quantize_int8(source: Path, target: Path, *, per_channel: bool = True) -> Path:
     """Dynamic int8 quantisation of weights (activations quantised at run time).
 

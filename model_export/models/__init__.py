@@ -11,8 +11,16 @@ from model_export.base import ModelExporter
 from model_export.models.keyword_spotter import KeywordSpotterExporter
 from model_export.models.minilm import MiniLMEmbeddings, MiniLMEmbeddingsInt8
 from model_export.models.mobilenet import MobileNetV2Exporter
+from model_export.models.multilingual_e5 import (
+    MultilingualE5Embeddings,
+    MultilingualE5EmbeddingsInt8,
+)
+from model_export.models.sentiment import SentimentExporter
 from model_export.models.silero_vad import SileroVadExporter
-from model_export.models.topic_classifier import TopicClassifierExporter
+from model_export.models.topic_classifier import (
+    MultilingualTopicClassifierExporter,
+    TopicClassifierExporter,
+)
 
 EXPORTERS: dict[str, Callable[[], ModelExporter]] = {
     MiniLMEmbeddings.name: MiniLMEmbeddings,
@@ -21,6 +29,11 @@ EXPORTERS: dict[str, Callable[[], ModelExporter]] = {
     MobileNetV2Exporter.name: MobileNetV2Exporter,
     KeywordSpotterExporter.name: KeywordSpotterExporter,
     SileroVadExporter.name: SileroVadExporter,
+    # multilingual-e5-small: one export and one quantisation (cached) serve all three.
+    MultilingualE5Embeddings.name: MultilingualE5Embeddings,
+    MultilingualE5EmbeddingsInt8.name: MultilingualE5EmbeddingsInt8,
+    MultilingualTopicClassifierExporter.name: MultilingualTopicClassifierExporter,
+    SentimentExporter.name: SentimentExporter,
 }
 
 __all__ = ["EXPORTERS"]

@@ -37,6 +37,8 @@ Target = Literal["cpu", "gpu"]
 Runtime = Literal["onnxruntime", "ctranslate2", "onnxruntime-genai"]
 # How usage of a model is counted for billing; prices per unit live in aimaas/data/plans.toml.
 BillingUnit = Literal["call", "1k_tokens", "image", "audio_second"]
+#: What a text is to a retrieval-trained encoder (E5: a search query or a document passage).
+InputType = Literal["query", "passage"]
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}[a-z0-9]$")
 _VERSION = re.compile(r"^\d{1,6}\.\d{1,6}\.\d{1,6}$")
@@ -83,6 +85,15 @@ class TextPreprocessing(_Strict):
     # Embeddings are mean-pooled over the attention mask and L2-normalised inside the graph.
     pooling: Literal["mean"] = "mean"
     normalize: bool = True
+    # Encoders trained with instruction prefixes (E5: "query: " / "passage: ") get them from
+    # the platform, so clients never write them: the text runner prepends prefixes[input_type].
+    prefixes: dict[InputType, str] = Field(default_factory=dict)
+    default_input_type: InputType | None = None
+
+    def prefix(self, input_type: InputType | None = None) -> str:
+        """The text prepended for ``input_type`` (the default one when None; "" if none)."""
+        chosen = input_type or self.default_input_type
+        return self.prefixes.get(chosen, "") if chosen else ""
 
 
 class ImagePreprocessing(_Strict):
@@ -194,6 +205,9 @@ class ModelManifest(_Strict):
     outputs: list[TensorSpec]
     preprocessing: Preprocessing
     labels: list[str] | None = None
+    # A classifier built on an embeddings model of the registry names it: zero-shot
+    # classification over candidate labels then runs on that encoder.
+    base_model: str | None = None
     billing_unit: BillingUnit
     max_batch_size: int = Field(default=64, gt=0)
     batching: BatchingPolicy = Field(default_factory=BatchingPolicy)

@@ -100,6 +100,15 @@ class EmbeddingsIn(BaseModel):
     model: str | None = Field(default=None, description="Model name (default: the stage's).")
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(default=None, description="Only the model's own size.")
+    input_type: Literal["query", "passage"] | None = Field(
+        default=None,
+        description=(
+            "For E5-family models: 'query' (search queries, and symmetric tasks such as "
+            "similarity or clustering) or 'passage' (documents to be searched); the platform "
+            "adds the model's prefix. Default: the model's own (query for multilingual-e5-small). "
+            "Ignored by models without prefixes."
+        ),
+    )
     user: str | None = None
 
 

@@ -59,11 +59,7 @@ def text_classification(
     if body.labels:
         if len(set(body.labels)) != len(body.labels):
             raise errors.InvalidInput("Candidate labels must be distinct.")
-        manifest = manifest or resolve(container, "embeddings", body.model, body.version)
-        if manifest.task != "embeddings":
-            raise errors.InvalidInput(
-                "Zero-shot classification (with labels) needs an embeddings model."
-            )
+        manifest = _zero_shot_model(container, manifest, body)
         results, outputs = _zero_shot(container, call, manifest, texts, body.labels)
     else:
         manifest = manifest or resolve(container, "text-classification", body.model, body.version)
@@ -89,6 +85,29 @@ def text_classification(
         model=manifest.model_id,
         usage=usage,
     )
+
+
+def _zero_shot_model(
+    container: Container, manifest: ModelManifest | None, body: api.TextClassificationIn
+) -> ModelManifest:
+    """The embeddings model that scores candidate labels.
+
+    A named embeddings model answers itself; a text classifier (named, or the stage's default
+    when none is named) lends the encoder it is built on (``base_model``), so labels in any
+    language work wherever the default classifier is multilingual. A default classifier with
+    no base model falls back to the stage's embeddings model.
+    """
+    if manifest is None and body.model is None:
+        default = container.registry.default("text-classification")
+        return resolve(container, "embeddings", default.base_model, None)
+    manifest = manifest or container.registry.resolve(body.model or "", body.version)
+    if manifest.task == "text-classification" and manifest.base_model:
+        manifest = container.registry.resolve(manifest.base_model)
+    if manifest.task != "embeddings":
+        raise errors.InvalidInput(
+            "Zero-shot classification (with labels) needs an embeddings model."
+        )
+    return manifest
 
 
 def _zero_shot(
@@ -135,7 +154,8 @@ def embeddings(
             "omit dimensions or set it to that size."
         )
     started = time.perf_counter()
-    result = invoke(container, call, manifest, wire.EmbeddingsRequest(texts=texts))
+    request = wire.EmbeddingsRequest(texts=texts, input_type=body.input_type)
+    result = invoke(container, call, manifest, request)
     usage = meter(container, call, manifest, "embeddings", billable(manifest, [result]), started)
     data = []
     for index, vector in enumerate(result.embeddings):

@@ -20,6 +20,7 @@ from aimaas.inference import wire
 from aimaas.manifest import (
     AudioPreprocessing,
     ImagePreprocessing,
+    InputType,
     ModelManifest,
     TextPreprocessing,
     VadPreprocessing,
@@ -101,10 +102,13 @@ class _TextRunner(ModelRunner):
 
         params = manifest.preprocessing
         assert isinstance(params, TextPreprocessing)
+        self.params = params
         self.encoder = TextEncoder(folder / params.tokenizer_file, params.max_length)
 
-    def _forward(self, texts: list[str]) -> tuple[np.ndarray, list[int]]:
-        batch = self.encoder.encode(texts)
+    def _forward(
+        self, texts: list[str], input_type: InputType | None = None
+    ) -> tuple[np.ndarray, list[int]]:
+        batch = self.encoder.encode(texts, self.params.prefix(input_type))
         (out,) = self.session.run([self.output_name], batch.feeds(self.input_names))
         return out, batch.token_counts
 
@@ -113,15 +117,17 @@ class EmbeddingsRunner(_TextRunner):
     task = "embeddings"
 
     def run(self, request: wire.EmbeddingsRequest) -> wire.EmbeddingsResult:
-        vectors, counts = self._forward(request.texts)
+        vectors, counts = self._forward(request.texts, request.input_type)
         # Built here from arrays the graph returned: skip re-validating every float.
         return wire.EmbeddingsResult.model_construct(
             task="embeddings", embeddings=vectors.astype(np.float32).tolist(), token_counts=counts
         )
 
-    def embed(self, texts: list[str]) -> tuple[np.ndarray, list[int]]:
+    def embed(
+        self, texts: list[str], input_type: InputType | None = None
+    ) -> tuple[np.ndarray, list[int]]:
         """Embeddings as a float32 array (for callers that stay in process)."""
-        vectors, counts = self._forward(texts)
+        vectors, counts = self._forward(texts, input_type)
         return vectors.astype(np.float32), counts
 
 

@@ -86,6 +86,9 @@ class Segment(_Wire):
 class EmbeddingsRequest(_Wire):
     task: Literal["embeddings"] = "embeddings"
     texts: list[str] = Field(min_length=1)
+    input_type: Literal["query", "passage"] | None = Field(
+        default=None, description="E5-style prefix choice; None: the model's default"
+    )
 
 
 class TextClassificationRequest(_Wire):

@@ -77,18 +77,25 @@ class TextEncoder:
         tokenizer.no_padding()
         tokenizer.no_truncation()
         tokenizer.enable_truncation(max_length=max_length)
-        pad_id = tokenizer.token_to_id("[PAD]")
-        tokenizer.enable_padding(pad_id=0 if pad_id is None else pad_id, pad_token="[PAD]")  # noqa: S106 - a token, not a secret
+        # BERT WordPiece vocabularies pad with [PAD], SentencePiece ones (XLM-R, E5) with <pad>.
+        pad_token = next(
+            (t for t in ("[PAD]", "<pad>") if tokenizer.token_to_id(t) is not None), "[PAD]"
+        )
+        pad_id = tokenizer.token_to_id(pad_token)
+        tokenizer.enable_padding(pad_id=0 if pad_id is None else pad_id, pad_token=pad_token)
         self._tokenizer = tokenizer
         self.max_length = max_length
 
-    def encode(self, texts: Sequence[str]) -> EncodedBatch:
+    def encode(self, texts: Sequence[str], prefix: str = "") -> EncodedBatch:
         """Tokenise ``texts`` into padded int64 arrays.
 
         Parameters
         ----------
         texts
             A non-empty sequence of non-empty strings.
+        prefix
+            Prepended to every text after validation (E5's ``"query: "``), so a blank text is
+            refused even though the prefixed one would not be blank.
 
         Returns
         -------
@@ -109,7 +116,7 @@ class TextEncoder:
                 raise InvalidInput(
                     f"text {index} is empty (only spaces, control or invisible characters)"
                 )
-        encodings = self._tokenizer.encode_batch(list(texts))
+        encodings = self._tokenizer.encode_batch([prefix + text for text in texts])
         input_ids = np.asarray([e.ids for e in encodings], dtype=np.int64)
         attention_mask = np.asarray([e.attention_mask for e in encodings], dtype=np.int64)
         token_type_ids = np.asarray([e.type_ids for e in encodings], dtype=np.int64)
@@ -121,6 +128,6 @@ class TextEncoder:
             truncated=[bool(e.overflowing) for e in encodings],
         )
 
-    def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        """Tokens per text after truncation, without building the padded arrays."""
-        return self.encode(texts).token_counts
+    def count_tokens(self, texts: Sequence[str], prefix: str = "") -> list[int]:
+        """Tokens per text after truncation (prefix and special tokens included)."""
+        return self.encode(texts, prefix).token_counts

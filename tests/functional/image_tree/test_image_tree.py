@@ -31,10 +31,12 @@ ROOT = Path(__file__).resolve().parents[3]
 DOCKERFILE = ROOT / "functions" / "inference" / "Dockerfile"
 REQUIREMENTS = ROOT / "functions" / "inference" / "requirements.txt"
 EVENTS = ROOT / "tests" / "functional" / "inference" / "lambda_events.py"
-# The Dockerfile's default MODELS: the stage's default model of every task.
+# The Dockerfile's default MODELS: the stage's default model of every task, and the encoder
+# the default text classifier names as its base model (zero-shot over candidate labels).
 SERVED = (
     "all-minilm-l6-v2-int8",
-    "minilm-topic-classifier",
+    "multilingual-topic-classifier",
+    "multilingual-e5-small-int8",
     "mobilenet-v2",
     "keyword-spotter",
     "silero-vad",
@@ -267,7 +269,7 @@ def test_handler_serves_real_events_from_the_image_tree(
     line = next(x for x in out.stdout.splitlines() if x.startswith("RESULT "))
     results = json.loads(line.removeprefix("RESULT "))
     assert results["text"]["status"] == 200, results["text"]
-    assert results["text"]["body"]["model"].startswith("minilm-topic-classifier@")
+    assert results["text"]["body"]["model"].startswith("multilingual-topic-classifier@")
     assert results["embeddings"]["status"] == 200
     assert len(results["embeddings"]["body"]["data"][0]["embedding"]) == 384
     image = results["image"]["body"]

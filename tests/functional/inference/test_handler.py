@@ -91,7 +91,7 @@ def test_text_classification_through_the_handler(lambda_env: dict, capfd: Any) -
         log_handler.setStream(previous)
     assert status == 200, body
     assert headers["x-request-id"] == "apigw-req-0001"
-    assert body["model"].startswith("minilm-topic-classifier@") and body["label"]
+    assert body["model"].startswith("multilingual-topic-classifier@") and body["label"]
     out = buffer.getvalue() + capfd.readouterr().out  # logs + EMF metrics (printed)
     assert "amk_secret" not in out  # keys never reach the logs
     lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]

@@ -185,7 +185,7 @@ def test_ledger_down_means_503_and_no_answer(make_harness, tmp_path: Path) -> No
 
 
 def test_unconfigured_gpu_model_is_503_and_not_billed(make_harness) -> None:
-    harness = make_harness(gpu_models=("minilm-topic-classifier",))
+    harness = make_harness(gpu_models=("multilingual-topic-classifier",))
     response = harness.client.post("/v1/text-classification", headers=AUTH, json=TEXT)
     body = assert_error_shape(response, 503, "gpu_backend_not_configured")
     assert body["error"]["message"] == "GPU backend not configured for this stage."
@@ -282,7 +282,7 @@ def test_serving_never_imports_torch_and_loads_only_what_is_used(tmp_path: Path)
     # Lazy loading: only the two models asked for were loaded (and verified).
     assert [m.split("@")[0] for m in result["loaded"]] == [
         "all-minilm-l6-v2-int8",
-        "minilm-topic-classifier",
+        "multilingual-topic-classifier",
     ]
 
 

@@ -17,11 +17,11 @@ def test_text_classification_without_content_type(harness) -> None:
     response = harness.client.post("/v1/text-classification", headers=AUTH, content=body)
     assert response.status_code == 200, response.text
     data = response.json()
-    labels = harness.container.registry.resolve("minilm-topic-classifier").labels
+    labels = harness.container.registry.resolve("multilingual-topic-classifier").labels
     assert data["label"] in labels
     assert data["score"] == max(data["scores"].values())
     assert sum(data["scores"].values()) == pytest.approx(1.0, abs=1e-4)
-    assert data["model"].startswith("minilm-topic-classifier@")
+    assert data["model"].startswith("multilingual-topic-classifier@")
     assert response.headers["x-aimaas-model"] == data["model"]
     [record] = harness.records()
     assert record.request_id == response.headers["x-request-id"]
@@ -41,8 +41,9 @@ def test_text_classification_batch_and_chinese(harness) -> None:
         "/v1/text-classification", headers=AUTH, json={"text": texts[1]}
     ).json()
     assert data["results"][1]["label"] == single["label"]
-    # Dynamic int8 quantisation scales activations per batch: padding moves scores slightly.
-    assert data["results"][1]["score"] == pytest.approx(single["score"], abs=5e-3)
+    # Dynamic int8 quantisation scales activations per batch: padding moves scores slightly
+    # (up to ~0.01 through E5's twelve layers).
+    assert data["results"][1]["score"] == pytest.approx(single["score"], abs=1.5e-2)
     assert len(harness.records()) == 2  # one record per call, not per text
 
 
@@ -59,7 +60,16 @@ def test_zero_shot_over_candidate_labels(harness) -> None:
     assert response.status_code == 200, response.text
     data = response.json()
     assert [r["label"] for r in data["results"]] == ["sports", "politics", "cooking"]
-    assert data["model"].startswith("all-minilm-l6-v2-int8@")
+    # The default classifier is multilingual: its own encoder scores the candidates.
+    assert data["model"].startswith("multilingual-e5-small-int8@")
+    # A named embeddings model still answers itself.
+    named = harness.client.post(
+        "/v1/text-classification",
+        headers=AUTH,
+        json={"text": texts, "labels": labels, "model": "all-minilm-l6-v2-int8"},
+    ).json()
+    assert named["model"].startswith("all-minilm-l6-v2-int8@")
+    assert [r["label"] for r in named["results"]] == ["sports", "politics", "cooking"]
     assert harness.records()[0].task == "text-classification"
 
 

@@ -43,3 +43,25 @@ def test_feeds_selects_graph_inputs(encoder: TextEncoder) -> None:
 def test_bad_batches_are_invalid(encoder: TextEncoder, texts: list[object]) -> None:
     with pytest.raises(InvalidInput):
         encoder.encode(texts)  # type: ignore[arg-type]
+
+
+def test_prefix_is_added_after_validation(encoder: TextEncoder) -> None:
+    plain = encoder.encode(["hello world"])
+    prefixed = encoder.encode(["hello world"], prefix="query: ")
+    assert prefixed.token_counts[0] == plain.token_counts[0] + 2  # "query", ":"
+    with pytest.raises(InvalidInput, match="empty"):
+        encoder.encode(["   "], prefix="query: ")  # blank, whatever the prefix
+
+
+def test_manifest_prefix_rule() -> None:
+    from aimaas.manifest import TextPreprocessing
+
+    e5 = TextPreprocessing(
+        tokenizer_file="t.json",
+        max_length=512,
+        prefixes={"query": "query: ", "passage": "passage: "},
+        default_input_type="query",
+    )
+    assert e5.prefix() == "query: " and e5.prefix("passage") == "passage: "
+    minilm = TextPreprocessing(tokenizer_file="t.json", max_length=256)
+    assert minilm.prefix() == "" and minilm.prefix("passage") == ""
