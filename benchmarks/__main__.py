@@ -97,6 +97,11 @@ BENCHMARKS: dict[str, Benchmark] = {
             _script("bench_gpu_batching.py"),
             RESULTS / "gpu_batching.json",
         ),
+        Benchmark(
+            "multilingual",
+            _script("bench_multilingual.py", quick=("--quick",)),
+            RESULTS / "multilingual.json",
+        ),
         Benchmark("load", _load, RESULTS / "load.json"),
     )
 }

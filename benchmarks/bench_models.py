@@ -43,7 +43,14 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from aimaas_testing.paths import registry_path  # noqa: E402
-from model_export.models import minilm, mobilenet, silero_vad, topic_classifier  # noqa: E402
+from model_export.models import (  # noqa: E402
+    minilm,
+    mobilenet,
+    sentence_encoder,
+    silero_vad,
+    topic_classifier,
+    topic_data,
+)
 from model_export.models.mobilenet import photo_batch  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "models.json"
@@ -330,7 +337,10 @@ def main() -> int:
             "minilm-topic-classifier",
             lambda: bench_text(
                 "minilm-topic-classifier",
-                topic_classifier.torch_classifier(),
+                sentence_encoder.torch_classifier(
+                    minilm.BACKBONE,
+                    topic_classifier.description_head(minilm.BACKBONE, topic_data.DESCRIPTIONS),
+                ),
                 {"onnx": "minilm-topic-classifier"},
                 registry,
                 args,

@@ -408,6 +408,26 @@ class Head:
     bias: np.ndarray  # [n_labels]
 
 
+def torch_classifier(backbone: Backbone, head: Head) -> Any:
+    """The PyTorch reference of an encoder + head graph: ``ids, mask -> logits``."""
+    import torch
+    from torch import nn
+
+    class HeadClassifier(nn.Module):
+        def __init__(self, encoder: nn.Module) -> None:
+            super().__init__()
+            self.encoder = encoder
+            self.head = nn.Linear(head.weight.shape[1], head.weight.shape[0])
+            with torch.no_grad():
+                self.head.weight.copy_(torch.from_numpy(head.weight.astype(np.float32)))
+                self.head.bias.copy_(torch.from_numpy(head.bias.astype(np.float32)))
+
+        def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            return self.head(self.encoder(ids, mask))
+
+    return HeadClassifier(torch_encoder(backbone)).eval()
+
+
 class EncoderHeadExporter(ModelExporter):
     """Encoder + linear head, one ONNX graph; gate: top-1 agreement and logit difference vs
     PyTorch, and no accuracy lost on the held-out sets. Shipped int8 when the int8 graph
@@ -443,22 +463,7 @@ class EncoderHeadExporter(ModelExporter):
         return []
 
     def torch_logits(self, head: Head, texts: Sequence[str]) -> np.ndarray:
-        import torch
-        from torch import nn
-
-        class HeadClassifier(nn.Module):
-            def __init__(self, encoder: nn.Module) -> None:
-                super().__init__()
-                self.encoder = encoder
-                self.head = nn.Linear(head.weight.shape[1], head.weight.shape[0])
-                with torch.no_grad():
-                    self.head.weight.copy_(torch.from_numpy(head.weight.astype(np.float32)))
-                    self.head.bias.copy_(torch.from_numpy(head.bias.astype(np.float32)))
-
-            def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-                return self.head(self.encoder(ids, mask))
-
-        return torch_run(HeadClassifier(torch_encoder(self.backbone)).eval(), self.backbone, texts)
+        return torch_run(torch_classifier(self.backbone, head), self.backbone, texts)
 
     def _gate(
         self,

@@ -41,7 +41,10 @@ SERVED = (
     "keyword-spotter",
     "silero-vad",
 )
-SIZE_TARGET_MB = 400
+# 400 MB before the multilingual models; multilingual-topic-classifier and its zero-shot
+# encoder multilingual-e5-small-int8 add 135 MB each (a 250k-token vocabulary: 96 MB of int8
+# word embeddings per graph). Measured 579 MB with them.
+SIZE_TARGET_MB = 600
 
 pytestmark = pytest.mark.slow
 
