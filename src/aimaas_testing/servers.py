@@ -121,7 +121,13 @@ def serve_in_thread(app: Any, timeout_s: float = 30.0) -> Iterator[str]:
     import uvicorn
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    # Keep-alive well above any test client's idle expiry (httpx: 5 s, uvicorn's default too):
+    # with equal timers, a starved client can reuse a connection the server is closing, and
+    # the POST fails with a ReadError that says nothing about the app (CI saw it once).
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", timeout_keep_alive=60
+    )
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + timeout_s
