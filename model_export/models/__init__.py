@@ -13,6 +13,7 @@ from model_export.models.minilm import MiniLMEmbeddings, MiniLMEmbeddingsInt8
 from model_export.models.mobilenet import MobileNetV2Exporter
 from model_export.models.silero_vad import SileroVadExporter
 from model_export.models.topic_classifier import TopicClassifierExporter
+from model_export.models.whisper import WhisperTinyEnExporter
 
 EXPORTERS: dict[str, Callable[[], ModelExporter]] = {
     MiniLMEmbeddings.name: MiniLMEmbeddings,
@@ -21,6 +22,7 @@ EXPORTERS: dict[str, Callable[[], ModelExporter]] = {
     MobileNetV2Exporter.name: MobileNetV2Exporter,
     KeywordSpotterExporter.name: KeywordSpotterExporter,
     SileroVadExporter.name: SileroVadExporter,
+    WhisperTinyEnExporter.name: WhisperTinyEnExporter,
 }
 
 __all__ = ["EXPORTERS"]
