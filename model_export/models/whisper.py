@@ -26,8 +26,9 @@ from aimaas.manifest import (
     file_ref,
     sha256_file,
 )
-from model_export import gates, onnx_tools
+from model_export import gates, onnx_tools, speech_eval
 from model_export.base import BuildContext, ModelExporter, utc_now
+from model_export.models.keyword_spotter import espeak
 from model_export.models.silero_vad import package_file
 
 #: The real recording of the gate and its transcript (Samuel Beckett, read by a person).
@@ -85,6 +86,7 @@ class WhisperExporter(ModelExporter):
 
     def config(self) -> dict[str, Any]:
         return {
+            "eval": {"debs": speech_eval.DEBS, "harvard": speech_eval.HARVARD},
             "package": self.package,
             "package_version": metadata.version(self.package),
             "model_sha256": self.model_sha256,
@@ -93,6 +95,14 @@ class WhisperExporter(ModelExporter):
             "ctranslate2": metadata.version("ctranslate2"),
             "faster-whisper": metadata.version("faster-whisper"),
         }
+
+    def source_files(self) -> list[Path]:
+        """This module, the scoring code and the served speech engine (the accuracy is the
+        engine's)."""
+        import aimaas.speech
+
+        engine = sorted(Path(aimaas.speech.__file__).parent.glob("*.py"))
+        return [*super().source_files(), Path(speech_eval.__file__), *engine]
 
     def preprocessing(self) -> SpeechPreprocessing:
         return SpeechPreprocessing(
@@ -124,7 +134,7 @@ class WhisperExporter(ModelExporter):
             reference=f"transcript of beckett.wav: {BECKETT_TEXT!r}",
             samples=1,
         )
-        return ModelManifest(
+        manifest = ModelManifest(
             name=self.name,
             version=self.version,
             task="automatic-speech-recognition",
@@ -144,7 +154,6 @@ class WhisperExporter(ModelExporter):
                 origin=self.origin,
             ),
             parity=parity,
-            accuracy=self.accuracy(out_dir, ctx),
             # The shipped weights are float16; CTranslate2 quantizes them to int8 when it loads
             # them on CPU (compute_type), so the registry file is the upstream one, unchanged.
             quantization=Quantization(method="none"),
@@ -153,10 +162,53 @@ class WhisperExporter(ModelExporter):
             ),
             created_at=utc_now(),
         )
+        return manifest.model_copy(update={"accuracy": self.accuracy(manifest, out_dir, ctx)})
 
-    def accuracy(self, folder: Path, ctx: BuildContext) -> list[AccuracyReport]:
-        """Measured accuracy on held-out real recordings (see :mod:`model_export.speech_eval`)."""
-        return []
+    def eval_sets(self, ctx: BuildContext) -> list[speech_eval.EvalSet]:
+        """The sets this model is scored on (English; multilingual models add their own)."""
+        beckett = speech_eval.EvalSet(
+            name="beckett",
+            description="beckett.wav (10 s of a person reading, useful-moonshine-onnx, MIT)",
+            clips=[(beckett_wav().read_bytes(), BECKETT_TEXT)],
+        )
+        return [
+            beckett,
+            *speech_eval.real_english_sets(ctx.cache_dir),
+            speech_eval.espeak_set(espeak),
+        ]
+
+    def accuracy(
+        self, manifest: ModelManifest, folder: Path, ctx: BuildContext
+    ) -> list[AccuracyReport]:
+        """WER and CER of the served path (:mod:`aimaas.speech`, CPU int8) on every set."""
+        from aimaas.inference import wire
+        from aimaas.speech.runner import load_speech_runner
+
+        runner = load_speech_runner(manifest, folder, threads=ctx.threads)
+        reports = []
+        for dataset in self.eval_sets(ctx):
+            hypotheses = [
+                runner.run(wire.TranscriptionRequest(audio=[data], language=dataset.language)).text
+                for data, _ in dataset.clips
+            ]
+            result = speech_eval.score(
+                [text for _, text in dataset.clips],
+                hypotheses,
+                chinese=dataset.language == "zh",
+            )
+            ctx.log(
+                f"{dataset.name}: WER {result.wer:.3f} CER {result.cer:.3f} (n={result.samples})"
+            )
+            label = f"{dataset.name}: {dataset.description}"
+            reports += [
+                AccuracyReport(
+                    dataset=label, metric="wer", value=result.wer, samples=result.samples
+                ),
+                AccuracyReport(
+                    dataset=label, metric="cer", value=result.cer, samples=result.samples
+                ),
+            ]
+        return reports
 
 
 class WhisperTinyEnExporter(WhisperExporter):
