@@ -20,6 +20,7 @@ import subprocess
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 # Any run of characters that is neither a letter, a digit, an apostrophe inside a word nor a
@@ -233,6 +234,26 @@ def espeak_set(synthesise: Callable[..., bytes]) -> EvalSet:
         description="SYNTHETIC: 20 Harvard sentences by espeak-ng (voices en-us, en-gb, en-us+f3)",
         clips=clips,
         synthetic=True,
+    )
+
+
+#: The two AISHELL-1 test utterances shipped in s3tokenizer 0.3.0 and their corpus transcripts.
+AISHELL = {
+    "BAC009S0764W0121.wav": "甚至出现交易几乎停滞的情况",
+    "BAC009S0764W0122.wav": "一二线城市虽然也处于调整中",
+}
+
+
+def aishell_set() -> EvalSet:
+    """Mandarin: two AISHELL-1 test utterances (Apache-2.0) from ``s3tokenizer``'s assets."""
+    dist = metadata.distribution("s3tokenizer")
+    files = {entry.name: Path(str(dist.locate_file(entry))) for entry in dist.files or []}
+    return EvalSet(
+        name="aishell",
+        description="two AISHELL-1 test utterances shipped in s3tokenizer 0.3.0 (Mandarin, "
+        "Apache-2.0); CER over Simplified characters",
+        clips=[(files[name].read_bytes(), text) for name, text in AISHELL.items()],
+        language="zh",
     )
 
 

