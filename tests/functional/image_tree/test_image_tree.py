@@ -37,8 +37,12 @@ SERVED = (
     "mobilenet-v2",
     "keyword-spotter",
     "silero-vad",
+    "whisper-tiny-en",
+    "whisper-base",
 )
-SIZE_TARGET_MB = 400
+# Speech (issue 14) added ~430 MB on x86_64: ctranslate2 (146 MB unpacked, CUDA kernels
+# included), PyAV with its FFmpeg (104 MB) and the two Whisper models (230 MB); it was < 400.
+SIZE_TARGET_MB = 900
 
 pytestmark = pytest.mark.slow
 
