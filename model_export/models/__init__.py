@@ -21,6 +21,7 @@ from model_export.models.topic_classifier import (
     MultilingualTopicClassifierExporter,
     TopicClassifierExporter,
 )
+from model_export.models.whisper import WhisperBaseExporter, WhisperTinyEnExporter
 
 EXPORTERS: dict[str, Callable[[], ModelExporter]] = {
     MiniLMEmbeddings.name: MiniLMEmbeddings,
@@ -34,6 +35,8 @@ EXPORTERS: dict[str, Callable[[], ModelExporter]] = {
     MultilingualE5EmbeddingsInt8.name: MultilingualE5EmbeddingsInt8,
     MultilingualTopicClassifierExporter.name: MultilingualTopicClassifierExporter,
     SentimentExporter.name: SentimentExporter,
+    WhisperTinyEnExporter.name: WhisperTinyEnExporter,
+    WhisperBaseExporter.name: WhisperBaseExporter,
 }
 
 __all__ = ["EXPORTERS"]

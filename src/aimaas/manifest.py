@@ -136,8 +136,34 @@ class VadPreprocessing(_Strict):
     min_silence_ms: int = 100
 
 
+class SpeechPreprocessing(_Strict):
+    """Whisper (CTranslate2): any audio container decoded to 16 kHz mono float32, split by the
+    silero-vad model shipped beside it (``vad_file``) into pieces of at most one window.
+
+    ``max_seconds`` is the longest recording answered synchronously (measured against the
+    request deadline on 2 CPU threads); longer ones are refused before any work.
+    """
+
+    kind: Literal["speech"] = "speech"
+    sample_rate: int = 16000
+    window_seconds: float = Field(default=30.0, gt=0)
+    min_seconds: float = Field(default=0.1, gt=0)
+    max_seconds: float = Field(gt=0)
+    languages: list[str] = Field(min_length=1)
+    translate: bool = False  # multilingual models translate into English
+    vad_file: str
+    vad: VadPreprocessing = Field(default_factory=VadPreprocessing)
+    beam_size: int = Field(default=5, gt=0)
+    cpu_compute_type: str = "int8"
+    gpu_compute_type: str = "float16"
+
+
 Preprocessing = Annotated[
-    TextPreprocessing | ImagePreprocessing | AudioPreprocessing | VadPreprocessing,
+    TextPreprocessing
+    | ImagePreprocessing
+    | AudioPreprocessing
+    | VadPreprocessing
+    | SpeechPreprocessing,
     Field(discriminator="kind"),
 ]
 

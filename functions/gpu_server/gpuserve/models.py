@@ -26,7 +26,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from aimaas.batching import DEFAULT_LENGTH_EDGES, BatchingOptions, DynamicBatcher, length_bucket
-from aimaas.inference.runners import RUNNERS, ModelRunner
+from aimaas.inference.runners import RUNNERS, ModelRunner, load_runner
 from aimaas.manifest import ModelManifest
 from aimaas.registry import ModelRegistry
 
@@ -248,9 +248,12 @@ class ModelPool:
         with self._load_lock:
             started = time.perf_counter()
             folder = self.registry.verified_dir(manifest)
-            loaded = self.target.load(manifest, folder)
-            runner = RUNNERS[manifest.task](manifest, folder, loaded.session)
-            warm_up(manifest, folder, loaded)
+            if manifest.runtime == "onnxruntime":
+                loaded = self.target.load(manifest, folder)
+                runner = RUNNERS[manifest.task](manifest, folder, loaded.session)
+                warm_up(manifest, folder, loaded)
+            else:
+                runner, loaded = self._load_engine(manifest, folder)
             worker = ModelWorker(
                 manifest, runner, loaded, self._batching(manifest, self.target.concurrency)
             )
@@ -269,6 +272,22 @@ class ModelPool:
                 ),
             )
             return worker
+
+    def _load_engine(
+        self, manifest: ModelManifest, folder: Path
+    ) -> tuple[ModelRunner, LoadedSession]:
+        """A model of another engine (Whisper on CTranslate2): its own loader picks CUDA when
+        the target offers it (batched, float16) and falls back to CPU."""
+        providers = [p if isinstance(p, str) else p[0] for p in self.target.providers(manifest)]
+        runner = load_runner(manifest, folder, providers=providers)
+        device = getattr(runner, "device", "cpu")
+        loaded = LoadedSession(
+            session=runner.session,
+            providers=[f"ctranslate2:{device}"],
+            precision=str(getattr(runner, "compute_type", "default")),
+            notes=[f"{manifest.runtime} runtime"],
+        )
+        return runner, loaded
 
     def loaded(self) -> Mapping[str, ModelWorker]:
         """Workers by model id."""

@@ -11,12 +11,12 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from aimaas import __version__, errors
-from aimaas.api import bodies, tasks
+from aimaas.api import bodies, tasks, transcriptions
 from aimaas.api import schemas as api
 from aimaas.api.calls import Call
 from aimaas.api.container import Container
 from aimaas.api.dependencies import CallDep, ContainerDep, IdentifiedCallDep
-from aimaas.manifest import ModelManifest
+from aimaas.manifest import ModelManifest, SpeechPreprocessing
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": api.ErrorBody, "description": text}
@@ -131,6 +131,59 @@ async def _run_images(
     )
 
 
+TRANSCRIPTION_FORM = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        **api.TranscriptionIn.model_json_schema()["properties"],
+                    },
+                    "required": ["file"],
+                }
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "/audio/transcriptions",
+    response_model=api.TranscriptionOut | api.VerboseTranscriptionOut,
+    summary="Speech to text (OpenAI-compatible; json, text, srt, vtt, verbose_json)",
+    openapi_extra=TRANSCRIPTION_FORM,
+)
+async def create_transcription(
+    container: ContainerDep,
+    call: CallDep,
+    inputs: Annotated[
+        transcriptions.TranscriptionInputs, Depends(transcriptions.transcription_inputs)
+    ],
+) -> Response:
+    manifest = transcriptions.resolve(container, inputs.form.model)
+    return await call.run(transcriptions.transcribe, container, call, inputs, manifest)
+
+
+@router.post(
+    "/audio/translations",
+    response_model=api.TranscriptionOut | api.VerboseTranscriptionOut,
+    summary="Speech in any language to English text (OpenAI-compatible)",
+    openapi_extra=TRANSCRIPTION_FORM,
+)
+async def create_translation(
+    container: ContainerDep,
+    call: CallDep,
+    inputs: Annotated[
+        transcriptions.TranscriptionInputs, Depends(transcriptions.transcription_inputs)
+    ],
+) -> Response:
+    manifest = transcriptions.resolve(container, inputs.form.model, translate=True)
+    return await call.run(transcriptions.transcribe, container, call, inputs, manifest, True)
+
+
 # ---- catalogue and generic predict ------------------------------------------------------------
 
 _ENDPOINTS = {
@@ -139,6 +192,7 @@ _ENDPOINTS = {
     "image-classification": "/v1/image-classification",
     "audio-classification": "/v1/audio-classification",
     "voice-activity-detection": "/v1/models/{model}/predict",
+    "automatic-speech-recognition": "/v1/audio/transcriptions",
 }
 
 
@@ -156,6 +210,8 @@ def model_info(container: Container, name: str) -> api.ModelInfo:
         )
     except KeyError:
         price = None
+    speech = manifest.preprocessing
+    speech = speech if isinstance(speech, SpeechPreprocessing) else None
     return api.ModelInfo(
         name=manifest.name,
         task=manifest.task,
@@ -174,6 +230,10 @@ def model_info(container: Container, name: str) -> api.ModelInfo:
         ),
         licence=manifest.source.licence,
         accuracy=[a.model_dump() for a in manifest.accuracy],
+        languages=speech.languages if speech else None,
+        limits={"min_seconds": speech.min_seconds, "max_seconds": speech.max_seconds}
+        if speech
+        else None,
     )
 
 

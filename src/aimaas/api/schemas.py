@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from aimaas.inference.wire import LabelScore, Segment
+from aimaas.inference.wire import LabelScore, Segment, TranscriptSegment, Word
 
 NonEmptyText = Annotated[str, Field(min_length=1, max_length=100_000)]
 
@@ -245,6 +245,12 @@ class ModelInfo(_Out):
     schema_: ModelSchema = Field(alias="schema", serialization_alias="schema")
     licence: str
     accuracy: list[dict[str, Any]]
+    languages: list[str] | None = Field(
+        default=None, description="speech models: ISO-639-1 codes they transcribe"
+    )
+    limits: dict[str, float] | None = Field(
+        default=None, description="speech models: min_seconds / max_seconds of a recording"
+    )
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -259,3 +265,54 @@ class Health(_Out):
     version: str
     stage: str
     models_loaded: list[str]
+
+
+# ---- speech to text (OpenAI's audio transcriptions and translations) -----------------------
+
+ResponseFormat = Literal["json", "text", "srt", "verbose_json", "vtt"]
+Granularity = Literal["word", "segment"]
+
+
+class TranscriptionIn(_In):
+    """The form fields of ``POST /v1/audio/transcriptions`` (besides ``file``), as OpenAI's."""
+
+    model: str = Field(default="whisper-1", description="whisper-1: the stage's default")
+    language: str | None = Field(
+        default=None, pattern=r"^[a-z]{2,3}$", description="ISO-639-1 (None: detected)"
+    )
+    prompt: str | None = Field(default=None, max_length=2000)
+    temperature: float = Field(default=0.0, ge=0.0, le=1.0)
+    response_format: ResponseFormat = "json"
+    timestamp_granularities: list[Granularity] = Field(default_factory=list, max_length=2)
+    chinese_script: Literal["simplified", "traditional"] = Field(
+        default="simplified", description="Script of Chinese transcripts (not in OpenAI's API)"
+    )
+
+
+class TranscriptionUsage(_Out):
+    """OpenAI's duration usage, plus what the platform bills (``units`` of ``unit``)."""
+
+    type: Literal["duration"] = "duration"
+    seconds: int = Field(description="audio seconds, rounded up (OpenAI's field)")
+    units: float
+    unit: str
+    price_usd: float | None = None
+
+
+class TranscriptionOut(_Out):
+    """``response_format=json``."""
+
+    text: str
+    usage: TranscriptionUsage
+
+
+class VerboseTranscriptionOut(_Out):
+    """``response_format=verbose_json``: segments (default granularity) and/or words."""
+
+    task: Literal["transcribe", "translate"]
+    language: str = Field(description="English name of the language, as OpenAI reports it")
+    duration: float
+    text: str
+    segments: list[TranscriptSegment] | None = None
+    words: list[Word] | None = None
+    usage: TranscriptionUsage

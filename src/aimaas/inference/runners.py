@@ -7,6 +7,7 @@ per-call state).
 
 from __future__ import annotations
 
+import importlib
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -188,26 +189,30 @@ class AudioClassificationRunner(ModelRunner):
         )
 
 
+def vad_probabilities(session: Any, samples: np.ndarray, params: VadPreprocessing) -> np.ndarray:
+    """Speech probability of each window of ``samples`` (16 kHz mono float32) from a silero-vad
+    session; the recurrent state is carried from window to window. The VAD runner and the
+    speech runner (which splits long audio with it) share this."""
+    from aimaas.preprocess.audio import vad_windows
+
+    state = np.zeros((2, 1, 128), dtype=np.float32)
+    rate = np.array(params.sample_rate, dtype=np.int64)
+    windows = vad_windows(samples, params)
+    probs = np.empty(len(windows), dtype=np.float32)
+    for i, frame in enumerate(windows):
+        out, state = session.run(None, {"input": frame[None, :], "state": state, "sr": rate})
+        probs[i] = float(np.asarray(out).reshape(-1)[0])
+    return probs
+
+
 class VadRunner(ModelRunner):
     """silero-vad: 512-sample windows at 16 kHz with 64 samples of context and carried state."""
 
     task = "voice-activity-detection"
 
     def speech_probabilities(self, samples: np.ndarray, params: VadPreprocessing) -> np.ndarray:
-        """Speech probability of each window of ``samples`` (16 kHz mono float32); the
-        recurrent state is carried from window to window."""
-        from aimaas.preprocess.audio import vad_windows
-
-        state = np.zeros((2, 1, 128), dtype=np.float32)
-        rate = np.array(params.sample_rate, dtype=np.int64)
-        windows = vad_windows(samples, params)
-        probs = np.empty(len(windows), dtype=np.float32)
-        for i, frame in enumerate(windows):
-            out, state = self.session.run(
-                None, {"input": frame[None, :], "state": state, "sr": rate}
-            )
-            probs[i] = float(np.asarray(out).reshape(-1)[0])
-        return probs
+        """Speech probability of each window of ``samples`` (:func:`vad_probabilities`)."""
+        return vad_probabilities(self.session, samples, params)
 
     @staticmethod
     def segments(probs: np.ndarray, params: VadPreprocessing) -> list[wire.Segment]:
@@ -249,6 +254,12 @@ RUNNERS: Mapping[str, type[ModelRunner]] = {
 }
 
 
+#: Loaders of the models that another engine than ONNX Runtime runs, by manifest ``runtime``,
+#: as ``module:function`` (imported on first use: the engine's import cost and memory are paid
+#: only where such a model is served).
+RUNTIMES: Mapping[str, str] = {"ctranslate2": "aimaas.speech.runner:load_speech_runner"}
+
+
 def load_runner(
     manifest: ModelManifest,
     folder: Path,
@@ -258,11 +269,17 @@ def load_runner(
 ) -> ModelRunner:
     """Create the runner of ``manifest`` from its (already verified) files in ``folder``.
 
+    Models of another ``runtime`` are loaded by that runtime's loader (:data:`RUNTIMES`).
+
     Raises
     ------
     aimaas.errors.BackendUnavailable
-        ONNX Runtime cannot load the graph (the artifact is unusable, not the request).
+        The engine cannot load the model (the artifact is unusable, not the request).
     """
+    if manifest.runtime in RUNTIMES:
+        module, _, function = RUNTIMES[manifest.runtime].partition(":")
+        loader = getattr(importlib.import_module(module), function)
+        return loader(manifest, folder, threads=threads, providers=providers)
     runner_cls = RUNNERS[manifest.task]
     try:
         session = create_session(folder / manifest.artifact.file, threads, providers)

@@ -114,12 +114,28 @@ class VadRequest(_Wire):
     audio: list[WireBytes] = Field(min_length=1, description="WAV files")
 
 
+class TranscriptionRequest(_Wire):
+    """Speech to text of one recording (any container :mod:`aimaas.speech` decodes)."""
+
+    task: Literal["automatic-speech-recognition"] = "automatic-speech-recognition"
+    audio: list[WireBytes] = Field(min_length=1, max_length=1, description="one audio file")
+    language: str | None = Field(default=None, description="ISO-639-1; None: detected")
+    prompt: str | None = Field(default=None, max_length=2000)
+    temperature: float = Field(default=0.0, ge=0.0, le=1.0)
+    translate: bool = Field(default=False, description="into English")
+    word_timestamps: bool = False
+    traditional_chinese: bool = Field(
+        default=False, description="Chinese in Traditional characters (default Simplified)"
+    )
+
+
 InferenceRequest = Annotated[
     EmbeddingsRequest
     | TextClassificationRequest
     | ImageClassificationRequest
     | AudioClassificationRequest
-    | VadRequest,
+    | VadRequest
+    | TranscriptionRequest,
     Field(discriminator="task"),
 ]
 
@@ -155,12 +171,45 @@ class VadResult(_Wire):
     durations_s: list[float]
 
 
+class Word(_Wire):
+    """One word and when it was said (seconds from the start of the recording)."""
+
+    word: str
+    start: float
+    end: float
+
+
+class TranscriptSegment(_Wire):
+    """One decoded segment, with the fields OpenAI's ``verbose_json`` reports."""
+
+    id: int
+    seek: int
+    start: float
+    end: float
+    text: str
+    tokens: list[int]
+    temperature: float
+    avg_logprob: float
+    compression_ratio: float
+    no_speech_prob: float
+
+
+class TranscriptionResult(_Wire):
+    task: Literal["automatic-speech-recognition"] = "automatic-speech-recognition"
+    text: str
+    language: str = Field(description="ISO-639-1 code, given or detected")
+    segments: list[TranscriptSegment]
+    words: list[Word] | None = None
+    durations_s: list[float] = Field(description="decoded audio seconds (billed)")
+
+
 InferenceResult = Annotated[
     EmbeddingsResult
     | TextClassificationResult
     | ImageClassificationResult
     | AudioClassificationResult
-    | VadResult,
+    | VadResult
+    | TranscriptionResult,
     Field(discriminator="task"),
 ]
 

@@ -172,7 +172,9 @@ def test_fp16_is_kept_only_when_parity_holds() -> None:
 
 
 def _registry_models() -> list[str]:
-    return FolderStore(REGISTRY).names()  # published models only (not build staging folders)
+    # Published ONNX graphs only (not build staging folders, nor models of other engines).
+    registry = ModelRegistry(FolderStore(REGISTRY))
+    return [n for n in registry.names() if registry.resolve(n).runtime == "onnxruntime"]
 
 
 @pytest.mark.parametrize("name", _registry_models())
