@@ -46,5 +46,4 @@ def render_html(invoice: Invoice) -> str:
     return environment.get_template("invoice.html.j2").render(invoice=invoice, chart=chart)
 
 
-
 RENDERERS = {**DATA_RENDERERS, "html": render_html}

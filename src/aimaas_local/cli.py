@@ -32,7 +32,7 @@ def banner(base_url: str, key: str | None, registry: Path, key_file: Path) -> st
     the key from ``$AIMAAS_KEY`` so it is printed only once."""
     auth = "Authorization: Bearer $AIMAAS_KEY"
     shown = key or f"(not shown: output is not a terminal; it is in {key_file}, or pass --show-key)"
-    load = f"python3 -c 'import json; print(json.load(open(\"{key_file}\"))[\"key\"])'"
+    load = f'python3 -c \'import json; print(json.load(open("{key_file}"))["key"])\''
     return f"""
 aimaas local server  {base_url}   (models from {registry})
   demo API key:  {shown}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from aimaas.auth import Principal
 
@@ -20,3 +21,22 @@ class FixedAuthenticator:
 
     def enforce_limits(self, principal: Principal) -> None:
         """No limits."""
+
+
+def tenant_key(db: Path, plan: str = "pro", label: str = "tests") -> str:
+    """A key for a new tenant of its own in the SQLite key store at ``db`` (issued through the
+    auth package, as the admin CLI does), for tests that must not share the demo tenant."""
+    from aimaas.auth import Tenant, issue_key
+    from aimaas.auth.keys import new_tenant_id
+    from aimaas.config import Settings
+    from aimaas.wiring import build_key_store, pepper_from
+
+    settings = Settings(sqlite_path=db)
+    store = build_key_store(settings)
+    try:
+        tenant_id = new_tenant_id()
+        store.create_tenant(Tenant(tenant_id=tenant_id, name=label, plan=plan))
+        _, key = issue_key(store, tenant_id, pepper_from(settings), label=label)
+    finally:
+        store.close()
+    return key

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -38,10 +39,18 @@ class ServerProcess:
     url: str
     process: subprocess.Popen[bytes]
     log_path: Path
+    db: Path
 
     def logs(self) -> str:
         """Everything the server has written so far."""
         return self.log_path.read_text(errors="replace")
+
+    def demo_key(self) -> str:
+        """The demo key from the banner (start the server with ``--show-key``)."""
+        match = re.search(r"demo API key:\s+(amk_\S+)", self.logs())
+        if not match:
+            raise RuntimeError(f"no demo key in the banner:\n{self.logs()[-4000:]}")
+        return match.group(1)
 
     def stop(self) -> None:
         """Terminate the process (kill it if it does not stop within 15 s)."""
@@ -98,7 +107,7 @@ def launch_local_server(
     command += ["--port", str(port), *args]
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=child_env)
-    server = ServerProcess(f"http://127.0.0.1:{port}", process, log_path)
+    server = ServerProcess(f"http://127.0.0.1:{port}", process, log_path, db)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:

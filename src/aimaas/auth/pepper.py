@@ -137,7 +137,7 @@ def read_pepper(settings: Settings) -> str:
             raise PepperError(
                 f"cannot read the key pepper from SSM parameter {parameter!r} ({error}); create "
                 f"it once per stage: aws ssm put-parameter --type SecureString --name "
-                f"{parameter} --value \"$(openssl rand -hex 32)\""
+                f'{parameter} --value "$(openssl rand -hex 32)"'
             ) from None
         source = f"SSM parameter {parameter!r}"
     if value == DEFAULT_PEPPER:

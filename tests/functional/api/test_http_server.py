@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -22,6 +21,7 @@ import numpy as np
 import pytest
 import requests
 
+from aimaas_testing.auth import tenant_key
 from aimaas_testing.paths import REGISTRY
 from aimaas_testing.servers import launch_local_server
 
@@ -45,12 +45,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         env={"AIMAAS_ONNX_THREADS": "1"},
     )
     try:
-        banner = running.logs()
-        match = re.search(r"demo API key:\s+(amk_\S+)", banner)
-        assert match, banner
         yield Server(
-            url=running.url, demo_key=match.group(1), db=folder / "aimaas.db", banner=banner
-        )
+            url=running.url, demo_key=running.demo_key(), db=folder / "aimaas.db",
+            banner=running.logs(),
+        )  # fmt: skip
     finally:
         running.stop()
 
@@ -58,18 +56,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 @pytest.fixture(scope="module")
 def api_key(server: Server) -> str:
     """A key issued through the auth package for a tenant of its own (not the demo one)."""
-    from aimaas.auth import Tenant, issue_key
-    from aimaas.auth.keys import new_tenant_id
-    from aimaas.config import Settings
-    from aimaas.wiring import build_key_store, pepper_from
-
-    settings = Settings(sqlite_path=server.db)
-    store = build_key_store(settings)
-    tenant_id = new_tenant_id()
-    store.create_tenant(Tenant(tenant_id=tenant_id, name="functional tests", plan="pro"))
-    _, key = issue_key(store, tenant_id, pepper_from(settings), label="tests")
-    store.close()
-    return key
+    return tenant_key(server.db, label="functional tests")
 
 
 def test_banner_prints_key_and_curl_examples(server: Server) -> None:

@@ -151,7 +151,7 @@ def start_server(
 
 def stop_server(server: LiveServer) -> None:
     """Stop the process this fixture started (terminate, then kill)."""
-    ServerProcess(server.base_url, server.process, server.log_path).stop()
+    ServerProcess(server.base_url, server.process, server.log_path, server.db_path).stop()
 
 
 # ---- inputs -----------------------------------------------------------------------------------

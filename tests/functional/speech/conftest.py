@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -10,9 +9,9 @@ import pytest
 
 from aimaas.manifest import ModelManifest
 from aimaas_testing import audio
+from aimaas_testing.paths import REGISTRY, REPO_ROOT
 
-ROOT = Path(__file__).resolve().parents[3]
-REGISTRY = Path(os.environ.get("AIMAAS_REGISTRY", ROOT / "build" / "registry"))
+ROOT = REPO_ROOT
 
 
 def built(name: str) -> Path:

@@ -10,29 +10,40 @@ import pytest
 import requests
 
 from aimaas_testing import audio
-from aimaas_testing.server import LocalServer, local_server, tenant_key
+from aimaas_testing.auth import tenant_key
+from aimaas_testing.servers import ServerProcess, launch_local_server
 from model_export.speech_eval import score
 
-from .conftest import REGISTRY, ROOT, built
+from .conftest import REGISTRY, built
 
 SECONDS = 9.963375
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     built("whisper-tiny-en")
-    with local_server(REGISTRY, tmp_path_factory.mktemp("speech"), threads=2, cwd=ROOT) as srv:
-        yield srv
+    folder = tmp_path_factory.mktemp("speech")
+    running = launch_local_server(
+        registry=REGISTRY,
+        db=folder / "aimaas.db",
+        log_path=folder / "server.log",
+        args=["--log-level", "warning"],
+        env={"AIMAAS_ONNX_THREADS": "2"},
+    )
+    try:
+        yield running
+    finally:
+        running.stop()
 
 
 @pytest.fixture(scope="module")
-def key(server: LocalServer) -> str:
+def key(server: ServerProcess) -> str:
     return tenant_key(server.db, label="speech tests")
 
 
 @pytest.fixture(scope="module")
-def client(server: LocalServer, key: str):
+def client(server: ServerProcess, key: str):
     from openai import OpenAI
 
     return OpenAI(api_key=key, base_url=f"{server.url}/v1", max_retries=0, timeout=60)
@@ -43,7 +54,7 @@ def mp3() -> bytes:
     return audio.encode(*audio.beckett(), "mp3")
 
 
-def billed(server: LocalServer, key: str) -> tuple[int, float]:
+def billed(server: ServerProcess, key: str) -> tuple[int, float]:
     """Calls and audio seconds billed to ``key``'s tenant for speech so far."""
     rows = requests.get(
         f"{server.url}/v1/usage",
@@ -56,7 +67,7 @@ def billed(server: LocalServer, key: str) -> tuple[int, float]:
 
 
 def test_every_response_format_through_the_openai_client(
-    server: LocalServer,
+    server: ServerProcess,
     key: str,
     client,
     mp3: bytes,
@@ -112,7 +123,7 @@ def test_other_containers_over_http(client, container: str) -> None:
     assert score([audio.BECKETT_TEXT], [result.text]).wer <= 0.2, result.text
 
 
-def test_a_retried_request_is_billed_once(server: LocalServer, key: str, mp3: bytes) -> None:
+def test_a_retried_request_is_billed_once(server: ServerProcess, key: str, mp3: bytes) -> None:
     before = billed(server, key)
     for _ in range(2):
         response = requests.post(
@@ -142,7 +153,7 @@ def test_a_retried_request_is_billed_once(server: LocalServer, key: str, mp3: by
          "raw-body", "bad-format", "unknown-model"],
 )  # fmt: skip
 def test_hostile_audio_is_refused_unbilled_and_the_worker_lives(
-    server: LocalServer, key: str, body: dict, status: int
+    server: ServerProcess, key: str, body: dict, status: int
 ) -> None:
     before = billed(server, key)
     headers = {"x-api-key": key, **body.pop("headers", {})}
@@ -155,7 +166,7 @@ def test_hostile_audio_is_refused_unbilled_and_the_worker_lives(
     assert billed(server, key) == before
 
 
-def test_a_truncated_mp3_is_refused(server: LocalServer, key: str, mp3: bytes) -> None:
+def test_a_truncated_mp3_is_refused(server: ServerProcess, key: str, mp3: bytes) -> None:
     before = billed(server, key)
     response = requests.post(
         f"{server.url}/v1/audio/transcriptions",
@@ -167,7 +178,7 @@ def test_a_truncated_mp3_is_refused(server: LocalServer, key: str, mp3: bytes) -
     assert billed(server, key) == before
 
 
-def test_the_catalogue_lists_the_speech_model(server: LocalServer, key: str) -> None:
+def test_the_catalogue_lists_the_speech_model(server: ServerProcess, key: str) -> None:
     models = requests.get(f"{server.url}/v1/models", headers={"x-api-key": key}, timeout=30)
     entry = next(m for m in models.json()["data"] if m["name"] == "whisper-tiny-en")
     assert entry["task"] == "automatic-speech-recognition"
@@ -200,7 +211,7 @@ def test_translations_through_the_openai_client(client, mp3: bytes) -> None:
         ).strip()
 
 
-def test_a_model_that_cannot_translate_is_refused(server: LocalServer, key: str) -> None:
+def test_a_model_that_cannot_translate_is_refused(server: ServerProcess, key: str) -> None:
     before = billed(server, key)
     response = requests.post(
         f"{server.url}/v1/audio/translations",

@@ -3,7 +3,6 @@ a broken ``model.bin``. Reads ``AIMAAS_REGISTRY`` (default ``build/registry``)."
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -13,12 +12,11 @@ from aimaas import errors
 from aimaas.manifest import SpeechPreprocessing
 from aimaas.registry import ModelRegistry
 from aimaas.registry.store import FolderStore
+from aimaas_testing.paths import REGISTRY
 from model_export.base import BuildContext
 from model_export.models.whisper import GateFailure, WhisperTinyEnExporter, check_whisper
 from model_export.registry import verify_entry
 
-ROOT = Path(__file__).resolve().parents[3]
-REGISTRY = Path(os.environ.get("AIMAAS_REGISTRY", ROOT / "build" / "registry"))
 NAME = "whisper-tiny-en"
 
 

@@ -71,9 +71,7 @@ def test_a_failed_move_puts_every_key_back_on_the_old_plan() -> None:
     gateway = StrictApiGateway(fail_on=("up-pro", "k2"))
     gateway.members["up-free"] = {"k1", "k2", "k3"}
     with pytest.raises(ClientError, match="Rate exceeded"):
-        ApiGatewayProvisioner("dev", client=gateway).plan_changed(
-            ["k1", "k2", "k3"], "free", "pro"
-        )
+        ApiGatewayProvisioner("dev", client=gateway).plan_changed(["k1", "k2", "k3"], "free", "pro")
     assert gateway.members == {"up-free": {"k1", "k2", "k3"}, "up-pro": set(), "up-ent": set()}
 
 

@@ -200,13 +200,14 @@ def server() -> Iterator[Any]:
 
 def test_http_backend_posts_the_wire_format(server: Any, manifest: Any) -> None:
     gpu = server([(200, RESULT.model_dump_json().encode())])
-    result = HttpGpuBackend(gpu.url).invoke(manifest, EmbeddingsRequest(texts=["héllo 你好"]))
+    request = EmbeddingsRequest(texts=["héllo 你好"], input_type="passage")
+    result = HttpGpuBackend(gpu.url).invoke(manifest, request)
     assert result == RESULT
     assert gpu.seen == [
         {
             "path": "/invocations",
             "target": f"{manifest.name}/{manifest.version}",
-            "body": {"task": "embeddings", "texts": ["héllo 你好"]},
+            "body": {"task": "embeddings", "texts": ["héllo 你好"], "input_type": "passage"},
         }
     ]
 
