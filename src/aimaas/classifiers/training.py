@@ -32,6 +32,7 @@ class Limits:
     min_examples_per_label: int = 4
     max_examples: int = 1000
     max_text_chars: int = 2000
+    max_total_chars: int = 150_000
     max_label_chars: int = 100
 
 
@@ -53,6 +54,12 @@ def check_examples(examples: Sequence[Example], limits: Limits = LIMITS) -> list
     if len(examples) > limits.max_examples:
         raise errors.InvalidInput(
             f"{len(examples)} examples is over the limit of {limits.max_examples} per classifier."
+        )
+    total = sum(len(e.text) for e in examples)
+    if total > limits.max_total_chars:
+        raise errors.InvalidInput(
+            f"The examples hold {total} characters, over the limit of {limits.max_total_chars} "
+            "per classifier; send fewer or shorter examples."
         )
     for index, example in enumerate(examples):
         if not example.text.strip():
@@ -92,7 +99,7 @@ def fit_head(
     targets: np.ndarray,
     n_labels: int,
     l2: float = L2,
-    max_iter: int = 2000,
+    max_iter: int = 500,
     tol: float = 1e-6,
 ) -> Head:
     """Fit a multinomial logistic-regression head.
@@ -108,7 +115,9 @@ def fit_head(
     l2
         Weight penalty of the mean loss.
     max_iter, tol
-        Stop after ``max_iter`` steps or once the gradient's norm is under ``tol``.
+        Stop after ``max_iter`` steps or once the gradient's norm is under ``tol``. 500 steps
+        bound the cost of labels that cannot be separated; on the proof's tickets the
+        probabilities are then within 0.02 of the converged fit's, with the same predictions.
 
     Returns
     -------
