@@ -164,9 +164,21 @@ def _local_classifier_store(settings: Settings) -> ClassifierStore:
     return LocalClassifierStore(settings.sqlite_path.parent / "classifiers")
 
 
+def _aws_classifier_store(settings: Settings) -> ClassifierStore:
+    from aimaas.classifiers.aws import AwsClassifierStore
+
+    what = "the aws classifier store"
+    return AwsClassifierStore(
+        _required(settings.classifier_bucket, "AIMAAS_CLASSIFIER_BUCKET", what),
+        _required(settings.classifiers_table, "AIMAAS_CLASSIFIERS_TABLE", what),
+        _required(settings.kms_key_id, "AIMAAS_KMS_KEY_ID", what),
+    )
+
+
 #: Tenant classifier stores by the name ``AIMAAS_CLASSIFIER_STORE`` selects.
 CLASSIFIER_STORES: Mapping[str, Callable[[Settings], ClassifierStore]] = {
     "local": _local_classifier_store,
+    "aws": _aws_classifier_store,
 }
 
 

@@ -63,15 +63,18 @@ class App:
 
 
 @pytest.fixture
-def make_app(tmp_path: Path) -> Iterator[Callable[[], App]]:
-    """Start (or restart) the app over the same data folder."""
+def make_app(tmp_path: Path) -> Iterator[Callable[..., App]]:
+    """Start (or restart) the app over the same data folder (``Settings`` fields as keywords)."""
     if not has_model("all-minilm-l6-v2-int8"):
         pytest.skip(f"no model registry at {REGISTRY}; run `make models`")
     made: list[App] = []
 
-    def make() -> App:
+    def make(**overrides: Any) -> App:
         settings = Settings(
-            registry_path=REGISTRY, sqlite_path=tmp_path / "data" / "aimaas.db", onnx_threads=1
+            registry_path=REGISTRY,
+            sqlite_path=tmp_path / "data" / "aimaas.db",
+            onnx_threads=1,
+            **overrides,
         )
         settings.sqlite_path.parent.mkdir(exist_ok=True)
         container = build_container(settings)
@@ -87,7 +90,7 @@ def make_app(tmp_path: Path) -> Iterator[Callable[[], App]]:
 
 
 @pytest.fixture
-def app(make_app: Callable[[], App]) -> App:
+def app(make_app: Callable[..., App]) -> App:
     return make_app()
 
 
