@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, TypeVar
 from aimaas.config import Settings
 
 if TYPE_CHECKING:  # the adapters' modules are imported by the factories, on demand
+    from aimaas.audit import AuditLog
     from aimaas.auth.authenticator import Authenticator
     from aimaas.auth.keys import KeyStore
     from aimaas.backends.base import InferenceBackend
@@ -153,6 +154,34 @@ MODEL_STORES: Mapping[str, Callable[[Settings], ModelStore]] = {
 def build_model_store(settings: Settings) -> ModelStore:
     """The model store that ``settings.model_store`` names."""
     return build_adapter("model store", MODEL_STORES, settings.model_store, settings)
+
+
+# ---- audit log --------------------------------------------------------------------------------
+
+
+def _sqlite_audit_log(settings: Settings) -> AuditLog:
+    from aimaas.audit.sqlite import SqliteAuditLog
+
+    return SqliteAuditLog(settings.sqlite_path)
+
+
+def _dynamodb_audit_log(settings: Settings) -> AuditLog:
+    from aimaas.audit.dynamodb import DynamoDbAuditLog
+
+    table = _required(settings.audit_table, "AIMAAS_AUDIT_TABLE", "the dynamodb audit log")
+    return DynamoDbAuditLog(table)
+
+
+#: Audit log adapters, selected with the key store's name (the two always live together).
+AUDIT_LOGS: Mapping[str, Callable[[Settings], AuditLog]] = {
+    "sqlite": _sqlite_audit_log,
+    "dynamodb": _dynamodb_audit_log,
+}
+
+
+def build_audit_log(settings: Settings) -> AuditLog:
+    """The audit log next to the key store that ``settings.key_store`` names."""
+    return build_adapter("audit log", AUDIT_LOGS, settings.key_store, settings)
 
 
 # ---- classifier store -------------------------------------------------------------------------

@@ -11,6 +11,7 @@ exactly once per request id through :func:`aimaas.api.service.meter`.
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import UTC, datetime
 from typing import Annotated, Literal
@@ -27,6 +28,7 @@ from aimaas.api.calls import Call
 from aimaas.api.container import Container
 from aimaas.api.dependencies import CallDep, ContainerDep, IdentifiedCallDep
 from aimaas.api.service import Billable, billable, invoke, meter
+from aimaas.audit import AuditEvent
 from aimaas.classifiers import (
     ClassifierRecord,
     ClassifierStore,
@@ -39,6 +41,8 @@ from aimaas.classifiers.records import VERSION
 from aimaas.classifiers.training import LIMITS, check_examples, cross_validate, fit_head, softmax
 from aimaas.inference import wire
 from aimaas.manifest import ModelManifest
+
+logger = logging.getLogger("aimaas.api")
 
 #: The billed task of training (plans.toml prices it per 1k example tokens).
 TRAINING_TASK = "classifier-training"
@@ -152,6 +156,27 @@ def _out(record: ClassifierRecord, usage: api.Usage | None = None) -> Classifier
     )
 
 
+def audit(container: Container, call: Call, action: str, target: str, **details: object) -> None:
+    """Append one audit event for a change the caller made. The change has happened (and a
+    create was billed) by then, so a failed write is logged as an error, not turned into a
+    failed request that a client would retry into a second classifier."""
+    if container.audit is None:
+        return
+    principal = call.principal
+    event = AuditEvent(
+        action=action,
+        target=target,
+        actor=f"tenant:{principal.tenant_id}/key:{principal.key_id}",
+        host="api",
+        at=datetime.now(UTC),
+        details={"tenant_id": principal.tenant_id, "request_id": call.request_id, **details},
+    )
+    try:
+        container.audit.append(event)
+    except Exception:
+        logger.exception("audit event not written", extra={"action": action, "target": target})
+
+
 def served_manifest(base: ModelManifest, record: ClassifierRecord) -> ModelManifest:
     """The manifest a classifier is served and billed under: its base model's files (the
     embeddings it runs), its own id, version and labels."""
@@ -228,6 +253,17 @@ def create_classifier(container: Container, call: Call, body: ClassifierIn) -> C
             store.delete(tenant, record.id)
         raise
     call.mark_model(manifest.model_id)
+    if existing is None:
+        audit(
+            container,
+            call,
+            "classifier.create",
+            record.id,
+            name=record.name,
+            base_model=record.base_model,
+            labels=len(record.labels),
+            examples=record.examples,
+        )
     return _out(record, usage)
 
 
@@ -249,6 +285,7 @@ def delete_classifier(container: Container, call: Call, classifier_id: str) -> C
     """Remove one of the caller's classifiers: head, examples and metadata."""
     if not _store(container).delete(call.principal.tenant_id, classifier_id):
         raise _not_found(classifier_id)
+    audit(container, call, "classifier.delete", classifier_id)
     return ClassifierDeleted(id=classifier_id)
 
 

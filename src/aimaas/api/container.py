@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from aimaas.audit import AuditLog
 from aimaas.auth import Authenticator
 from aimaas.backends import BackendRouter, LocalOnnxBackend
 from aimaas.classifiers import ClassifierStore
@@ -11,6 +12,7 @@ from aimaas.config import Settings
 from aimaas.metering import Meter, UsageLedger
 from aimaas.registry import ModelRegistry
 from aimaas.wiring import (
+    build_audit_log,
     build_authenticator,
     build_classifier_store,
     build_gpu_backend,
@@ -39,6 +41,8 @@ class Container:
         The usage ledger behind ``meter`` (``GET /v1/usage`` reads it).
     classifiers
         Tenants' custom classifiers (None: the feature is off, its routes answer 404).
+    audit
+        The append-only audit log (classifier creates and deletes; None: not audited).
     """
 
     settings: Settings
@@ -48,6 +52,7 @@ class Container:
     meter: Meter
     ledger: UsageLedger
     classifiers: ClassifierStore | None = None
+    audit: AuditLog | None = None
 
     def close(self) -> None:
         """Release connections of the backends and the ledger."""
@@ -81,4 +86,5 @@ def build_container(settings: Settings) -> Container:
         meter=Meter(ledger),
         ledger=ledger,
         classifiers=build_classifier_store(settings),
+        audit=build_audit_log(settings),
     )

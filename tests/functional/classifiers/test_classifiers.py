@@ -152,3 +152,18 @@ def test_a_classifier_survives_a_restart(make_app: Callable[[], App]) -> None:
     after = _classify(second, created.json()["id"], HELD_OUT[:5]).json()
     assert [r["label"] for r in after["results"]] == [r["label"] for r in before["results"]]
     assert after["results"][0]["scores"] == pytest.approx(before["results"][0]["scores"])
+
+
+def test_create_and_delete_are_audited(app: App, trained: dict) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    assert app.delete(f"/v1/classifiers/{trained['id']}").status_code == 200
+    assert app.delete(f"/v1/classifiers/{trained['id']}", tenant="b").status_code == 404
+    now = datetime.now(UTC)
+    events = list(app.container.audit.list(now - timedelta(hours=1), now + timedelta(hours=1)))
+    assert [(e.action, e.target) for e in events] == [
+        ("classifier.create", trained["id"]),
+        ("classifier.delete", trained["id"]),
+    ]  # one event each; the refused delete changed nothing and is not an event
+    assert events[0].actor == "tenant:t_a/key:k_a"
+    assert events[0].details["examples"] == 120 and "texts" not in events[0].details
