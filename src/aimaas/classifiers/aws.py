@@ -3,10 +3,11 @@ DynamoDB.
 
 Layout
 ------
-- DynamoDB item ``{tenant_id (hash key), classifier_id (range key), record}``: the record's
-  JSON. The item is the classifier's existence: it is written after the S3 objects and deleted
-  after them, so a reader never finds metadata whose head is missing for good, and a delete
-  that fails half-way leaves an item that a retried delete removes.
+- DynamoDB item ``{pk = TENANT#<tenant id>, sk = CLASSIFIER#<id>, record}`` (the record's
+  JSON; the ``pk``/``sk`` layout of every aimaas table). The item is the classifier's
+  existence: it is written after the S3 objects and deleted after them, so a reader never finds
+  metadata whose head is missing for good, and a delete that fails half-way leaves an item that
+  a retried delete removes.
 - S3 objects ``<prefix><tenant hash>/<id>/head.npz`` and ``.../examples.json``, each written
   with ``aws:kms`` server-side encryption under the stage's key (named explicitly: the bucket's
   default encryption is not relied upon). The bucket is unversioned, so a delete really deletes.
@@ -48,7 +49,7 @@ class AwsClassifierStore(ClassifierStore):
     bucket
         The classifier bucket.
     table
-        The classifiers table (hash key ``tenant_id``, range key ``classifier_id``).
+        The classifiers table (hash key ``pk``, range key ``sk``, both strings).
     kms_key_id
         The stage's KMS key (id, ARN or alias) every object is encrypted with.
     prefix
@@ -80,7 +81,7 @@ class AwsClassifierStore(ClassifierStore):
 
     @staticmethod
     def _item_key(tenant_id: str, classifier_id: str) -> dict[str, Any]:
-        return {"tenant_id": {"S": tenant_id}, "classifier_id": {"S": classifier_id}}
+        return {"pk": {"S": f"TENANT#{tenant_id}"}, "sk": {"S": f"CLASSIFIER#{classifier_id}"}}
 
     def put(self, classifier: StoredClassifier) -> None:
         record = classifier.record
@@ -148,8 +149,11 @@ class AwsClassifierStore(ClassifierStore):
         records: list[ClassifierRecord] = []
         kwargs: dict[str, Any] = {
             "TableName": self.table,
-            "KeyConditionExpression": "tenant_id = :t",
-            "ExpressionAttributeValues": {":t": {"S": tenant_id}},
+            "KeyConditionExpression": "pk = :t AND begins_with(sk, :c)",
+            "ExpressionAttributeValues": {
+                ":t": {"S": f"TENANT#{tenant_id}"},
+                ":c": {"S": "CLASSIFIER#"},
+            },
             "ConsistentRead": True,
         }
         try:
@@ -186,19 +190,14 @@ class AwsClassifierStore(ClassifierStore):
         return True
 
 
-#: The classifiers table's keys (the CDK table in infra/ declares the same).
-KEY_SCHEMA: dict[str, Any] = {
-    "AttributeDefinitions": [
-        {"AttributeName": "tenant_id", "AttributeType": "S"},
-        {"AttributeName": "classifier_id", "AttributeType": "S"},
-    ],
-    "KeySchema": [
-        {"AttributeName": "tenant_id", "KeyType": "HASH"},
-        {"AttributeName": "classifier_id", "KeyType": "RANGE"},
-    ],
-}
-
-
 def create_table(client: Any, name: str) -> None:
-    """Create the classifiers table (tests and LocalStack; AWS gets it from CDK)."""
-    client.create_table(TableName=name, BillingMode="PAY_PER_REQUEST", **KEY_SCHEMA)
+    """Create the classifiers table (tests and LocalStack; AWS gets it from CDK, whose tables all
+    share this ``pk``/``sk`` key schema)."""
+    from aimaas.metering.dynamodb import KEY_SCHEMA
+
+    client.create_table(
+        TableName=name,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=KEY_SCHEMA["AttributeDefinitions"],
+        KeySchema=KEY_SCHEMA["KeySchema"],
+    )
