@@ -328,15 +328,8 @@ def classify(
     ]
     usage = meter(container, call, manifest, PREDICTION_TASK, billable(base, results), started)
     call.mark_model(manifest.model_id)
-    first = predictions[0] if isinstance(body.text, str) else None
-    return api.TextClassificationOut(
-        label=first.label if first else None,
-        score=first.score if first else None,
-        scores=first.scores if first else None,
-        results=predictions,
-        model=manifest.model_id,
-        usage=usage,
-    )
+    single = isinstance(body.text, str)
+    return api.TextClassificationOut.of(predictions, single, manifest.model_id, usage)
 
 
 # ---- routes -----------------------------------------------------------------------------------

@@ -83,15 +83,7 @@ def text_classification(
     usage = meter(
         container, call, manifest, "text-classification", billable(manifest, outputs), started
     )
-    first = results[0] if single else None
-    return api.TextClassificationOut(
-        label=first.label if first else None,
-        score=first.score if first else None,
-        scores=first.scores if first else None,
-        results=results,
-        model=manifest.model_id,
-        usage=usage,
-    )
+    return api.TextClassificationOut.of(results, single, manifest.model_id, usage)
 
 
 def _zero_shot(
