@@ -167,3 +167,32 @@ def test_create_and_delete_are_audited(app: App, trained: dict) -> None:
     ]  # one event each; the refused delete changed nothing and is not an event
     assert events[0].actor == "tenant:t_a/key:k_a"
     assert events[0].details["examples"] == 120 and "texts" not in events[0].details
+
+
+def test_training_past_the_deadline_is_an_unbilled_504_that_keeps_nothing(make_app) -> None:
+    # 0.3 s leaves 0.05 s before the delivery margin: embedding 120 texts takes far longer.
+    app = make_app(request_deadline_s=0.3)
+    response = app.post("/v1/classifiers", {"name": "late", "examples": TICKETS["train"]})
+    assert response.status_code == 504, response.text
+    assert response.json()["error"]["code"] == "deadline_exceeded"
+    assert app.records() == [] and app.get("/v1/classifiers").json()["data"] == []
+    assert [p for p in (app.data_dir / "classifiers").rglob("*") if p.is_file()] == []
+
+
+def test_a_training_the_ledger_cannot_record_is_a_503_that_keeps_nothing(app: App) -> None:
+    from aimaas.metering import Meter
+    from aimaas_testing.metering import FlakyLedger
+
+    healthy = app.container.meter
+    app.container.meter = Meter(
+        FlakyLedger(healthy.ledger, fail_before=1.0), attempts=2, sleep=lambda _: None
+    )
+    try:
+        response = app.post("/v1/classifiers", {"name": "x", "examples": TICKETS["train"][:40]})
+    finally:
+        app.container.meter = healthy
+    assert response.status_code == 503, response.text
+    assert response.json()["error"]["code"] == "usage_not_recorded"
+    # It had been stored before billing was tried: not billed, so removed again.
+    assert app.get("/v1/classifiers").json()["data"] == [] and app.records() == []
+    assert [p for p in (app.data_dir / "classifiers").rglob("*") if p.is_file()] == []
