@@ -98,6 +98,11 @@ BENCHMARKS: dict[str, Benchmark] = {
             RESULTS / "gpu_batching.json",
         ),
         Benchmark("load", _load, RESULTS / "load.json"),
+        Benchmark(
+            "classifiers",
+            _script("bench_classifiers.py", quick=("--quick",)),
+            RESULTS / "classifiers.json",
+        ),
     )
 }
 

@@ -11,9 +11,9 @@ text function's 1769 MB+ gives one vCPU). Prints two tables and writes
    classifier trained on its 120 training tickets, next to zero-shot classification over the
    same label names, for each base embeddings model.
 
-Usage::
+Usage (the README's figures were taken pinned to one core, so numpy's fits get one core too)::
 
-    python benchmarks/bench_classifiers.py [--quick] [--registry build/registry]
+    taskset -c 1 python benchmarks/bench_classifiers.py [--quick] [--registry build/registry]
 """
 
 from __future__ import annotations
