@@ -103,6 +103,11 @@ BENCHMARKS: dict[str, Benchmark] = {
             RESULTS / "multilingual.json",
         ),
         Benchmark("load", _load, RESULTS / "load.json"),
+        Benchmark(
+            "classifiers",
+            _script("bench_classifiers.py", quick=("--quick",)),
+            RESULTS / "classifiers.json",
+        ),
     )
 }
 

@@ -15,6 +15,8 @@ from aws_cdk import aws_kms as kms
 from infra.settings import InfraSettings
 
 MODEL_PREFIX = "models/"
+#: Where the runtime's AWS classifier store writes (``AwsClassifierStore``'s default prefix).
+CLASSIFIER_PREFIX = "classifiers/"
 
 
 def model_bucket_arn(settings: InfraSettings, stack: cdk.Stack) -> str:
@@ -26,6 +28,44 @@ def model_objects_finding(settings: InfraSettings) -> str:
     """The cdk-nag IAM5 finding id for the ``models/*`` object resource, as cdk-nag renders it."""
     bucket = f"arn:<AWS::Partition>:s3:::{settings.prefix}-models-<AWS::AccountId>-<AWS::Region>"
     return f"AwsSolutions-IAM5[Resource::{bucket}/{MODEL_PREFIX}*]"
+
+
+def classifier_bucket_name(settings: InfraSettings, stack: cdk.Stack) -> str:
+    """The tenants' classifier bucket, named like the model bucket from ``stack``'s own account
+    and region (no cross-stack export)."""
+    return f"{settings.prefix}-classifiers-{stack.account}-{stack.region}"
+
+
+def classifier_objects_finding(settings: InfraSettings) -> str:
+    """The cdk-nag IAM5 finding id for the ``classifiers/*`` object resource."""
+    bucket = (
+        f"arn:<AWS::Partition>:s3:::{settings.prefix}-classifiers-<AWS::AccountId>-<AWS::Region>"
+    )
+    return f"AwsSolutions-IAM5[Resource::{bucket}/{CLASSIFIER_PREFIX}*]"
+
+
+def grant_classifier_objects(
+    grantee: iam.IGrantable, settings: InfraSettings, stack: cdk.Stack
+) -> None:
+    """Read, write and delete the objects under ``classifiers/`` of the classifier bucket.
+
+    ``s3:ListBucket`` on the prefix makes a missing object a 404 (not a 403) for the store, and
+    no version actions are granted: the bucket is unversioned, so a delete is final. KMS use of
+    the stage's key is granted with the tables' (the same key).
+    """
+    bucket = f"arn:{stack.partition}:s3:::{classifier_bucket_name(settings, stack)}"
+    for statement in (
+        iam.PolicyStatement(
+            actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+            resources=[f"{bucket}/{CLASSIFIER_PREFIX}*"],
+        ),
+        iam.PolicyStatement(
+            actions=["s3:ListBucket"],
+            resources=[bucket],
+            conditions={"StringLike": {"s3:prefix": [f"{CLASSIFIER_PREFIX}*"]}},
+        ),
+    ):
+        grantee.grant_principal.add_to_principal_policy(statement)
 
 
 def grant_model_read(

@@ -19,6 +19,11 @@ from constructs import Construct
 
 from aimaas.auth.pepper import default_parameter
 from infra.assets import stage_core_layer
+from infra.grants import (
+    classifier_bucket_name,
+    classifier_objects_finding,
+    grant_classifier_objects,
+)
 from infra.nag import acknowledge
 from infra.retention import retention
 from infra.settings import REPO_ROOT, InfraSettings
@@ -154,6 +159,11 @@ class ServingStack(cdk.Stack):
             }
             if gpu:
                 env["AIMAAS_SAGEMAKER_ENDPOINT"] = gpu.endpoint_name
+            classifiers = group.name == "text" and "AIMAAS_CLASSIFIERS_TABLE" in tables
+            if classifiers:  # /v1/classifiers and their predictions reach the text group
+                env["AIMAAS_CLASSIFIER_STORE"] = "aws"
+                env["AIMAAS_CLASSIFIER_BUCKET"] = classifier_bucket_name(settings, self)
+                env["AIMAAS_KMS_KEY_ID"] = storage.key.key_arn
             function = lambda_.DockerImageFunction(
                 self,
                 f"{group.name.title()}Function",
@@ -180,6 +190,8 @@ class ServingStack(cdk.Stack):
                 read=("AIMAAS_TENANTS_TABLE",),
                 write=("AIMAAS_USAGE_TABLE",),
             )
+            if classifiers:
+                self._grant_classifiers(function)
             # The app builds the same authenticator at start-up (admin routes, local parity).
             self._grant_pepper(function)
             if gpu:
@@ -284,6 +296,28 @@ class ServingStack(cdk.Stack):
             )
         )
 
+    def _grant_classifiers(self, function: lambda_.IFunction) -> None:
+        """The tenants' classifiers: objects under ``classifiers/``, their metadata items
+        (created and deleted by their owners through the API), and appending the create/delete
+        events to the audit log (PutItem only: the function can neither read nor change it)."""
+        grant_classifier_objects(function, self.settings, self)
+        (table,) = self._table_arns("AIMAAS_CLASSIFIERS_TABLE")
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "dynamodb:GetItem",
+                    "dynamodb:Query",
+                    "dynamodb:PutItem",
+                    "dynamodb:DeleteItem",
+                ],
+                resources=[table],
+            )
+        )
+        (audit,) = self._table_arns("AIMAAS_AUDIT_TABLE")
+        function.add_to_role_policy(
+            iam.PolicyStatement(actions=["dynamodb:PutItem"], resources=[audit])
+        )
+
     @property
     def pepper_parameter(self) -> str:
         """The SSM SecureString holding the key-hash pepper (``make deploy`` creates it once);
@@ -365,4 +399,10 @@ class ServingStack(cdk.Stack):
         }
         for name in (*(g.name.title() for g in MODEL_GROUPS), "Authorizer"):
             role = self.node.find_child(f"{name}Role")
-            acknowledge(role.node.find_child("DefaultPolicy"), reasons)
+            extra = {}
+            if name == "Text" and "AIMAAS_CLASSIFIERS_TABLE" in self.storage.table_specs:
+                extra[classifier_objects_finding(self.settings)] = (
+                    "Tenants' classifier objects: under classifiers/ only, keyed per tenant and "
+                    "classifier at run time."
+                )
+            acknowledge(role.node.find_child("DefaultPolicy"), {**reasons, **extra})

@@ -20,6 +20,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from infra.grants import classifier_bucket_name
 from infra.nag import acknowledge
 from infra.retention import retention
 from infra.settings import InfraSettings
@@ -47,6 +48,8 @@ TABLES: tuple[TableSpec, ...] = (
     TableSpec("TenantsTable", "tenants", "AIMAAS_TENANTS_TABLE", gsis=("gsi1",)),
     TableSpec("UsageTable", "usage", "AIMAAS_USAGE_TABLE", ttl_attribute="expires_at"),
     TableSpec("AuditTable", "audit", "AIMAAS_AUDIT_TABLE"),
+    # Tenants' custom classifiers: metadata only (heads and examples are in the bucket).
+    TableSpec("ClassifiersTable", "classifiers", "AIMAAS_CLASSIFIERS_TABLE"),
 )
 
 
@@ -68,6 +71,8 @@ class StorageStack(cdk.Stack):
         The customer-managed key encrypting the bucket, tables, logs and the alarm topic.
     model_bucket
         Versioned, KMS-encrypted bucket holding published models (``models/`` prefix).
+    classifier_bucket
+        Unversioned, KMS-encrypted bucket of tenants' classifier heads and examples.
     tables
         ``{env var name: table}``; empty in the LocalStack profile.
     """
@@ -121,6 +126,24 @@ class StorageStack(cdk.Stack):
                 # Old model versions stay recoverable for a while, then stop costing storage.
                 s3.LifecycleRule(noncurrent_version_expiration=cdk.Duration.days(90))
             ],
+            removal_policy=removal,
+            auto_delete_objects=self._auto_delete(),
+        )
+
+        # Unversioned on purpose: deleting a classifier must remove its examples for good.
+        self.classifier_bucket = s3.Bucket(
+            self,
+            "ClassifierBucket",
+            bucket_name=classifier_bucket_name(settings, self),
+            encryption=s3.BucketEncryption.KMS,
+            encryption_key=self.key,
+            bucket_key_enabled=True,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            enforce_ssl=True,
+            versioned=False,
+            server_access_logs_bucket=access_logs,
+            server_access_logs_prefix="classifier-bucket/",
             removal_policy=removal,
             auto_delete_objects=self._auto_delete(),
         )
@@ -335,6 +358,7 @@ class StorageStack(cdk.Stack):
 
     def _outputs(self) -> None:
         cdk.CfnOutput(self, "ModelBucketName", value=self.model_bucket.bucket_name)
+        cdk.CfnOutput(self, "ClassifierBucketName", value=self.classifier_bucket.bucket_name)
         cdk.CfnOutput(self, "KmsKeyId", value=self.key.key_id)
         cdk.CfnOutput(self, "KmsKeyArn", value=self.key.key_arn)
         for env_var, table in self.tables.items():

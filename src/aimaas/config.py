@@ -83,6 +83,12 @@ class Settings:
     tenants_table: str | None = None
     usage_table: str | None = None
     audit_table: str | None = None
+    # Custom classifiers per tenant: "local" (files beside sqlite_path) or "aws" (S3 with the
+    # stage's KMS key + DynamoDB metadata).
+    classifier_store: str = "local"
+    classifier_bucket: str | None = None
+    classifiers_table: str | None = None
+    kms_key_id: str | None = None
     # GPU backend: "none", "http" (the GPU server process) or "sagemaker".
     gpu_backend: str = "none"
     gpu_url: str | None = None
@@ -125,6 +131,10 @@ class Settings:
             tenants_table=get("TENANTS_TABLE"),
             usage_table=get("USAGE_TABLE"),
             audit_table=get("AUDIT_TABLE"),
+            classifier_store=get("CLASSIFIER_STORE", "local") or "local",
+            classifier_bucket=get("CLASSIFIER_BUCKET"),
+            classifiers_table=get("CLASSIFIERS_TABLE"),
+            kms_key_id=get("KMS_KEY_ID"),
             gpu_backend=get("GPU_BACKEND", "none") or "none",
             gpu_url=get("GPU_URL"),
             sagemaker_endpoint=get("SAGEMAKER_ENDPOINT"),

@@ -2,13 +2,15 @@
 
 This is the one module that knows every adapter. Ports (``aimaas.auth.keys.KeyStore``,
 ``aimaas.metering.ledger.UsageLedger``, ``aimaas.registry.store.ModelStore``,
-``aimaas.backends.base.InferenceBackend``) never import their adapters; the factory tables here
-do, lazily, so that importing this module costs nothing and a deployable loads only the adapters
-its configuration names (the authorizer zip never imports FastAPI, ONNX Runtime or urllib3).
+``aimaas.backends.base.InferenceBackend``, ``aimaas.classifiers.store.ClassifierStore``) never
+import their adapters; the factory tables here do, lazily, so that importing this module costs
+nothing and a deployable loads only the adapters its configuration names (the authorizer zip
+never imports FastAPI, ONNX Runtime or urllib3).
 
 Every port is built the same way: ``build_<port>(settings)`` looks ``settings.<port>`` up in the
-port's table (``KEY_STORES``, ``LEDGERS``, ``MODEL_STORES``, ``GPU_BACKENDS``); an unknown name or
-incomplete settings raise :class:`ValueError` at start-up.
+port's table (``KEY_STORES``, ``LEDGERS``, ``MODEL_STORES``, ``GPU_BACKENDS``,
+``CLASSIFIER_STORES``); an unknown name or incomplete settings raise :class:`ValueError` at
+start-up.
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ from typing import TYPE_CHECKING, TypeVar
 from aimaas.config import Settings
 
 if TYPE_CHECKING:  # the adapters' modules are imported by the factories, on demand
+    from aimaas.audit import AuditLog
     from aimaas.auth.authenticator import Authenticator
     from aimaas.auth.keys import KeyStore
     from aimaas.backends.base import InferenceBackend
+    from aimaas.classifiers.store import ClassifierStore
     from aimaas.metering.ledger import UsageLedger
     from aimaas.registry.store import ModelStore
 
@@ -150,6 +154,66 @@ MODEL_STORES: Mapping[str, Callable[[Settings], ModelStore]] = {
 def build_model_store(settings: Settings) -> ModelStore:
     """The model store that ``settings.model_store`` names."""
     return build_adapter("model store", MODEL_STORES, settings.model_store, settings)
+
+
+# ---- audit log --------------------------------------------------------------------------------
+
+
+def _sqlite_audit_log(settings: Settings) -> AuditLog:
+    from aimaas.audit.sqlite import SqliteAuditLog
+
+    return SqliteAuditLog(settings.sqlite_path)
+
+
+def _dynamodb_audit_log(settings: Settings) -> AuditLog:
+    from aimaas.audit.dynamodb import DynamoDbAuditLog
+
+    table = _required(settings.audit_table, "AIMAAS_AUDIT_TABLE", "the dynamodb audit log")
+    return DynamoDbAuditLog(table)
+
+
+#: Audit log adapters, selected with the key store's name (the two always live together).
+AUDIT_LOGS: Mapping[str, Callable[[Settings], AuditLog]] = {
+    "sqlite": _sqlite_audit_log,
+    "dynamodb": _dynamodb_audit_log,
+}
+
+
+def build_audit_log(settings: Settings) -> AuditLog:
+    """The audit log next to the key store that ``settings.key_store`` names."""
+    return build_adapter("audit log", AUDIT_LOGS, settings.key_store, settings)
+
+
+# ---- classifier store -------------------------------------------------------------------------
+
+
+def _local_classifier_store(settings: Settings) -> ClassifierStore:
+    from aimaas.classifiers.local import LocalClassifierStore
+
+    return LocalClassifierStore(settings.sqlite_path.parent / "classifiers")
+
+
+def _aws_classifier_store(settings: Settings) -> ClassifierStore:
+    from aimaas.classifiers.aws import AwsClassifierStore
+
+    what = "the aws classifier store"
+    return AwsClassifierStore(
+        _required(settings.classifier_bucket, "AIMAAS_CLASSIFIER_BUCKET", what),
+        _required(settings.classifiers_table, "AIMAAS_CLASSIFIERS_TABLE", what),
+        _required(settings.kms_key_id, "AIMAAS_KMS_KEY_ID", what),
+    )
+
+
+#: Tenant classifier stores by the name ``AIMAAS_CLASSIFIER_STORE`` selects.
+CLASSIFIER_STORES: Mapping[str, Callable[[Settings], ClassifierStore]] = {
+    "local": _local_classifier_store,
+    "aws": _aws_classifier_store,
+}
+
+
+def build_classifier_store(settings: Settings) -> ClassifierStore:
+    """The tenant classifier store that ``settings.classifier_store`` names."""
+    return build_adapter("classifier store", CLASSIFIER_STORES, settings.classifier_store, settings)
 
 
 # ---- GPU backend ------------------------------------------------------------------------------

@@ -1,16 +1,8 @@
-"""The append-only audit log of admin actions: who, what, when, from where.
+"""The audit log as operators use it: the admin's actor and host, and exports.
 
-Every :class:`~aimaas_admin.service.AdminService` action writes one :class:`AuditEvent`
-*before* it returns. Events are never updated or deleted by this code: the SQLite adapter only
-``INSERT`` s (and a trigger refuses ``UPDATE``/``DELETE``); the DynamoDB adapter puts with
-``attribute_not_exists(pk)`` (grant the admin role ``dynamodb:PutItem`` and ``Query`` on the
-audit table, never ``UpdateItem``/``DeleteItem``).
-
-DynamoDB audit table (``AIMAAS_AUDIT_TABLE``; key schema ``pk`` S, ``sk`` S, no GSI, no TTL)::
-
-    pk = AUDIT#<YYYY-MM>          one partition per month (listing by period is one query)
-    sk = <iso ts>#<event id>      time order; event id = 16 random hex characters
-    attributes: event_id, at, actor, host, action, target, details (JSON string), outcome
+The writer itself (the :class:`~aimaas.audit.AuditEvent`, the :class:`~aimaas.audit.AuditLog`
+port, its SQLite and DynamoDB adapters) is in the runtime core, :mod:`aimaas.audit`, since the
+API audits custom classifiers too; this module re-exports it for the admin tooling.
 """
 
 from __future__ import annotations
@@ -19,46 +11,28 @@ import csv
 import getpass
 import io
 import json
-import secrets
 import socket
-from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
 
-from aimaas.config import Settings
-from aimaas.metering.dynamodb import KEY_SCHEMA as _PK_SK_SCHEMA
-from aimaas.metering.records import iso, utc
-from aimaas.metering.sqlite import SqliteDatabase
+from aimaas.audit import KEY_SCHEMA, AuditEvent, AuditLog
+from aimaas.audit.dynamodb import DynamoDbAuditLog
+from aimaas.audit.sqlite import SqliteAuditLog
+from aimaas.wiring import AUDIT_LOGS, build_audit_log
 
-#: The audit table's key schema for the CDK app: ``pk`` (S) and ``sk`` (S), no GSI, no TTL.
-KEY_SCHEMA: Mapping[str, Any] = {
-    "AttributeDefinitions": _PK_SK_SCHEMA["AttributeDefinitions"],
-    "KeySchema": _PK_SK_SCHEMA["KeySchema"],
-}
-
-
-@dataclass(frozen=True)
-class AuditEvent:
-    """One admin action. ``details`` must never contain a key (only key ids)."""
-
-    action: str
-    target: str
-    actor: str
-    host: str
-    at: datetime
-    details: Mapping[str, Any] = field(default_factory=dict)
-    outcome: str = "ok"
-    event_id: str = field(default_factory=lambda: secrets.token_hex(8))
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        data = asdict(self)
-        data["at"] = iso(self.at)
-        data["details"] = dict(self.details)
-        return data
+__all__ = [
+    "AUDIT_LOGS",
+    "KEY_SCHEMA",
+    "AuditEvent",
+    "AuditLog",
+    "DynamoDbAuditLog",
+    "SqliteAuditLog",
+    "build_audit_log",
+    "default_actor",
+    "default_host",
+    "export_events",
+    "now",
+]
 
 
 def default_actor() -> str:
@@ -72,151 +46,6 @@ def default_actor() -> str:
 def default_host() -> str:
     """Where the action came from: this machine's host name."""
     return socket.gethostname()
-
-
-class AuditLog(ABC):
-    """Port: an append-only event log. Adapters: ``sqlite`` and ``dynamodb``."""
-
-    @abstractmethod
-    def append(self, event: AuditEvent) -> None:
-        """Store ``event``; never overwrites."""
-
-    @abstractmethod
-    def list(self, start: datetime, end: datetime) -> Iterator[AuditEvent]:
-        """Events with ``start <= at < end``, oldest first."""
-
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS audit_events (
-    event_id TEXT PRIMARY KEY, at TEXT NOT NULL, actor TEXT NOT NULL, host TEXT NOT NULL,
-    action TEXT NOT NULL, target TEXT NOT NULL, details TEXT NOT NULL, outcome TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS audit_events_by_time ON audit_events (at);
-CREATE TRIGGER IF NOT EXISTS audit_events_no_update BEFORE UPDATE ON audit_events
-BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS audit_events_no_delete BEFORE DELETE ON audit_events
-BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-"""
-
-
-def _event(data: Mapping[str, Any]) -> AuditEvent:
-    details = data["details"]
-    return AuditEvent(
-        action=data["action"],
-        target=data["target"],
-        actor=data["actor"],
-        host=data["host"],
-        at=datetime.fromisoformat(data["at"]),
-        details=json.loads(details) if isinstance(details, str) else dict(details),
-        outcome=data["outcome"],
-        event_id=data["event_id"],
-    )
-
-
-class SqliteAuditLog(AuditLog):
-    """Audit events in the local SQLite file."""
-
-    def __init__(self, path: Path | str) -> None:
-        self.db = SqliteDatabase(path, _SCHEMA)
-
-    def append(self, event: AuditEvent) -> None:
-        data = event.as_dict()
-        with self.db.transaction() as conn:
-            conn.execute(
-                "INSERT INTO audit_events (event_id, at, actor, host, action, target, details,"
-                " outcome) VALUES (?,?,?,?,?,?,?,?)",
-                (
-                    data["event_id"],
-                    data["at"],
-                    data["actor"],
-                    data["host"],
-                    data["action"],
-                    data["target"],
-                    json.dumps(data["details"], sort_keys=True),
-                    data["outcome"],
-                ),
-            )
-
-    def list(self, start: datetime, end: datetime) -> Iterator[AuditEvent]:
-        rows = (
-            self.db.connection()
-            .execute(
-                "SELECT * FROM audit_events WHERE at >= ? AND at < ? ORDER BY at, event_id",
-                (iso(start), iso(end)),
-            )
-            .fetchall()
-        )
-        return (_event(dict(row)) for row in rows)
-
-
-class DynamoDbAuditLog(AuditLog):
-    """Audit events in the DynamoDB audit table (see the module docstring)."""
-
-    def __init__(self, table_name: str, *, client: Any = None) -> None:
-        import boto3
-
-        self.table = table_name
-        self.client = client or boto3.client("dynamodb")
-
-    def append(self, event: AuditEvent) -> None:
-        data = event.as_dict()
-        item = {
-            "pk": {"S": f"AUDIT#{utc(event.at).strftime('%Y-%m')}"},
-            "sk": {"S": f"{data['at']}#{event.event_id}"},
-            **{
-                k: {"S": str(data[k])}
-                for k in ("event_id", "at", "actor", "host", "action", "target", "outcome")
-            },
-            "details": {"S": json.dumps(data["details"], sort_keys=True)},
-        }
-        self.client.put_item(
-            TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(pk)"
-        )
-
-    def list(self, start: datetime, end: datetime) -> Iterator[AuditEvent]:
-        start, end = utc(start), utc(end)
-        year, month = start.year, start.month
-        paginator = self.client.get_paginator("query")
-        while (year, month) <= (end.year, end.month):
-            for page in paginator.paginate(
-                TableName=self.table,
-                KeyConditionExpression="pk = :pk AND sk BETWEEN :low AND :high",
-                ExpressionAttributeValues={
-                    ":pk": {"S": f"AUDIT#{year:04d}-{month:02d}"},
-                    ":low": {"S": iso(start)},
-                    ":high": {"S": iso(end)},
-                },
-            ):
-                for item in page.get("Items", []):
-                    event = _event({k: v["S"] for k, v in item.items()})
-                    if start <= event.at < end:
-                        yield event
-            year, month = (year + 1, 1) if month == 12 else (year, month + 1)
-
-
-AuditFactory = Callable[[Settings], AuditLog]
-
-
-def _sqlite(settings: Settings) -> AuditLog:
-    return SqliteAuditLog(settings.sqlite_path)
-
-
-def _dynamodb(settings: Settings) -> AuditLog:
-    if not settings.audit_table:
-        raise ValueError("AIMAAS_AUDIT_TABLE is required for the dynamodb audit log")
-    return DynamoDbAuditLog(settings.audit_table)
-
-
-#: Audit log adapters, selected with the key store's name (the two always live together).
-AUDIT_LOGS: dict[str, AuditFactory] = {"sqlite": _sqlite, "dynamodb": _dynamodb}
-
-
-def build_audit_log(settings: Settings) -> AuditLog:
-    """The audit log next to the key store that ``settings.key_store`` names."""
-    try:
-        return AUDIT_LOGS[settings.key_store](settings)
-    except KeyError:
-        raise ValueError(f"no audit log for key store {settings.key_store!r}") from None
 
 
 def export_events(events: Iterable[AuditEvent], fmt: str) -> str:

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from aimaas.audit import AuditLog
 from aimaas.auth import Authenticator
 from aimaas.backends import BackendRouter, LocalOnnxBackend
+from aimaas.classifiers import ClassifierStore
 from aimaas.config import Settings
 from aimaas.metering import Meter, UsageLedger
 from aimaas.registry import ModelRegistry
-from aimaas.wiring import build_authenticator, build_gpu_backend, build_ledger, build_model_store
+from aimaas.wiring import (
+    build_audit_log,
+    build_authenticator,
+    build_classifier_store,
+    build_gpu_backend,
+    build_ledger,
+    build_model_store,
+)
 
 
 @dataclass
@@ -30,6 +39,10 @@ class Container:
         Durable, idempotent usage records.
     ledger
         The usage ledger behind ``meter`` (``GET /v1/usage`` reads it).
+    classifiers
+        Tenants' custom classifiers (None: the feature is off, its routes answer 404).
+    audit
+        The append-only audit log (classifier creates and deletes; None: not audited).
     """
 
     settings: Settings
@@ -38,11 +51,15 @@ class Container:
     authenticator: Authenticator
     meter: Meter
     ledger: UsageLedger
+    classifiers: ClassifierStore | None = None
+    audit: AuditLog | None = None
 
     def close(self) -> None:
         """Release connections of the backends and the ledger."""
         self.backends.close()
         self.ledger.close()
+        if self.classifiers is not None:
+            self.classifiers.close()
 
 
 def build_container(settings: Settings) -> Container:
@@ -68,4 +85,6 @@ def build_container(settings: Settings) -> Container:
         authenticator=build_authenticator(settings, ledger),
         meter=Meter(ledger),
         ledger=ledger,
+        classifiers=build_classifier_store(settings),
+        audit=build_audit_log(settings),
     )

@@ -7,10 +7,11 @@ from functools import partial
 from fastapi import FastAPI
 
 from aimaas import __version__
+from aimaas.api.classifiers import router as classifiers_router
 from aimaas.api.container import Container, build_container
 from aimaas.api.handlers import install_error_handlers
 from aimaas.api.middleware import RequestContextMiddleware
-from aimaas.api.routes import health_router, router
+from aimaas.api.routes import ERRORS, health_router, router
 from aimaas.api.security import identify_caller
 from aimaas.api.usage import router as usage_router
 from aimaas.config import Settings
@@ -68,4 +69,5 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     app.include_router(health_router)
     app.include_router(router)
     app.include_router(usage_router)
+    app.include_router(classifiers_router, responses=ERRORS)
     return app

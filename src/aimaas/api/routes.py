@@ -14,6 +14,7 @@ from aimaas import __version__, errors
 from aimaas.api import bodies, tasks, transcriptions
 from aimaas.api import schemas as api
 from aimaas.api.calls import Call
+from aimaas.api.classifiers import is_classifier_id
 from aimaas.api.container import Container
 from aimaas.api.dependencies import CallDep, ContainerDep, IdentifiedCallDep
 from aimaas.manifest import ModelManifest, SpeechPreprocessing
@@ -337,6 +338,10 @@ async def predict(
     top_k: TopK = 5,
     vad: Vad = False,
 ) -> Response:
+    if is_classifier_id(model):  # a tenant's own classifier, found only under its owner
+        body = await bodies.json_body(request, api.TextClassificationIn)
+        body = body.model_copy(update={"model": model, "version": version or body.version})
+        return respond(await call.run(tasks.text_classification, container, call, body))
     manifest = container.registry.resolve(model, version)
     predictor = PREDICTORS.get(manifest.task)
     if predictor is None:

@@ -87,6 +87,21 @@ class TextClassificationOut(_Out):
     model: str
     usage: Usage
 
+    @classmethod
+    def of(
+        cls, results: list[TextPrediction], single: bool, model: str, usage: Usage
+    ) -> TextClassificationOut:
+        """The answer to one text (``single``: the first result also at the top) or a list."""
+        first = results[0] if single else None
+        return cls(
+            label=first.label if first else None,
+            score=first.score if first else None,
+            scores=first.scores if first else None,
+            results=results,
+            model=model,
+            usage=usage,
+        )
+
 
 # ---- embeddings (OpenAI-compatible) -----------------------------------------------------------
 

@@ -15,6 +15,7 @@ import numpy as np
 from aimaas import errors
 from aimaas.api import schemas as api
 from aimaas.api.calls import Call
+from aimaas.api.classifiers import classify, is_classifier_id
 from aimaas.api.container import Container
 from aimaas.api.service import billable, check_batch, invoke, meter
 from aimaas.inference import wire
@@ -54,6 +55,8 @@ def text_classification(
     manifest: ModelManifest | None = None,
 ) -> api.TextClassificationOut:
     """Classify one text or a batch (zero-shot over ``body.labels`` when given)."""
+    if manifest is None and is_classifier_id(body.model):  # a tenant's own classifier
+        return classify(container, call, body)
     texts, single = _as_list(body.text)
     started = time.perf_counter()
     if body.labels:
@@ -76,15 +79,7 @@ def text_classification(
     usage = meter(
         container, call, manifest, "text-classification", billable(manifest, outputs), started
     )
-    first = results[0] if single else None
-    return api.TextClassificationOut(
-        label=first.label if first else None,
-        score=first.score if first else None,
-        scores=first.scores if first else None,
-        results=results,
-        model=manifest.model_id,
-        usage=usage,
-    )
+    return api.TextClassificationOut.of(results, single, manifest.model_id, usage)
 
 
 def _zero_shot_model(

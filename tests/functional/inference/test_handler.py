@@ -247,3 +247,28 @@ def test_unrecorded_usage_is_a_503_and_a_ledger_failure_metric(
     assert len(failures) == 1
     assert failures[0]["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["service"]]
     assert failures[0]["service"] == "aimaas-inference"
+
+
+def test_a_custom_classifier_survives_a_cold_start(lambda_env: dict) -> None:
+    tickets = json.loads((ROOT / "tests" / "data" / "support_tickets.json").read_text())
+    create = events.json_event(
+        "/v1/classifiers", {"name": "tickets", "examples": tickets["train"][:60]}
+    )
+    status, _, created = _call(lambda_env, create)
+    assert status == 201, created
+    ask = {"model": created["id"], "text": "Please send me last month's invoice."}
+    status, _, warm = _call(lambda_env, events.json_event("/v1/text-classification", ask))
+    assert status == 200 and warm["label"] == "billing", warm
+    # A new execution environment: the handler module imported afresh, a new container over
+    # the same data (the local store sits beside AIMAAS_SQLITE_PATH).
+    cold = load_module("aimaas_test_inference_handler_cold", HANDLER)
+    try:
+        status, _, body = _call(
+            {"handler": cold.handler},
+            events.json_event(f"/v1/models/{created['id']}/predict", {"text": ask["text"]}),
+        )
+    finally:
+        cold.app.state.container.close()
+        sys.modules.pop("aimaas_test_inference_handler_cold", None)
+    assert status == 200 and body["label"] == "billing"
+    assert body["scores"] == pytest.approx(warm["scores"], abs=1e-6)

@@ -119,6 +119,8 @@ def test_data_access_is_scoped_to_the_stage_tables(dev: Any) -> None:
 
 
 def test_inference_functions_cannot_touch_the_audit_log_or_delete_usage(dev: Any) -> None:
+    """They add usage; the text function also appends classifier events to the audit log and
+    deletes its tenants' classifier items, and nothing else is ever deleted or rewritten."""
     import json
 
     for name, policy in dev.resources("serving", "AWS::IAM::Policy").items():
@@ -127,10 +129,46 @@ def test_inference_functions_cannot_touch_the_audit_log_or_delete_usage(dev: Any
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
             actions = json.dumps(statement["Action"])
             resources = json.dumps(statement["Resource"])
-            assert "DeleteItem" not in actions and "BatchWriteItem" not in actions, name
-            if "PutItem" in actions or "UpdateItem" in actions:
-                assert "aimaas-dev-audit" not in resources, name
-                assert "aimaas-dev-usage" in resources, name
+            assert "BatchWriteItem" not in actions, name
+            if "DeleteItem" in actions:
+                assert name.startswith("TextRole"), name
+                assert "aimaas-dev-classifiers" in resources, name
+                assert "usage" not in resources and "audit" not in resources, name
+            if "aimaas-dev-audit" in resources:
+                assert name.startswith("TextRole") and statement["Action"] == "dynamodb:PutItem"
+            elif "PutItem" in actions or "UpdateItem" in actions:
+                assert "aimaas-dev-usage" in resources or "aimaas-dev-classifiers" in resources, (
+                    name
+                )
+
+
+def test_only_the_text_function_reaches_the_classifier_store(dev: Any) -> None:
+    import json
+
+    texts = {
+        k: p
+        for k, p in _functions(dev).items()
+        if p.get("PackageType") == "Image" and p["MemorySize"] == 2048
+    }
+    (text,) = texts.values()
+    env = text["Environment"]["Variables"]
+    assert env["AIMAAS_CLASSIFIER_STORE"] == "aws"
+    assert env["AIMAAS_CLASSIFIERS_TABLE"] == "aimaas-dev-classifiers"
+    assert "aimaas-dev-classifiers-" in json.dumps(env["AIMAAS_CLASSIFIER_BUCKET"])
+    assert env["AIMAAS_KMS_KEY_ID"]
+    for name, policy in dev.resources("serving", "AWS::IAM::Policy").items():
+        text_role = name.startswith("TextRole")
+        document = json.dumps(policy["Properties"]["PolicyDocument"])
+        assert ("/classifiers/*" in document) == text_role, name
+        if text_role:
+            objects = [
+                s
+                for s in policy["Properties"]["PolicyDocument"]["Statement"]
+                if "/classifiers/*" in json.dumps(s["Resource"])
+            ]
+            assert [sorted(s["Action"]) for s in objects] == [
+                ["s3:DeleteObject", "s3:GetObject", "s3:PutObject"]
+            ]
 
 
 def test_authorizer_permissions_follow_its_contract(dev: Any) -> None:
@@ -193,13 +231,15 @@ def test_deadline_below_the_function_timeout_below_the_gateway(dev: Any) -> None
 
 
 def test_inference_functions_never_read_the_model_bucket(dev: Any) -> None:
-    """Models are baked into the image (AIMAAS_MODEL_STORE=folder): no S3 or bucket access."""
+    """Models are baked into the image (AIMAAS_MODEL_STORE=folder): no model bucket access (the
+    text function's only S3 access is the classifier bucket's ``classifiers/`` prefix)."""
     import json
 
     for name, policy in dev.resources("serving", "AWS::IAM::Policy").items():
-        document = json.dumps(policy["Properties"]["PolicyDocument"])
-        assert '"s3:' not in document, name
-        assert "-models-" not in document, name
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            if "s3:" in json.dumps(statement["Action"]):
+                assert "-classifiers-" in json.dumps(statement["Resource"]), name
+        assert "-models-" not in json.dumps(policy["Properties"]["PolicyDocument"]), name
     for props in _functions(dev).values():
         assert "AIMAAS_MODEL_BUCKET" not in props["Environment"]["Variables"]
 

@@ -24,7 +24,7 @@ def test_key_rotates_and_buckets_are_private_encrypted_and_tls_only(dev: Any) ->
     storage = dev.template("storage")
     storage.has_resource_properties("AWS::KMS::Key", {"EnableKeyRotation": True})
     buckets = dev.resources("storage", "AWS::S3::Bucket")
-    assert len(buckets) == 2  # models + access logs
+    assert len(buckets) == 3  # models, tenants' classifiers, access logs
     for logical_id, bucket in buckets.items():
         props = bucket["Properties"]
         assert props["PublicAccessBlockConfiguration"] == {
@@ -42,7 +42,7 @@ def test_key_rotates_and_buckets_are_private_encrypted_and_tls_only(dev: Any) ->
         if s["Effect"] == "Deny"
         and s.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}}
     ]
-    assert len(tls_denies) == 2
+    assert len(tls_denies) == 3
 
 
 def test_model_bucket_is_versioned_kms_and_logged(dev: Any) -> None:
@@ -69,7 +69,12 @@ def test_model_bucket_is_versioned_kms_and_logged(dev: Any) -> None:
 
 @pytest.mark.parametrize(
     ("suffix", "gsi", "ttl"),
-    [("tenants", "gsi1", None), ("usage", None, "expires_at"), ("audit", None, None)],
+    [
+        ("tenants", "gsi1", None),
+        ("usage", None, "expires_at"),
+        ("audit", None, None),
+        ("classifiers", None, None),
+    ],
 )
 def test_tables_match_the_runtime_key_schemas(
     dev: Any, suffix: str, gsi: str | None, ttl: str | None
@@ -175,3 +180,13 @@ def test_core_layer_holds_only_the_runtime(dev: Any) -> None:
         text = module.read_text()
         for tool in ("aimaas_admin", "aimaas_local", "aimaas_testing", "moto", "typer", "jinja2"):
             assert f"import {tool}" not in text and f"from {tool}" not in text, module
+
+
+def test_classifier_bucket_is_kms_logged_and_unversioned_so_deletes_are_final(dev: Any) -> None:
+    buckets = dev.resources("storage", "AWS::S3::Bucket")
+    (props,) = (b["Properties"] for k, b in buckets.items() if k.startswith("ClassifierBucket"))
+    (rule,) = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
+    assert "KMSMasterKeyID" in rule["ServerSideEncryptionByDefault"]
+    assert "VersioningConfiguration" not in props  # no old versions survive a delete
+    assert props["LoggingConfiguration"]["LogFilePrefix"] == "classifier-bucket/"
