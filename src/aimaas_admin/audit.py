@@ -6,7 +6,8 @@ Every :class:`~aimaas_admin.service.AdminService` action writes one :class:`Audi
 ``attribute_not_exists(pk)`` (grant the admin role ``dynamodb:PutItem`` and ``Query`` on the
 audit table, never ``UpdateItem``/``DeleteItem``).
 
-DynamoDB audit table (``AIMAAS_AUDIT_TABLE``; key schema ``pk`` S, ``sk`` S, no GSI, no TTL)::
+DynamoDB audit table (``AIMAAS_AUDIT_TABLE``; :data:`aimaas.storage.schemas.AUDIT`: ``pk`` S,
+``sk`` S, no GSI, no TTL)::
 
     pk = AUDIT#<YYYY-MM>          one partition per month (listing by period is one query)
     sk = <iso ts>#<event id>      time order; event id = 16 random hex characters
@@ -29,19 +30,13 @@ from pathlib import Path
 from typing import Any
 
 from aimaas.config import Settings
-from aimaas.metering.dynamodb import KEY_SCHEMA as _PK_SK_SCHEMA
-from aimaas.metering.records import iso, utc
-from aimaas.metering.sqlite import SqliteDatabase
-
-#: The audit table's key schema for the CDK app: ``pk`` (S) and ``sk`` (S), no GSI, no TTL.
-KEY_SCHEMA: Mapping[str, Any] = {
-    "AttributeDefinitions": _PK_SK_SCHEMA["AttributeDefinitions"],
-    "KeySchema": _PK_SK_SCHEMA["KeySchema"],
-}
+from aimaas.storage import SqliteDatabase, Stored, iso, utc
+from aimaas.storage import dynamodb as ddb
+from aimaas.storage.sqlite import insert
 
 
 @dataclass(frozen=True)
-class AuditEvent:
+class AuditEvent(Stored):
     """One admin action. ``details`` must never contain a key (only key ids)."""
 
     action: str
@@ -99,20 +94,6 @@ BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 """
 
 
-def _event(data: Mapping[str, Any]) -> AuditEvent:
-    details = data["details"]
-    return AuditEvent(
-        action=data["action"],
-        target=data["target"],
-        actor=data["actor"],
-        host=data["host"],
-        at=datetime.fromisoformat(data["at"]),
-        details=json.loads(details) if isinstance(details, str) else dict(details),
-        outcome=data["outcome"],
-        event_id=data["event_id"],
-    )
-
-
 class SqliteAuditLog(AuditLog):
     """Audit events in the local SQLite file."""
 
@@ -120,57 +101,36 @@ class SqliteAuditLog(AuditLog):
         self.db = SqliteDatabase(path, _SCHEMA)
 
     def append(self, event: AuditEvent) -> None:
-        data = event.as_dict()
         with self.db.transaction() as conn:
-            conn.execute(
-                "INSERT INTO audit_events (event_id, at, actor, host, action, target, details,"
-                " outcome) VALUES (?,?,?,?,?,?,?,?)",
-                (
-                    data["event_id"],
-                    data["at"],
-                    data["actor"],
-                    data["host"],
-                    data["action"],
-                    data["target"],
-                    json.dumps(data["details"], sort_keys=True),
-                    data["outcome"],
-                ),
-            )
+            insert(conn, "audit_events", event)
 
     def list(self, start: datetime, end: datetime) -> Iterator[AuditEvent]:
-        rows = (
-            self.db.connection()
-            .execute(
+        return iter(
+            self.db.select(
+                AuditEvent,
                 "SELECT * FROM audit_events WHERE at >= ? AND at < ? ORDER BY at, event_id",
                 (iso(start), iso(end)),
             )
-            .fetchall()
         )
-        return (_event(dict(row)) for row in rows)
 
 
 class DynamoDbAuditLog(AuditLog):
     """Audit events in the DynamoDB audit table (see the module docstring)."""
 
     def __init__(self, table_name: str, *, client: Any = None) -> None:
-        import boto3
-
         self.table = table_name
-        self.client = client or boto3.client("dynamodb")
+        self.client = ddb.client(client)
 
     def append(self, event: AuditEvent) -> None:
-        data = event.as_dict()
         item = {
-            "pk": {"S": f"AUDIT#{utc(event.at).strftime('%Y-%m')}"},
-            "sk": {"S": f"{data['at']}#{event.event_id}"},
-            **{
-                k: {"S": str(data[k])}
-                for k in ("event_id", "at", "actor", "host", "action", "target", "outcome")
-            },
-            "details": {"S": json.dumps(data["details"], sort_keys=True)},
+            "pk": f"AUDIT#{utc(event.at).strftime('%Y-%m')}",
+            "sk": f"{iso(event.at)}#{event.event_id}",
+            **event.to_item(),
         }
         self.client.put_item(
-            TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(pk)"
+            TableName=self.table,
+            Item=ddb.to_wire(item),
+            ConditionExpression="attribute_not_exists(pk)",
         )
 
     def list(self, start: datetime, end: datetime) -> Iterator[AuditEvent]:
@@ -188,7 +148,7 @@ class DynamoDbAuditLog(AuditLog):
                 },
             ):
                 for item in page.get("Items", []):
-                    event = _event({k: v["S"] for k, v in item.items()})
+                    event = AuditEvent.from_item(ddb.from_wire(item))
                     if start <= event.at < end:
                         yield event
             year, month = (year + 1, 1) if month == 12 else (year, month + 1)
