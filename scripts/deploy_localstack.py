@@ -283,18 +283,14 @@ def skip_body_validation_without_models(apigw: Any, rest_api_id: str, stage: str
 def create_tables(dynamodb: Any, prefix: str) -> dict[str, str]:
     """Create the tenants, usage and audit tables; return their names by role.
 
-    The key schemas are the core's own (``aimaas.auth.dynamodb``, ``aimaas.metering.dynamodb``,
-    ``aimaas_admin.audit``), the same constants the CDK app's AWS profile is tested against.
+    The schemas are the storage kit's one definition (:data:`aimaas.storage.schemas.TABLES`),
+    the same the CDK app's AWS profile builds and the tests create in moto.
     """
-    from aimaas.auth.dynamodb import create_table as create_tenants_table
-    from aimaas.metering.dynamodb import create_table as create_usage_table
-    from aimaas_admin.audit import KEY_SCHEMA as AUDIT_SCHEMA
+    from aimaas.storage.dynamodb import create_tables as create_kit_tables
+    from aimaas.storage.schemas import TABLES
 
-    names = {role: f"{prefix}-{role}" for role in ("tenants", "usage", "audit")}
-    create_tenants_table(dynamodb, names["tenants"])
-    create_usage_table(dynamodb, names["usage"])
-    dynamodb.create_table(TableName=names["audit"], BillingMode="PAY_PER_REQUEST", **AUDIT_SCHEMA)
-    dynamodb.get_waiter("table_exists").wait(TableName=names["audit"], WaiterConfig={"Delay": 1})
+    names = {role: f"{prefix}-{role}" for role in TABLES}
+    create_kit_tables(dynamodb, names)
     return names
 
 
@@ -464,6 +460,8 @@ def main(argv: list[str] | None = None) -> int:
         "AIMAAS_AUDIT_TABLE": tables["audit"],
         # The limit the stack sets for this target (the HTTP proxy carries bodies unencoded).
         "AIMAAS_MAX_BODY_BYTES": str(deployment.max_body_bytes),
+        # No Lambda reads moto_server's stream: the server counts each record itself.
+        "AIMAAS_LEDGER_AGGREGATION": "inline",
     }
     e2e = {
         "AIMAAS_E2E_TARGET": "localstack",

@@ -16,41 +16,60 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from aimaas.metering.aggregator import STREAM_FILTER
+from aimaas.storage.schemas import TABLES as SCHEMAS
+from aimaas.storage.schemas import TableSchema
+from infra.assets import stage_core_layer
 from infra.grants import classifier_bucket_name
 from infra.nag import acknowledge
 from infra.retention import retention
-from infra.settings import InfraSettings
+from infra.settings import REPO_ROOT, InfraSettings
 
-# Key schemas fixed with the auth/metering code (aimaas.auth.dynamodb, aimaas.metering.dynamodb).
+AGGREGATOR_DIR = REPO_ROOT / "functions" / "aggregator"
+
 _S = dynamodb.AttributeType.STRING
 
 
 @dataclass(frozen=True)
 class TableSpec:
-    """One table: logical id, name suffix, the env var naming it for the runtime, TTL, GSIs."""
+    """One table of the storage kit's definition (:data:`aimaas.storage.schemas.TABLES`), with
+    the logical id and physical name it gets in this app."""
 
-    logical_id: str
-    suffix: str
-    env_var: str
-    ttl_attribute: str | None = None
-    gsis: tuple[str, ...] = ()
+    schema: TableSchema
+
+    @property
+    def logical_id(self) -> str:
+        return f"{self.schema.role.title()}Table"
+
+    @property
+    def suffix(self) -> str:
+        return self.schema.role
+
+    @property
+    def env_var(self) -> str:
+        return self.schema.env_var
+
+    @property
+    def ttl_attribute(self) -> str | None:
+        return self.schema.ttl_attribute
+
+    @property
+    def gsis(self) -> tuple[str, ...]:
+        return self.schema.gsis
 
     def name(self, settings: InfraSettings) -> str:
         """The physical table name, e.g. ``aimaas-dev-tenants``."""
         return f"{settings.prefix}-{self.suffix}"
 
 
-TABLES: tuple[TableSpec, ...] = (
-    TableSpec("TenantsTable", "tenants", "AIMAAS_TENANTS_TABLE", gsis=("gsi1",)),
-    TableSpec("UsageTable", "usage", "AIMAAS_USAGE_TABLE", ttl_attribute="expires_at"),
-    TableSpec("AuditTable", "audit", "AIMAAS_AUDIT_TABLE"),
-    # Tenants' custom classifiers: metadata only (heads and examples are in the bucket).
-    TableSpec("ClassifiersTable", "classifiers", "AIMAAS_CLASSIFIERS_TABLE"),
-)
+#: The runtime's tables as the storage kit defines them (one definition: CDK, tests, LocalStack).
+TABLES: tuple[TableSpec, ...] = tuple(TableSpec(schema) for schema in SCHEMAS.values())
 
 
 def model_bucket_name(settings: InfraSettings, stack: cdk.Stack) -> str:
@@ -155,6 +174,7 @@ class StorageStack(cdk.Stack):
             for spec in TABLES:
                 self.tables[spec.env_var] = self._table(spec, removal)
                 self.table_specs[spec.env_var] = spec
+            self.aggregator = self._aggregator(removal)
         if settings.backup:
             self._backup_plan(removal)
         if settings.cloudtrail:
@@ -249,6 +269,7 @@ class StorageStack(cdk.Stack):
                 point_in_time_recovery_enabled=True
             ),
             time_to_live_attribute=spec.ttl_attribute,
+            stream=(dynamodb.StreamViewType[spec.schema.stream] if spec.schema.stream else None),
             deletion_protection=self.settings.retain_data,
             removal_policy=removal,
         )
@@ -260,6 +281,86 @@ class StorageStack(cdk.Stack):
                 projection_type=dynamodb.ProjectionType.ALL,
             )
         return table
+
+    def _aggregator(self, removal: cdk.RemovalPolicy) -> lambda_.Function:
+        """The usage ledger's stream aggregator (``functions/aggregator``): counters and the
+        time-ordered copies of records, off the request path (see its module docstring)."""
+
+        spec = self.table_specs["AIMAAS_USAGE_TABLE"]
+        table = self.tables["AIMAAS_USAGE_TABLE"]
+        role = iam.Role(
+            self,
+            "AggregatorRole",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"aimaas {self.settings.stage} usage stream aggregator",
+        )
+        log_group = logs.LogGroup(
+            self,
+            "AggregatorLogs",
+            retention=retention(self.settings.log_retention_days),
+            encryption_key=self.key,
+            removal_policy=removal,
+        )
+        log_group.grant_write(role)
+        layer = lambda_.LayerVersion(
+            self,
+            "AggregatorCoreLayer",
+            code=lambda_.Code.from_asset(str(stage_core_layer())),
+            compatible_runtimes=[lambda_.Runtime.PYTHON_3_12],
+            compatible_architectures=[lambda_.Architecture.ARM_64],
+            description="aimaas runtime core (python/aimaas)",
+            removal_policy=cdk.RemovalPolicy.DESTROY,
+        )
+        function = lambda_.Function(
+            self,
+            "AggregatorFunction",
+            description=f"aimaas {self.settings.stage} usage ledger stream aggregator",
+            runtime=lambda_.Runtime.PYTHON_3_12,
+            architecture=lambda_.Architecture.ARM_64,
+            handler="aggregator_handler.handler",
+            code=lambda_.Code.from_asset(str(AGGREGATOR_DIR), exclude=["__pycache__", "*.pyc"]),
+            layers=[layer],
+            memory_size=256,
+            timeout=cdk.Duration.seconds(60),
+            environment={"AIMAAS_USAGE_TABLE": spec.name(self.settings)},
+            role=role,
+            log_group=log_group,
+        )
+        # The transaction's Put (copies) and Update (counters); nothing else, on this table only.
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["dynamodb:PutItem", "dynamodb:UpdateItem"], resources=[table.table_arn]
+            )
+        )
+        function.add_event_source(
+            event_sources.DynamoEventSource(
+                table,
+                starting_position=lambda_.StartingPosition.TRIM_HORIZON,
+                batch_size=100,
+                max_batching_window=cdk.Duration.seconds(1),
+                parallelization_factor=1,
+                # A failed batch is delivered again until it succeeds: the aggregator is
+                # idempotent, and dropping a batch would lose billed calls.
+                retry_attempts=-1,
+                bisect_batch_on_error=False,
+                filters=[lambda_.FilterCriteria.filter(dict(STREAM_FILTER))],
+            )
+        )
+        acknowledge(
+            role.node.find_child("DefaultPolicy"),
+            {
+                "AwsSolutions-IAM5[Resource::*]": "dynamodb:ListStreams, added by the event "
+                "source mapping, supports no resource-level scoping.",
+            },
+        )
+        acknowledge(
+            function,
+            {
+                "AwsSolutions-L1": "Pinned to python3.12 on purpose, like the authorizer: the "
+                "core layer is built and tested for 3.12."
+            },
+        )
+        return function
 
     def _backup_plan(self, removal: cdk.RemovalPolicy) -> None:
         vault = backup.BackupVault(

@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # the adapters' modules are imported by the factories, on dem
     from aimaas.auth.keys import KeyStore
     from aimaas.backends.base import InferenceBackend
     from aimaas.classifiers.store import ClassifierStore
+    from aimaas.metering.aggregator import StreamAggregator
     from aimaas.metering.ledger import UsageLedger
     from aimaas.registry.store import ModelStore
 
@@ -107,13 +108,34 @@ def _sqlite_ledger(settings: Settings) -> UsageLedger:
     return SqliteLedger(settings.sqlite_path)
 
 
+def _usage_table_options(settings: Settings) -> dict[str, int]:
+    # The ledger and its stream aggregator must agree on these.
+    extra = settings.extra
+    return {
+        "retention_days": int(extra.get("AIMAAS_USAGE_RETENTION_DAYS", "400")),
+        "record_shards": int(extra.get("AIMAAS_USAGE_RECORD_SHARDS", "8")),
+        "counter_shards": int(extra.get("AIMAAS_USAGE_COUNTER_SHARDS", "8")),
+    }
+
+
 def _dynamodb_ledger(settings: Settings) -> UsageLedger:
     from aimaas.metering.dynamodb import DynamoDbLedger
 
     table = _required(settings.usage_table, "AIMAAS_USAGE_TABLE", "the dynamodb ledger")
-    retention = int(settings.extra.get("AIMAAS_USAGE_RETENTION_DAYS", "400"))
-    shards = int(settings.extra.get("AIMAAS_USAGE_COUNTER_SHARDS", "8"))
-    return DynamoDbLedger(table, retention_days=retention, counter_shards=shards)
+    aggregation = settings.extra.get("AIMAAS_LEDGER_AGGREGATION", "stream")
+    if aggregation not in ("stream", "inline"):
+        raise ValueError(f"AIMAAS_LEDGER_AGGREGATION must be stream or inline, not {aggregation!r}")
+    return DynamoDbLedger(
+        table, aggregate_inline=aggregation == "inline", **_usage_table_options(settings)
+    )
+
+
+def build_aggregator(settings: Settings) -> StreamAggregator:
+    """The usage table's stream aggregator (``functions/aggregator``), configured as the ledger."""
+    from aimaas.metering.aggregator import StreamAggregator
+
+    table = _required(settings.usage_table, "AIMAAS_USAGE_TABLE", "the stream aggregator")
+    return StreamAggregator(table, **_usage_table_options(settings))
 
 
 #: Ledger adapters by the name ``AIMAAS_LEDGER`` selects.

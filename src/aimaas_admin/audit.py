@@ -15,14 +15,13 @@ import socket
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from aimaas.audit import KEY_SCHEMA, AuditEvent, AuditLog
+from aimaas.audit import AuditEvent, AuditLog
 from aimaas.audit.dynamodb import DynamoDbAuditLog
 from aimaas.audit.sqlite import SqliteAuditLog
 from aimaas.wiring import AUDIT_LOGS, build_audit_log
 
 __all__ = [
     "AUDIT_LOGS",
-    "KEY_SCHEMA",
     "AuditEvent",
     "AuditLog",
     "DynamoDbAuditLog",

@@ -4,6 +4,8 @@
   lands, to exercise :class:`aimaas.metering.Meter`'s retries and its not-served policy.
 - :func:`hammer` sends many records from many threads (with duplicate request ids) and returns
   what each call answered, so a test can compare the ledger with what was acknowledged.
+- :func:`moto_tables` starts moto with the tables of the storage kit and, through
+  :class:`StreamPump`, runs the ledger's stream aggregator as AWS Lambda would.
 """
 
 from __future__ import annotations
@@ -83,6 +85,12 @@ class FlakyLedger(UsageLedger):
 
     def daily_cells(self, tenant_id: str, first_day: str, last_day: str) -> Iterator[UsageCell]:
         return self.inner.daily_cells(tenant_id, first_day, last_day)
+
+    def reserve(self, tenant_id: str, month: str, limit: int, allowance: int) -> bool:
+        return self.inner.reserve(tenant_id, month, limit, allowance)
+
+    def release(self, tenant_id: str, month: str, limit: int) -> None:
+        self.inner.release(tenant_id, month, limit)
 
 
 def sample_record(
@@ -187,6 +195,9 @@ def hammer(
     return result
 
 
+#: Held by every patched moto DynamoDB operation (see :func:`serialize_moto_dynamodb_transactions`).
+_MOTO_LOCK = threading.RLock()
+
 _MOTO_ITEM_OPERATIONS = (
     "get_item",
     "put_item",
@@ -214,7 +225,7 @@ def serialize_moto_dynamodb_transactions() -> Callable[[], None]:
 
     backend_class = models.DynamoDBBackend
     original = backend_class.transact_write_items
-    lock = threading.RLock()
+    lock = _MOTO_LOCK
 
     table_class = models.Table
 
@@ -289,13 +300,101 @@ MOTO_TABLES = {
 }
 
 
+class StreamPump:
+    """The aggregator's event source mapping, emulated on moto's DynamoDB stream (tests only).
+
+    In AWS, Lambda reads the usage table's stream and invokes the aggregator with batches of
+    new records (:data:`aimaas.metering.aggregator.STREAM_FILTER`). moto keeps the stream but
+    runs no Lambda, and its ``dynamodbstreams`` endpoint is shadowed by the DynamoDB one, so
+    this reads moto's stream shard directly and hands the same event shape to the real
+    :class:`~aimaas.metering.aggregator.StreamAggregator`, in batches of ``batch_size``.
+
+    Parameters
+    ----------
+    table_name, region
+        The moto table and its region.
+    batch_size
+        Records per invocation (the event source mapping's ``BatchSize``).
+    redeliver_every
+        Deliver every n-th batch twice (0: never): at-least-once delivery, for tests.
+    """
+
+    def __init__(
+        self, table_name: str, region: str, *, batch_size: int = 100, redeliver_every: int = 0
+    ) -> None:
+        from aimaas.metering.aggregator import StreamAggregator
+
+        self.table_name = table_name
+        self.region = region
+        self.batch_size = batch_size
+        self.redeliver_every = redeliver_every
+        self.aggregator = StreamAggregator(table_name, sleep=lambda _: None)
+        self.position = 0
+        self.batches = 0
+        self.counted = 0
+        self._lock = threading.Lock()
+
+    def _shard(self) -> object:
+        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.dynamodb.models import dynamodb_backends
+
+        table = dynamodb_backends[DEFAULT_ACCOUNT_ID][self.region].get_table(self.table_name)
+        return table.stream_shard
+
+    def drain(self) -> int:
+        """Deliver every stream record not yet delivered; returns how many were counted."""
+        from aimaas.metering.aggregator import is_ledger_insert
+
+        with self._lock:
+            shard = self._shard()
+            with _MOTO_LOCK:
+                fresh = [r.to_json() for r in shard.items[self.position :]]  # type: ignore[attr-defined]
+                self.position += len(fresh)
+            wanted = [r for r in fresh if is_ledger_insert(r)]
+            counted = 0
+            for start in range(0, len(wanted), self.batch_size):
+                event = {"Records": wanted[start : start + self.batch_size]}
+                counted += self.aggregator.handle(event)["counted"]
+                self.batches += 1
+                if self.redeliver_every and self.batches % self.redeliver_every == 0:
+                    counted += self.aggregator.handle(event)["counted"]  # must count nothing
+            self.counted += counted
+            return counted
+
+
+def drain_before_reads(pump: StreamPump) -> Callable[[], None]:
+    """Run ``pump`` before every read of the usage table through boto3's default session, so a
+    test reads what an aggregator with no delay would have written; returns an undo.
+
+    Only reads that the aggregator feeds (``Query`` of copies and counters) wait for it;
+    ``GetItem`` of a record never does, in AWS or here.
+    """
+    import boto3
+
+    def before_query(params: dict[str, object], **_: object) -> None:
+        if params.get("TableName") == pump.table_name:
+            pump.drain()
+
+    session = boto3.DEFAULT_SESSION or boto3.setup_default_session() or boto3.DEFAULT_SESSION
+    assert session is not None
+    session.events.register("provide-client-params.dynamodb.Query", before_query)
+
+    def undo() -> None:
+        session.events.unregister("provide-client-params.dynamodb.Query", before_query)
+
+    return undo
+
+
 @contextmanager
-def moto_tables(region: str = "us-east-1") -> Iterator[dict[str, str]]:
+def moto_tables(region: str = "us-east-1", *, aggregate: bool = True) -> Iterator[dict[str, str]]:
     """Start moto's in-process AWS with the three aimaas tables created (tests only).
 
     Sets dummy credentials and the region for the duration, makes moto's transactions
-    thread-safe (:func:`serialize_moto_dynamodb_transactions`), and yields the settings
-    environment (``AIMAAS_*`` variables) that points the DynamoDB adapters at the tables.
+    thread-safe (:func:`serialize_moto_dynamodb_transactions`), creates the tables from the
+    storage kit's one definition (:func:`aimaas.storage.dynamodb.create_tables`) and, with
+    ``aggregate``, runs the ledger's stream aggregator before every counter or listing read
+    (:class:`StreamPump`, :func:`drain_before_reads`). Yields the settings environment
+    (``AIMAAS_*`` variables) that points the DynamoDB adapters at the tables.
     """
     import os
     from unittest import mock
@@ -303,9 +402,7 @@ def moto_tables(region: str = "us-east-1") -> Iterator[dict[str, str]]:
     import boto3
     from moto import mock_aws
 
-    from aimaas.auth.dynamodb import create_table as create_tenants_table
-    from aimaas.metering.dynamodb import KEY_SCHEMA
-    from aimaas.metering.dynamodb import create_table as create_usage_table
+    from aimaas.storage.dynamodb import create_tables
 
     fake_env = {
         "AWS_ACCESS_KEY_ID": "testing",
@@ -318,24 +415,21 @@ def moto_tables(region: str = "us-east-1") -> Iterator[dict[str, str]]:
         for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_PROFILE"):
             os.environ.pop(name, None)
         undo = serialize_moto_dynamodb_transactions()
+        saved_session = boto3.DEFAULT_SESSION
+        boto3.setup_default_session()  # clients made inside see the drain hook, none outside
+        undo_drain: Callable[[], None] = lambda: None  # noqa: E731
         try:
-            client = boto3.client("dynamodb", region_name=region)
-            create_tenants_table(client, MOTO_TABLES["tenants"])
-            create_usage_table(client, MOTO_TABLES["usage"])
-            client.create_table(
-                TableName=MOTO_TABLES["audit"],
-                AttributeDefinitions=KEY_SCHEMA["AttributeDefinitions"],
-                KeySchema=KEY_SCHEMA["KeySchema"],
-                BillingMode="PAY_PER_REQUEST",
-            )
+            settings = create_tables(boto3.client("dynamodb", region_name=region), MOTO_TABLES)
+            if aggregate:
+                undo_drain = drain_before_reads(StreamPump(MOTO_TABLES["usage"], region))
             yield {
                 "AIMAAS_KEY_STORE": "dynamodb",
                 "AIMAAS_LEDGER": "dynamodb",
-                "AIMAAS_TENANTS_TABLE": MOTO_TABLES["tenants"],
-                "AIMAAS_USAGE_TABLE": MOTO_TABLES["usage"],
-                "AIMAAS_AUDIT_TABLE": MOTO_TABLES["audit"],
+                **settings,
                 # A shared (DynamoDB) key store refuses the local default pepper.
                 "AIMAAS_KEY_PEPPER": "moto-test-pepper",
             }
         finally:
+            undo_drain()
+            boto3.DEFAULT_SESSION = saved_session
             undo()

@@ -8,7 +8,8 @@ the DynamoDB adapter (:mod:`aimaas.audit.dynamodb`) puts with ``attribute_not_ex
 (grant ``dynamodb:PutItem`` and ``Query`` on the audit table, never ``UpdateItem``/
 ``DeleteItem``). Adapters are chosen in :mod:`aimaas.wiring` (``AUDIT_LOGS``).
 
-DynamoDB audit table (``AIMAAS_AUDIT_TABLE``; key schema ``pk`` S, ``sk`` S, no GSI, no TTL)::
+DynamoDB audit table (``AIMAAS_AUDIT_TABLE``; :data:`aimaas.storage.AUDIT`: ``pk`` S,
+``sk`` S, no GSI, no TTL)::
 
     pk = AUDIT#<YYYY-MM>          one partition per month (listing by period is one query)
     sk = <iso ts>#<event id>      time order; event id = 16 random hex characters
@@ -17,7 +18,6 @@ DynamoDB audit table (``AIMAAS_AUDIT_TABLE``; key schema ``pk`` S, ``sk`` S, no 
 
 from __future__ import annotations
 
-import json
 import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
@@ -25,24 +25,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from aimaas.metering.records import iso
-
-#: The audit table's key schema (CDK and LocalStack): ``pk`` (S) and ``sk`` (S), no GSI, no TTL.
-KEY_SCHEMA: Mapping[str, Any] = {
-    "AttributeDefinitions": [
-        {"AttributeName": "pk", "AttributeType": "S"},
-        {"AttributeName": "sk", "AttributeType": "S"},
-    ],
-    "KeySchema": [
-        {"AttributeName": "pk", "KeyType": "HASH"},
-        {"AttributeName": "sk", "KeyType": "RANGE"},
-    ],
-}
+from aimaas.storage import Stored, iso
 
 
 @dataclass(frozen=True)
-class AuditEvent:
-    """One admin action. ``details`` must never contain a key (only key ids)."""
+class AuditEvent(Stored):
+    """One audited action. ``details`` must never contain a key (only key ids)."""
 
     action: str
     target: str
@@ -73,18 +61,4 @@ class AuditLog(ABC):
         """Events with ``start <= at < end``, oldest first."""
 
 
-def event_from(data: Mapping[str, Any]) -> AuditEvent:
-    details = data["details"]
-    return AuditEvent(
-        action=data["action"],
-        target=data["target"],
-        actor=data["actor"],
-        host=data["host"],
-        at=datetime.fromisoformat(data["at"]),
-        details=json.loads(details) if isinstance(details, str) else dict(details),
-        outcome=data["outcome"],
-        event_id=data["event_id"],
-    )
-
-
-__all__ = ["KEY_SCHEMA", "AuditEvent", "AuditLog", "event_from"]
+__all__ = ["AuditEvent", "AuditLog"]

@@ -2,37 +2,32 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from aimaas.audit import AuditEvent, AuditLog, event_from
-from aimaas.metering.records import iso, utc
+from aimaas.audit import AuditEvent, AuditLog
+from aimaas.storage import dynamodb as ddb
+from aimaas.storage import iso, utc
 
 
 class DynamoDbAuditLog(AuditLog):
-    """Audit events in the DynamoDB audit table (see the module docstring)."""
+    """Audit events in the DynamoDB audit table (see :mod:`aimaas.audit`)."""
 
     def __init__(self, table_name: str, *, client: Any = None) -> None:
-        import boto3
-
         self.table = table_name
-        self.client = client or boto3.client("dynamodb")
+        self.client = ddb.client(client)
 
     def append(self, event: AuditEvent) -> None:
-        data = event.as_dict()
         item = {
-            "pk": {"S": f"AUDIT#{utc(event.at).strftime('%Y-%m')}"},
-            "sk": {"S": f"{data['at']}#{event.event_id}"},
-            **{
-                k: {"S": str(data[k])}
-                for k in ("event_id", "at", "actor", "host", "action", "target", "outcome")
-            },
-            "details": {"S": json.dumps(data["details"], sort_keys=True)},
+            "pk": f"AUDIT#{utc(event.at).strftime('%Y-%m')}",
+            "sk": f"{iso(event.at)}#{event.event_id}",
+            **event.to_item(),
         }
         self.client.put_item(
-            TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(pk)"
+            TableName=self.table,
+            Item=ddb.to_wire(item),
+            ConditionExpression="attribute_not_exists(pk)",
         )
 
     def list(self, start: datetime, end: datetime) -> Iterator[AuditEvent]:
@@ -50,7 +45,7 @@ class DynamoDbAuditLog(AuditLog):
                 },
             ):
                 for item in page.get("Items", []):
-                    event = event_from({k: v["S"] for k, v in item.items()})
+                    event = AuditEvent.from_item(ddb.from_wire(item))
                     if start <= event.at < end:
                         yield event
             year, month = (year + 1, 1) if month == 12 else (year, month + 1)

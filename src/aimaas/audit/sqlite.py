@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
-from aimaas.audit import AuditEvent, AuditLog, event_from
-from aimaas.metering.records import iso
-from aimaas.metering.sqlite import SqliteDatabase
+from aimaas.audit import AuditEvent, AuditLog
+from aimaas.storage import SqliteDatabase, iso
+from aimaas.storage.sqlite import insert
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit_events (
@@ -31,30 +30,18 @@ class SqliteAuditLog(AuditLog):
         self.db = SqliteDatabase(path, _SCHEMA)
 
     def append(self, event: AuditEvent) -> None:
-        data = event.as_dict()
         with self.db.transaction() as conn:
-            conn.execute(
-                "INSERT INTO audit_events (event_id, at, actor, host, action, target, details,"
-                " outcome) VALUES (?,?,?,?,?,?,?,?)",
-                (
-                    data["event_id"],
-                    data["at"],
-                    data["actor"],
-                    data["host"],
-                    data["action"],
-                    data["target"],
-                    json.dumps(data["details"], sort_keys=True),
-                    data["outcome"],
-                ),
-            )
+            insert(conn, "audit_events", event)
 
     def list(self, start: datetime, end: datetime) -> Iterator[AuditEvent]:
-        rows = (
-            self.db.connection()
-            .execute(
+        return iter(
+            self.db.select(
+                AuditEvent,
                 "SELECT * FROM audit_events WHERE at >= ? AND at < ? ORDER BY at, event_id",
                 (iso(start), iso(end)),
             )
-            .fetchall()
         )
-        return (event_from(dict(row)) for row in rows)
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self.db.close()

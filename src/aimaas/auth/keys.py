@@ -27,6 +27,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Literal
 
+from aimaas.storage import Stored, now_utc
+
 KEY_PREFIX = "amk_"
 KEY_ID_LENGTH = 12
 _KEY_ID_ALPHABET = string.ascii_lowercase + string.digits
@@ -37,11 +39,6 @@ DEFAULT_PEPPER = "aimaas-local-pepper"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 TenantStatus = Literal["active", "suspended"]
 KeyStatus = Literal["active", "revoked"]
-
-
-def now_utc() -> datetime:
-    """The current time, aware, UTC."""
-    return datetime.now(UTC)
 
 
 def new_key_id() -> str:
@@ -97,7 +94,7 @@ def key_matches(key: str, stored_hash: str, pepper: str) -> bool:
 
 
 @dataclass(frozen=True)
-class Tenant:
+class Tenant(Stored):
     """A customer account."""
 
     tenant_id: str
@@ -108,7 +105,7 @@ class Tenant:
 
 
 @dataclass(frozen=True)
-class KeyRecord:
+class KeyRecord(Stored):
     """What the store knows about one key (never the key itself).
 
     ``apigw_key_id`` links the key to its API Gateway API key (AWS only), whose value is

@@ -1,6 +1,7 @@
 """SQLite key store (local mode and tests); shares the database file with the ledger.
 
-Tables::
+Tables (columns named as the fields of :class:`~aimaas.auth.keys.Tenant` and
+:class:`~aimaas.auth.keys.KeyRecord`, which map themselves to rows)::
 
     tenants(tenant_id PRIMARY KEY, name, plan, status, created_at)
     api_keys(key_id PRIMARY KEY, tenant_id, key_hash, status, created_at, last_used_at,
@@ -14,8 +15,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from aimaas.auth.keys import KeyRecord, KeyStore, Tenant
-from aimaas.metering.records import iso
-from aimaas.metering.sqlite import SqliteDatabase
+from aimaas.storage import SqliteDatabase, iso
+from aimaas.storage.sqlite import insert, update
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tenants (
@@ -31,50 +32,6 @@ CREATE INDEX IF NOT EXISTS api_keys_by_tenant ON api_keys (tenant_id, created_at
 """
 
 
-def _time(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
-
-
-def _tenant(row: sqlite3.Row) -> Tenant:
-    return Tenant(
-        tenant_id=row["tenant_id"],
-        name=row["name"],
-        plan=row["plan"],
-        status=row["status"],
-        created_at=datetime.fromisoformat(row["created_at"]),
-    )
-
-
-def _key(row: sqlite3.Row) -> KeyRecord:
-    return KeyRecord(
-        key_id=row["key_id"],
-        tenant_id=row["tenant_id"],
-        key_hash=row["key_hash"],
-        status=row["status"],
-        created_at=datetime.fromisoformat(row["created_at"]),
-        last_used_at=_time(row["last_used_at"]),
-        expires_at=_time(row["expires_at"]),
-        label=row["label"],
-        apigw_key_id=row["apigw_key_id"],
-        usage_identifier=row["usage_identifier"],
-    )
-
-
-def _key_values(record: KeyRecord) -> tuple[object, ...]:
-    return (
-        record.tenant_id,
-        record.key_hash,
-        record.status,
-        iso(record.created_at),
-        iso(record.last_used_at) if record.last_used_at else None,
-        iso(record.expires_at) if record.expires_at else None,
-        record.label,
-        record.apigw_key_id,
-        record.usage_identifier,
-        record.key_id,
-    )
-
-
 class SqliteKeyStore(KeyStore):
     """Tenants and keys in a SQLite file (see the module docstring)."""
 
@@ -84,79 +41,44 @@ class SqliteKeyStore(KeyStore):
     def create_tenant(self, tenant: Tenant) -> None:
         try:
             with self.db.transaction() as conn:
-                conn.execute(
-                    "INSERT INTO tenants VALUES (?,?,?,?,?)",
-                    (
-                        tenant.tenant_id,
-                        tenant.name,
-                        tenant.plan,
-                        tenant.status,
-                        iso(tenant.created_at),
-                    ),
-                )
+                insert(conn, "tenants", tenant)
         except sqlite3.IntegrityError:
             raise ValueError(f"tenant {tenant.tenant_id!r} already exists") from None
 
     def get_tenant(self, tenant_id: str) -> Tenant | None:
-        row = (
-            self.db.connection()
-            .execute("SELECT * FROM tenants WHERE tenant_id = ?", (tenant_id,))
-            .fetchone()
-        )
-        return _tenant(row) if row else None
+        found = self.db.select(Tenant, "SELECT * FROM tenants WHERE tenant_id = ?", (tenant_id,))
+        return found[0] if found else None
 
     def list_tenants(self) -> list[Tenant]:
-        rows = self.db.connection().execute("SELECT * FROM tenants ORDER BY tenant_id").fetchall()
-        return [_tenant(row) for row in rows]
+        return self.db.select(Tenant, "SELECT * FROM tenants ORDER BY tenant_id")
 
     def save_tenant(self, tenant: Tenant) -> None:
         with self.db.transaction() as conn:
-            changed = conn.execute(
-                "UPDATE tenants SET name = ?, plan = ?, status = ? WHERE tenant_id = ?",
-                (tenant.name, tenant.plan, tenant.status, tenant.tenant_id),
-            ).rowcount
+            changed = update(conn, "tenants", tenant, key=("tenant_id",))
         if not changed:
             raise KeyError(f"unknown tenant {tenant.tenant_id!r}")
 
     def create_key(self, record: KeyRecord) -> None:
         try:
             with self.db.transaction() as conn:
-                conn.execute(
-                    "INSERT INTO api_keys (tenant_id, key_hash, status, created_at, last_used_at,"
-                    " expires_at, label, apigw_key_id, usage_identifier, key_id)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?)",
-                    _key_values(record),
-                )
+                insert(conn, "api_keys", record)
         except sqlite3.IntegrityError:
             raise ValueError(f"key {record.key_id!r} already exists") from None
 
     def get_key(self, key_id: str) -> KeyRecord | None:
-        row = (
-            self.db.connection()
-            .execute("SELECT * FROM api_keys WHERE key_id = ?", (key_id,))
-            .fetchone()
-        )
-        return _key(row) if row else None
+        found = self.db.select(KeyRecord, "SELECT * FROM api_keys WHERE key_id = ?", (key_id,))
+        return found[0] if found else None
 
     def list_keys(self, tenant_id: str) -> list[KeyRecord]:
-        rows = (
-            self.db.connection()
-            .execute(
-                "SELECT * FROM api_keys WHERE tenant_id = ? ORDER BY created_at, key_id",
-                (tenant_id,),
-            )
-            .fetchall()
+        return self.db.select(
+            KeyRecord,
+            "SELECT * FROM api_keys WHERE tenant_id = ? ORDER BY created_at, key_id",
+            (tenant_id,),
         )
-        return [_key(row) for row in rows]
 
     def save_key(self, record: KeyRecord) -> None:
         with self.db.transaction() as conn:
-            changed = conn.execute(
-                "UPDATE api_keys SET tenant_id = ?, key_hash = ?, status = ?, created_at = ?,"
-                " last_used_at = ?, expires_at = ?, label = ?, apigw_key_id = ?,"
-                " usage_identifier = ? WHERE key_id = ?",
-                _key_values(record),
-            ).rowcount
+            changed = update(conn, "api_keys", record, key=("key_id",))
         if not changed:
             raise KeyError(f"unknown key {record.key_id!r}")
 

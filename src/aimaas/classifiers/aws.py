@@ -191,13 +191,8 @@ class AwsClassifierStore(ClassifierStore):
 
 
 def create_table(client: Any, name: str) -> None:
-    """Create the classifiers table (tests and LocalStack; AWS gets it from CDK, whose tables all
-    share this ``pk``/``sk`` key schema)."""
-    from aimaas.metering.dynamodb import KEY_SCHEMA
+    """Create the classifiers table (tests and LocalStack; AWS gets it from CDK, built from the
+    same :data:`aimaas.storage.CLASSIFIERS`)."""
+    from aimaas.storage.dynamodb import create_tables
 
-    client.create_table(
-        TableName=name,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=KEY_SCHEMA["AttributeDefinitions"],
-        KeySchema=KEY_SCHEMA["KeySchema"],
-    )
+    create_tables(client, {"classifiers": name})

@@ -1,103 +1,74 @@
-"""DynamoDB usage ledger.
+"""DynamoDB usage ledger: one conditional put per call; counters come from the table's stream.
 
-Table (``AIMAAS_USAGE_TABLE``, created by the CDK app with exactly this key schema)::
+Table: :data:`aimaas.storage.schemas.USAGE` (``pk``/``sk`` strings, TTL ``expires_at``, stream
+``NEW_IMAGE``), ``AIMAAS_USAGE_TABLE``.
 
-    partition key  pk          S
-    sort key       sk          S
-    TTL attribute  expires_at  N (epoch seconds; set on raw records only, never on counters)
-    no GSI; on-demand billing
+The hot path
+------------
+:meth:`DynamoDbLedger.put` is ONE ``PutItem`` of the record with
+``attribute_not_exists(pk)``: the item's key is the request id, so a retry of the same call
+fails the condition and is reported as a duplicate. A record is about 350 bytes: one write
+unit. (It used to be a ``TransactWriteItems`` of four items, the record twice and two
+counters: 2 write units per item, 8 a call, and every call of a tenant contending for the same
+counter items.)
 
-Items (``pk`` / ``sk``: what):
+What the stream aggregator adds (:mod:`aimaas.metering.aggregator`, a Lambda on the stream)
+---------------------------------------------------------------------------------------------
+For each new record, in one transaction per chunk of records: the time-ordered copy (put with
+``attribute_not_exists(pk)``, the aggregator's idempotency marker: a record delivered twice
+fails its condition and is not counted again) and ``UpdateItem ADD`` on the day and month
+counters, summed over the chunk. Counters therefore trail the records by the aggregator's
+delay (its batching window, one second, plus a run); :meth:`get` never does.
 
-- ``REQ#<tenant>#<request id>`` / ``REQ``: the record by request id, the idempotency guard
-  (put with ``attribute_not_exists(pk)``); has ``expires_at`` (TTL).
-- ``REC#<tenant>#<YYYY-MM>`` / ``<iso timestamp>#<request id>``: the same record, ordered by
-  time for range queries (one partition per tenant-month); has ``expires_at`` (TTL).
-- ``CTR#<tenant>`` / ``DAY#<YYYY-MM-DD>#<shard>``: a shard (``00``, ``01``, ...) of the daily
-  counter: ``calls`` (N), ``units#<unit>`` (N) and, per task, model and unit, the cell
-  attributes ``cell#<task>#<model>#<unit>#calls`` and ``cell#<task>#<model>#<unit>#units`` (N),
-  all grown with ``UpdateItem ADD``; no TTL.
-- ``CTR#<tenant>`` / ``MONTH#<YYYY-MM>#<shard>``: a shard of the monthly counter, same
-  attributes; no TTL.
+Items (``pk`` / ``sk``: what)
+----------------------------
+- ``REQ#<tenant>#<request id>`` / ``REQ``: the record, written by :meth:`put`; TTL.
+- ``REC#<tenant>#<YYYY-MM>#<nn>`` / ``<iso ts>#<request id>``: its time-ordered copy, in one of
+  ``record_shards`` partitions per tenant-month (``nn`` = crc32(request id) mod shards);
+  written by the aggregator; TTL.
+- ``CTR#<tenant>`` / ``DAY#<YYYY-MM-DD>#<nn>`` and ``MONTH#<YYYY-MM>#<nn>``: a shard of the
+  day or month counter: ``calls``, ``units#<unit>`` and per task, model and unit
+  ``cell#<task>#<model>#<unit>#calls`` / ``#units`` (N, grown with ``ADD``); no TTL.
+- ``LIM#<tenant>#<YYYY-MM>#<limit>`` / ``LIM``: the reservation of a tenant near its hard
+  limit (``allowance``, ``admitted``; see :meth:`reserve`); TTL.
 
-Record attributes: ``tenant_id, request_id, key_id, model, model_version, task, units (N),
-unit, latency_ms (N), status (N), ts`` (ISO 8601 UTC) and ``expires_at`` (N).
-
-A ``put`` is ONE ``TransactWriteItems`` of those four writes, so the record and the counters
-cannot diverge: either all four happen or none. A duplicate request id fails the condition on
-the ``REQ`` item, the whole transaction is cancelled, and ``put`` returns False.
-
-Counters are sharded (``counter_shards``, 8 by default; the shard is a hash of the request id)
-because DynamoDB cancels a transaction that overlaps another one on the same item
-(``TransactionConflict``): with one counter item per tenant-day, a busy tenant's concurrent calls
-would conflict constantly. A total is one strongly consistent ``Query`` on
-``pk = CTR#<tenant>`` and ``begins_with(sk, "MONTH#<YYYY-MM>#")`` that sums the shards. A
-conflict that still happens surfaces as an error and the :class:`~aimaas.metering.Meter`
-retries it with back-off.
+Capacity per tenant
+-------------------
+A partition key takes at most 1,000 write units a second. ``REQ`` items are one key per call,
+so the hot path has no per-tenant ceiling (only the table's). The copies are spread over
+``record_shards`` (8) keys per tenant-month and written transactionally (2 units each): 8 x 500
+= 4,000 calls a second per tenant. Counter items take one update per chunk of up to ~95
+records, on one of ``counter_shards`` (8) shards. The enterprise throttle, 500 requests a
+second, uses an eighth of that. (An on-demand table serves 4,000 write units a second from the
+start and doubles its previous peak on demand; raise ``record_shards`` beyond 8 tenants at
+that rate.)
 """
 
 from __future__ import annotations
 
-import zlib
-from collections.abc import Iterator, Mapping
-from datetime import datetime
+import heapq
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Any
 
-import boto3
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from aimaas.metering.aggregator import StreamAggregator
+from aimaas.metering.layout import (
+    COUNTER_SHARDS,
+    RECORD_SHARDS,
+    record_attributes,
+    record_key,
+)
 from aimaas.metering.ledger import UsageLedger
-from aimaas.metering.records import (
-    Period,
-    UsageCell,
-    UsageRecord,
-    UsageTotals,
-    day_bucket,
-    iso,
-    month_bucket,
-    utc,
-)
+from aimaas.metering.records import Period, UsageCell, UsageRecord, UsageTotals
+from aimaas.storage import dynamodb as ddb
+from aimaas.storage import iso, months, utc
 
-#: The key schema the CDK app must create (AttributeDefinitions + KeySchema).
-KEY_SCHEMA: Mapping[str, Any] = MappingProxyType(
-    {
-        "AttributeDefinitions": [
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        "KeySchema": [
-            {"AttributeName": "pk", "KeyType": "HASH"},
-            {"AttributeName": "sk", "KeyType": "RANGE"},
-        ],
-        "TimeToLiveAttribute": "expires_at",
-    }
-)
-
-# Short timeouts and botocore's standard retries: the Meter adds its own retries on top.
-_CLIENT_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5
-)
-_serializer = TypeSerializer()
-_deserializer = TypeDeserializer()
-
-
-def _item(values: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: _serializer.serialize(v) for k, v in values.items()}
-
-
-def _plain(item: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: _deserializer.deserialize(v) for k, v in item.items()}
-
-
-def _months(start: datetime, end: datetime) -> Iterator[str]:
-    year, month = start.year, start.month
-    while (year, month) <= (end.year, end.month):
-        yield f"{year:04d}-{month:02d}"
-        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+#: A reservation item outlives its month by this long (then TTL removes it).
+_RESERVATION_TTL_S = 40 * 86400
 
 
 class DynamoDbLedger(UsageLedger):
@@ -109,6 +80,14 @@ class DynamoDbLedger(UsageLedger):
         The usage table.
     retention_days
         Raw records expire (DynamoDB TTL) this many days after their timestamp; counters stay.
+    record_shards, counter_shards
+        Partitions per tenant-month of the time-ordered copies and of the counters; they must
+        match the aggregator's.
+    aggregate_inline
+        Count each new record right after its put, in this process, instead of leaving it to
+        the stream aggregator: for emulated deployments with no Lambda on the stream
+        (moto_server behind LocalStack). A process that dies between the two leaves that
+        record uncounted, which the stream never would: never in AWS.
     client
         A DynamoDB client (made from the default session when omitted).
     """
@@ -118,159 +97,105 @@ class DynamoDbLedger(UsageLedger):
         table_name: str,
         *,
         retention_days: int = 400,
-        counter_shards: int = 8,
+        record_shards: int = RECORD_SHARDS,
+        counter_shards: int = COUNTER_SHARDS,
+        aggregate_inline: bool = False,
         client: Any = None,
     ) -> None:
-        if not 1 <= counter_shards <= 100:
-            raise ValueError("counter_shards must be between 1 and 100")
+        for name, value in (("record_shards", record_shards), ("counter_shards", counter_shards)):
+            if not 1 <= value <= 100:
+                raise ValueError(f"{name} must be between 1 and 100")
         self.table = table_name
         self.retention_s = retention_days * 86400
+        self.record_shards = record_shards
         self.counter_shards = counter_shards
-        self.client = client or boto3.client("dynamodb", config=_CLIENT_CONFIG)
-
-    def _attributes(self, record: UsageRecord) -> dict[str, Any]:
-        return {
-            "tenant_id": record.tenant_id,
-            "request_id": record.request_id,
-            "key_id": record.key_id,
-            "model": record.model,
-            "model_version": record.model_version,
-            "task": record.task,
-            "units": Decimal(str(record.units)),
-            "unit": record.unit,
-            "latency_ms": Decimal(str(record.latency_ms)),
-            "status": int(record.status),
-            "ts": iso(record.timestamp),
-            "expires_at": int(record.timestamp.timestamp()) + self.retention_s,
-        }
+        self.client = ddb.client(client)
+        self.aggregator = None
+        if aggregate_inline:
+            self.aggregator = StreamAggregator(
+                table_name,
+                retention_days=retention_days,
+                record_shards=record_shards,
+                counter_shards=counter_shards,
+                client=self.client,
+            )
 
     def put(self, record: UsageRecord) -> bool:
-        attrs = self._attributes(record)
-        units = attrs["units"]
-        cell = f"cell#{record.task}#{record.model}#{record.unit}"
-        counter_update = {
-            "TableName": self.table,
-            "UpdateExpression": (
-                "ADD calls :one, #units :units, #cell_calls :one, #cell_units :units"
-            ),
-            "ExpressionAttributeNames": {
-                "#units": f"units#{record.unit}",
-                "#cell_calls": f"{cell}#calls",
-                "#cell_units": f"{cell}#units",
-            },
-            "ExpressionAttributeValues": _item({":one": 1, ":units": units}),
-        }
-        tenant = record.tenant_id
-        shard = f"{zlib.crc32(record.request_id.encode()) % self.counter_shards:02d}"
-        items = [
-            {
-                "Put": {
-                    "TableName": self.table,
-                    "Item": _item(
-                        {"pk": f"REQ#{tenant}#{record.request_id}", "sk": "REQ", **attrs}
-                    ),
-                    "ConditionExpression": "attribute_not_exists(pk)",
-                }
-            },
-            {
-                "Put": {
-                    "TableName": self.table,
-                    "Item": _item(
-                        {
-                            "pk": f"REC#{tenant}#{month_bucket(record.timestamp)}",
-                            "sk": f"{attrs['ts']}#{record.request_id}",
-                            **attrs,
-                        }
-                    ),
-                }
-            },
-            {
-                "Update": {
-                    **counter_update,
-                    "Key": _item(
-                        {"pk": f"CTR#{tenant}", "sk": f"DAY#{day_bucket(record.timestamp)}#{shard}"}
-                    ),
-                }
-            },
-            {
-                "Update": {
-                    **counter_update,
-                    "Key": _item(
-                        {
-                            "pk": f"CTR#{tenant}",
-                            "sk": f"MONTH#{month_bucket(record.timestamp)}#{shard}",
-                        }
-                    ),
-                }
-            },
-        ]
+        item = {**record_key(record), **record_attributes(record, self.retention_s)}
         try:
-            # No ClientRequestToken: with one, a repeat within 10 minutes would "succeed" again
-            # and a duplicate would be reported as new; the REQ condition already dedupes.
-            self.client.transact_write_items(TransactItems=items)
+            self.client.put_item(
+                TableName=self.table,
+                Item=ddb.to_wire(item),
+                ConditionExpression="attribute_not_exists(pk)",
+            )
         except ClientError as error:
-            if _is_duplicate(error):
+            if ddb.conditional_failed(error):
                 return False
             raise
+        if self.aggregator is not None:
+            self.aggregator.aggregate([record])
         return True
 
     def get(self, tenant_id: str, request_id: str) -> UsageRecord | None:
         response = self.client.get_item(
             TableName=self.table,
-            Key=_item({"pk": f"REQ#{tenant_id}#{request_id}", "sk": "REQ"}),
+            Key=ddb.to_wire({"pk": f"REQ#{tenant_id}#{request_id}", "sk": "REQ"}),
             ConsistentRead=True,
         )
         item = response.get("Item")
-        return _record(_plain(item)) if item else None
+        return UsageRecord.from_item(ddb.from_wire(item)) if item else None
+
+    def _query(self, **request: Any) -> Iterator[dict[str, Any]]:
+        for page in self.client.get_paginator("query").paginate(TableName=self.table, **request):
+            for item in page.get("Items", []):
+                yield ddb.from_wire(item)
 
     def records(self, tenant_id: str, start: datetime, end: datetime) -> Iterator[UsageRecord]:
         start, end = utc(start), utc(end)
-        low, high = iso(start), iso(end)
-        paginator = self.client.get_paginator("query")
-        for month in _months(start, end):
-            pages = paginator.paginate(
-                TableName=self.table,
-                KeyConditionExpression="pk = :pk AND sk BETWEEN :low AND :high",
-                ExpressionAttributeValues=_item(
-                    {":pk": f"REC#{tenant_id}#{month}", ":low": low, ":high": high}
-                ),
-                ConsistentRead=True,
-            )
-            for page in pages:
-                for item in page.get("Items", []):
-                    record = _record(_plain(item))
-                    if start <= record.timestamp < end:
-                        yield record
+        for month in months(start, end):
+            shards = [
+                self._query(
+                    KeyConditionExpression="pk = :pk AND sk BETWEEN :low AND :high",
+                    ExpressionAttributeValues=ddb.to_wire(
+                        {
+                            ":pk": f"REC#{tenant_id}#{month}#{shard:02d}",
+                            ":low": iso(start),
+                            ":high": iso(end),
+                        }
+                    ),
+                    ConsistentRead=True,
+                )
+                for shard in range(self.record_shards)
+            ]
+            # Each shard comes back in sort-key order: merging them keeps time order.
+            for item in heapq.merge(*shards, key=lambda item: item["sk"]):
+                record = UsageRecord.from_item(item)
+                if start <= record.timestamp < end:
+                    yield record
 
     def totals(self, tenant_id: str, period: Period, bucket: str) -> UsageTotals:
         prefix = "DAY" if period == "day" else "MONTH"
         calls = 0
         units: dict[str, Decimal] = {}
-        paginator = self.client.get_paginator("query")
-        for page in paginator.paginate(
-            TableName=self.table,
+        for item in self._query(
             KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
-            ExpressionAttributeValues=_item(
+            ExpressionAttributeValues=ddb.to_wire(
                 {":pk": f"CTR#{tenant_id}", ":prefix": f"{prefix}#{bucket}#"}
             ),
             ConsistentRead=True,
         ):
-            for raw in page.get("Items", []):
-                item = _plain(raw)
-                calls += int(item.get("calls", 0))
-                for name, value in item.items():
-                    if name.startswith("units#"):
-                        unit = name.split("#", 1)[1]
-                        units[unit] = units.get(unit, Decimal(0)) + Decimal(value)
+            calls += int(item.get("calls", 0))
+            for name, value in item.items():
+                if name.startswith("units#"):
+                    unit = name.split("#", 1)[1]
+                    units[unit] = units.get(unit, Decimal(0)) + Decimal(value)
         return UsageTotals(calls=calls, units=MappingProxyType(units))
 
     def daily_cells(self, tenant_id: str, first_day: str, last_day: str) -> Iterator[UsageCell]:
         cells: dict[tuple[str, str, str, str], list[Any]] = {}
-        paginator = self.client.get_paginator("query")
-        for page in paginator.paginate(
-            TableName=self.table,
+        for item in self._query(
             KeyConditionExpression="pk = :pk AND sk BETWEEN :low AND :high",
-            ExpressionAttributeValues=_item(
+            ExpressionAttributeValues=ddb.to_wire(
                 {
                     ":pk": f"CTR#{tenant_id}",
                     ":low": f"DAY#{first_day}#",
@@ -279,65 +204,58 @@ class DynamoDbLedger(UsageLedger):
             ),
             ConsistentRead=True,
         ):
-            for raw in page.get("Items", []):
-                item = _plain(raw)
-                day = item["sk"].split("#")[1]
-                for name, value in item.items():
-                    parts = name.split("#")
-                    if parts[0] != "cell" or len(parts) != 5:
-                        continue
-                    _, task, model, unit, field = parts
-                    slot = cells.setdefault((day, task, model, unit), [0, Decimal(0)])
-                    if field == "calls":
-                        slot[0] += int(value)
-                    else:
-                        slot[1] += Decimal(value)
+            day = item["sk"].split("#")[1]
+            for name, value in item.items():
+                parts = name.split("#")
+                if parts[0] != "cell" or len(parts) != 5:
+                    continue
+                _, task, model, unit, field = parts
+                slot = cells.setdefault((day, task, model, unit), [0, Decimal(0)])
+                if field == "calls":
+                    slot[0] += int(value)
+                else:
+                    slot[1] += Decimal(value)
         for (day, task, model, unit), (calls, units) in sorted(cells.items()):
             yield UsageCell(day=day, task=task, model=model, unit=unit, calls=calls, units=units)
 
+    def _reservation_key(self, tenant_id: str, month: str, limit: int) -> dict[str, Any]:
+        return ddb.to_wire({"pk": f"LIM#{tenant_id}#{month}#{limit}", "sk": "LIM"})
 
-def _is_duplicate(error: ClientError) -> bool:
-    code = error.response.get("Error", {}).get("Code")
-    if code == "ConditionalCheckFailedException":
+    def reserve(self, tenant_id: str, month: str, limit: int, allowance: int) -> bool:
+        # One conditional update: the allowance is fixed by the first call (if_not_exists), and
+        # every call, the first included, is admitted only while admitted < allowance.
+        if allowance < 1:
+            return False
+        start = datetime.strptime(month, "%Y-%m").replace(tzinfo=UTC)
+        expires = int(start.timestamp()) + _RESERVATION_TTL_S
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key=self._reservation_key(tenant_id, month, limit),
+                UpdateExpression=(
+                    "SET allowance = if_not_exists(allowance, :allowance), expires_at = :ttl "
+                    "ADD admitted :one"
+                ),
+                ConditionExpression="attribute_not_exists(allowance) OR admitted < allowance",
+                ExpressionAttributeValues=ddb.to_wire(
+                    {":allowance": allowance, ":one": 1, ":ttl": expires}
+                ),
+            )
+        except ClientError as error:
+            if ddb.conditional_failed(error):
+                return False
+            raise
         return True
-    if code != "TransactionCanceledException":
-        return False
-    reasons = error.response.get("CancellationReasons") or []
-    if reasons:
-        return reasons[0].get("Code") == "ConditionalCheckFailed"
-    # Some clients put the reasons only in the message: "[ConditionalCheckFailed, None, ...]".
-    return "[ConditionalCheckFailed" in str(error)
 
-
-def _record(item: Mapping[str, Any]) -> UsageRecord:
-    return UsageRecord(
-        request_id=item["request_id"],
-        tenant_id=item["tenant_id"],
-        key_id=item["key_id"],
-        model=item["model"],
-        model_version=item["model_version"],
-        task=item["task"],
-        units=float(item["units"]),
-        unit=item["unit"],
-        latency_ms=float(item["latency_ms"]),
-        status=int(item["status"]),
-        timestamp=datetime.fromisoformat(item["ts"]),
-    )
-
-
-def create_table(client: Any, table_name: str) -> None:
-    """Create the usage table with :data:`KEY_SCHEMA` (tests and local tooling; CDK in AWS)."""
-    client.create_table(
-        TableName=table_name,
-        AttributeDefinitions=KEY_SCHEMA["AttributeDefinitions"],
-        KeySchema=KEY_SCHEMA["KeySchema"],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    client.get_waiter("table_exists").wait(TableName=table_name)
-    client.update_time_to_live(
-        TableName=table_name,
-        TimeToLiveSpecification={
-            "Enabled": True,
-            "AttributeName": KEY_SCHEMA["TimeToLiveAttribute"],
-        },
-    )
+    def release(self, tenant_id: str, month: str, limit: int) -> None:
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key=self._reservation_key(tenant_id, month, limit),
+                UpdateExpression="ADD admitted :minus",
+                ConditionExpression="admitted > :zero",
+                ExpressionAttributeValues=ddb.to_wire({":minus": -1, ":zero": 0}),
+            )
+        except ClientError as error:
+            if not ddb.conditional_failed(error):
+                raise

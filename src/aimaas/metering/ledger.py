@@ -1,17 +1,21 @@
 """The usage ledger port: an append-only, idempotent record of billed calls plus counters.
 
 Adapters are registered by name in :data:`aimaas.wiring.LEDGERS` and built by
-:func:`aimaas.wiring.build_ledger` from
-``Settings.ledger`` (``sqlite`` or ``dynamodb``).
+:func:`aimaas.wiring.build_ledger` from ``Settings.ledger`` (``sqlite`` or ``dynamodb``).
 
 Contract every adapter keeps (checked by the shared contract tests):
 
-- :meth:`UsageLedger.put` stores a record and adds it to its tenant's day and month counters
-  atomically: a reader never sees one without the other.
-- A second ``put`` with the same ``(tenant_id, request_id)`` changes nothing and returns False.
-- A failed ``put`` raises and leaves nothing behind (no record and no counter change).
-- Counters (:meth:`UsageLedger.totals`, :meth:`UsageLedger.daily_cells`) always equal the sums
-  over the stored records.
+- :meth:`UsageLedger.put` makes a record durable, at most once per ``(tenant_id,
+  request_id)``: a second ``put`` with the same pair changes nothing and returns False, and a
+  failed ``put`` raises and leaves no record behind. :meth:`UsageLedger.get` sees a record as
+  soon as ``put`` returned.
+- Counters (:meth:`UsageLedger.totals`, :meth:`UsageLedger.daily_cells`) and the time-ordered
+  listing (:meth:`UsageLedger.records`) equal the sums over the stored records once the
+  adapter has caught up: at once for SQLite (one transaction), after the stream aggregator
+  has run for DynamoDB (typically a second or two; see :mod:`aimaas.metering.dynamodb`).
+  They never count a record twice and never lose one.
+- :meth:`UsageLedger.reserve` admits calls one at a time against an allowance, atomically
+  (the hard-limit guard near a tenant's monthly limit; see :mod:`aimaas.auth.authenticator`).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ class UsageLedger(ABC):
 
     @abstractmethod
     def put(self, record: UsageRecord) -> bool:
-        """Record ``record`` and update the counters, at most once per request id.
+        """Record ``record``, at most once per request id.
 
         Returns
         -------
@@ -52,6 +56,19 @@ class UsageLedger(ABC):
     def daily_cells(self, tenant_id: str, first_day: str, last_day: str) -> Iterator[UsageCell]:
         """The tenant's daily counter cells for ``first_day`` to ``last_day`` (``YYYY-MM-DD``,
         both inclusive), one per day, task, model and unit that has usage."""
+
+    @abstractmethod
+    def reserve(self, tenant_id: str, month: str, limit: int, allowance: int) -> bool:
+        """Admit one call of ``tenant_id`` in ``month`` against a reservation, atomically.
+
+        The first call for ``(tenant_id, month, limit)`` creates the reservation with
+        ``allowance`` calls (what the counters left below ``limit`` when it was made); later
+        calls are admitted while fewer than that have been. Returns False once it is used up.
+        """
+
+    @abstractmethod
+    def release(self, tenant_id: str, month: str, limit: int) -> None:
+        """Give back one admitted call that was not served (best effort)."""
 
     def month_calls(self, tenant_id: str, at: datetime | None = None) -> int:
         """Calls recorded for the tenant in the calendar month (UTC) of ``at`` (default: now)."""

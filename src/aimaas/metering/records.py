@@ -1,58 +1,61 @@
-"""The usage record and the value types every ledger adapter shares (standard library only)."""
+"""The usage record and the value types every ledger adapter shares (standard library only).
+
+The time helpers are the storage kit's (:mod:`aimaas.storage.clock`), re-exported here.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Literal
 
-Period = Literal["day", "month"]
+from aimaas.storage import Stored
+from aimaas.storage.clock import (  # noqa: F401 - the metering names of the kit's time helpers
+    Period,
+    bucket,
+    day_bucket,
+    iso,
+    month_bucket,
+    next_month_start,
+    utc,
+)
 
-
-def utc(moment: datetime) -> datetime:
-    """``moment`` as an aware UTC datetime (a naive one is taken to be UTC already)."""
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
-
-
-def day_bucket(moment: datetime) -> str:
-    """``YYYY-MM-DD`` of ``moment`` in UTC: the key of a daily counter."""
-    return utc(moment).strftime("%Y-%m-%d")
-
-
-def month_bucket(moment: datetime) -> str:
-    """``YYYY-MM`` of ``moment`` in UTC: the key of a monthly counter."""
-    return utc(moment).strftime("%Y-%m")
+#: Units are kept to the micro-unit (a millionth of a billing unit: a thousandth of a token
+#: count in ``1k_tokens``, a microsecond of audio).
+UNIT_QUANTUM = Decimal("0.000001")
 
 
-def bucket(period: Period, moment: datetime) -> str:
-    """The counter key of ``moment`` for ``period``."""
-    return day_bucket(moment) if period == "day" else month_bucket(moment)
+def as_units(value: Decimal | float | int | str) -> Decimal:
+    """``value`` as exact decimal units, rounded half-even to :data:`UNIT_QUANTUM`.
+
+    Floats are read through their shortest repr (``0.1`` is ``Decimal("0.1")``, not the
+    binary fraction), so a float that a caller computed is taken as the number it prints.
+    """
+    number = value if isinstance(value, Decimal) else Decimal(str(value))
+    return number.quantize(UNIT_QUANTUM)
 
 
-def next_month_start(moment: datetime) -> datetime:
-    """Midnight UTC of the first day of the month after ``moment``: when monthly limits reset."""
-    moment = utc(moment)
-    year, month = (moment.year + 1, 1) if moment.month == 12 else (moment.year, moment.month + 1)
-    return datetime(year, month, 1, tzinfo=UTC)
+def to_micro(units: Decimal) -> int:
+    """Integer micro-units of ``units`` (exact: units carry at most six decimals)."""
+    return int(as_units(units).scaleb(6))
 
 
-def iso(moment: datetime) -> str:
-    """A fixed-width, sortable ISO 8601 UTC timestamp (microseconds)."""
-    return utc(moment).isoformat(timespec="microseconds")
+def from_micro(micro: int) -> Decimal:
+    """Decimal units of an integer count of micro-units."""
+    return as_units(Decimal(int(micro)).scaleb(-6))
 
 
 @dataclass(frozen=True)
-class UsageRecord:
+class UsageRecord(Stored):
     """One served call, as billed.
 
     ``request_id`` is the idempotency key: a ledger holds at most one record per
-    ``(tenant_id, request_id)``. ``units`` are counted in ``unit`` (see
-    :data:`aimaas.plans.UNIT_CONVERSIONS` for the units a price can be converted from).
+    ``(tenant_id, request_id)``. ``units`` are an exact decimal counted in ``unit`` (see
+    :data:`aimaas.plans.UNIT_CONVERSIONS` for the units a price can be converted from), with at
+    most six decimals (:data:`UNIT_QUANTUM`): counters keep integer micro-units, so a sum of
+    records and a counter are always equal, digit for digit.
     """
 
     request_id: str
@@ -61,19 +64,21 @@ class UsageRecord:
     model: str
     model_version: str
     task: str
-    units: float
+    units: Decimal
     unit: str
     latency_ms: float
     status: int
-    timestamp: datetime
+    timestamp: datetime = field(metadata={"column": "ts"})
 
     def __post_init__(self) -> None:
         for name in ("request_id", "tenant_id"):
             value = getattr(self, name)
             if not value or "#" in value:
                 raise ValueError(f"{name} must be non-empty and must not contain '#'")
-        if self.units < 0:
+        units = as_units(self.units)
+        if units < 0:
             raise ValueError("units must not be negative")
+        object.__setattr__(self, "units", units)
         object.__setattr__(self, "timestamp", utc(self.timestamp))
 
 

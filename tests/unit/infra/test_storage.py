@@ -113,21 +113,42 @@ def test_tables_match_the_runtime_key_schemas(
         assert indexes == []
 
 
-def test_table_schemas_equal_the_runtime_constants(dev: Any) -> None:
-    """The adapters document their schema as constants; the tables must be exactly that."""
-    from aimaas.auth.dynamodb import KEY_SCHEMA as TENANTS
-    from aimaas.metering.dynamodb import KEY_SCHEMA as USAGE
+def test_table_schemas_equal_the_storage_kit(dev: Any) -> None:
+    """The CDK tables are exactly the storage kit's one definition, which tests (moto) and the
+    LocalStack deploy also create: keys, GSIs, TTL and the usage table's stream."""
+    import boto3
+    from moto import mock_aws
+
+    from aimaas.storage.dynamodb import create_tables
+    from aimaas.storage.schemas import TABLES
 
     tables = {
         t["Properties"]["TableName"]: t["Properties"]
         for t in dev.resources("storage", "AWS::DynamoDB::Table").values()
     }
-    for name, expected in (("aimaas-dev-tenants", TENANTS), ("aimaas-dev-usage", USAGE)):
-        props = tables[name]
-        assert props["KeySchema"] == list(expected["KeySchema"])
-        assert sorted(props["AttributeDefinitions"], key=str) == sorted(
-            expected["AttributeDefinitions"], key=str
+    assert set(tables) == {f"aimaas-dev-{role}" for role in TABLES}
+    with mock_aws():
+        client = boto3.client(
+            "dynamodb", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
         )
+        create_tables(client, {role: f"kit-{role}" for role in TABLES})
+        for role, schema in TABLES.items():
+            props = tables[f"aimaas-dev-{role}"]
+            created = client.describe_table(TableName=f"kit-{role}")["Table"]
+            assert props["KeySchema"] == schema.key_schema == created["KeySchema"]
+            assert (
+                sorted(props["AttributeDefinitions"], key=str)
+                == sorted(schema.attribute_definitions, key=str)
+                == sorted(created["AttributeDefinitions"], key=str)
+            )
+            assert props.get("GlobalSecondaryIndexes", []) == schema.global_secondary_indexes
+            stream = props.get("StreamSpecification", {}).get("StreamViewType")
+            assert stream == schema.stream == created.get("StreamSpecification", {}).get(
+                "StreamViewType"
+            )
+            ttl = client.describe_time_to_live(TableName=f"kit-{role}")["TimeToLiveDescription"]
+            assert ttl.get("AttributeName") == schema.ttl_attribute
+    assert TABLES["usage"].stream == "NEW_IMAGE"  # the aggregator reads it
 
 
 def test_dev_destroys_and_prod_retains_data(dev: Any, prod: Any) -> None:
