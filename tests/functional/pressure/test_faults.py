@@ -261,7 +261,7 @@ def test_corrupted_model_is_refused_by_sha256_and_never_served(tmp_path: Path) -
                 assert "integrity check" in error["message"]
             response = client.post(
                 "/v1/text-classification",
-                json={"text": "Rates rose again."},
+                json={"text": "Rates rose again.", "model": "minilm-topic-classifier"},
                 headers={"Idempotency-Key": "intact-model"},
             )
             assert response.status_code == 200, response.text

@@ -16,7 +16,9 @@ Bounds, stated so they can fail:
   after a 400-request warm-up: the second half of the run grows at most
   :data:`RSS_SECOND_HALF_MB` (a leak of 64 KB per request would exceed it; measured 22-44 MB),
   the whole run at most :data:`RSS_TOTAL_MB`, and the process stays under :data:`RSS_CAP_MB`
-  (half of the smallest inference Lambda, 2,048 MB, though this one process holds every model).
+  (three quarters of the smallest inference Lambda, 2,048 MB, though this one process holds
+  every model; 1,134 MB measured once the default text classifier became multilingual: two
+  int8 E5 graphs with a 250k-token vocabulary, where MiniLM's was 30k).
 - transport errors: at most 1% of requests needed their one retry (same Idempotency-Key).
 """
 
@@ -34,7 +36,7 @@ REQUESTS = int(os.environ.get("AIMAAS_LOAD_REQUESTS", "2000"))
 CONCURRENCY = 32
 RSS_SECOND_HALF_MB = 64.0
 RSS_TOTAL_MB = 192.0
-RSS_CAP_MB = 1024.0
+RSS_CAP_MB = 1536.0
 REPORT_FILE = ROOT / "build" / "pressure" / "load.json"
 
 
