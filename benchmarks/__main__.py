@@ -102,6 +102,11 @@ BENCHMARKS: dict[str, Benchmark] = {
             _script("bench_multilingual.py", quick=("--quick",)),
             RESULTS / "multilingual.json",
         ),
+        Benchmark(
+            "speech",
+            _script("bench_speech.py", quick=("--quick",)),
+            RESULTS / "speech.json",
+        ),
         Benchmark("load", _load, RESULTS / "load.json"),
         Benchmark(
             "classifiers",

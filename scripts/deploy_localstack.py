@@ -280,6 +280,7 @@ def skip_body_validation_without_models(apigw: Any, rest_api_id: str, stage: str
 
 # --- 4. DynamoDB tables in moto_server ---------------------------------------------------------
 
+
 def create_tables(dynamodb: Any, prefix: str) -> dict[str, str]:
     """Create the tenants, usage and audit tables; return their names by role.
 

@@ -53,6 +53,7 @@ REQ="functions/gpu_server/requirements.txt"
 ORT_GPU="$(grep -E '^onnxruntime-gpu==' "$REQ")"
 ORT_CPU="onnxruntime==1.32.0"   # functions/inference/requirements.txt's CPU runtime
 HTTPX="httpx==0.28.1"           # the load generator's client (requirements-dev.txt)
+JIWER="jiwer==4.0.0"            # Whisper transcripts' error rates (model_export/requirements.txt)
 BASE_REQ="$(mktemp)"
 trap 'rm -f "$BASE_REQ"' EXIT
 grep -vE '^onnxruntime-gpu==' "$REQ" > "$BASE_REQ"
@@ -72,8 +73,8 @@ else
     PIP=("$PY" -m pip install -q --target "$VENV/site")
     export PYTHONPATH="$VENV/site${PYTHONPATH:+:$PYTHONPATH}"
 fi
-echo "== installing $RUNTIME + serving requirements into $VENV"
-timeout 240 "${PIP[@]}" -r "$BASE_REQ" "$RUNTIME" "$HTTPX"
+echo "== installing $RUNTIME + serving requirements (+ httpx, jiwer) into $VENV"
+timeout 240 "${PIP[@]}" -r "$BASE_REQ" "$RUNTIME" "$HTTPX" "$JIWER"
 echo "== install took $((SECONDS - START)) s"
 
 OUT_DIR="${GPU_CHECK_OUT:-$ROOT/benchmarks/results}"

@@ -33,7 +33,7 @@ def test_training_answers_id_labels_and_cross_validation(app: App, trained: dict
         trained["id"],
         "1k_tokens",
     )
-    assert record.units == pytest.approx(trained["usage"]["units"]) and record.units > 0.5
+    assert float(record.units) == pytest.approx(trained["usage"]["units"]) and record.units > 0.5
     price = load_catalog().price("classifier-training", trained["id"], record.units, "pro")
     assert trained["usage"]["price_usd"] == pytest.approx(float(price)) and price > 0
 
@@ -53,7 +53,7 @@ def test_held_out_tickets_are_classified_and_each_call_billed_once(app: App, tra
     assert generic.json()["scores"] == pytest.approx(body["results"][0]["scores"], abs=2e-2)
     served = [r for r in app.records() if r.task == "text-classification"]
     assert len(served) == 2 and {r.model for r in served} == {trained["id"]}
-    assert served[0].units == pytest.approx(body["usage"]["units"]) and served[0].units > 0
+    assert float(served[0].units) == pytest.approx(body["usage"]["units"]) and served[0].units > 0
 
 
 def test_a_retried_create_is_one_classifier_billed_once(app: App) -> None:

@@ -133,7 +133,7 @@ def test_usage_is_recorded_for_the_authorizer_tenant(lambda_env: dict) -> None:
     record = ledger.get(events.AUTHORIZER["tenant_id"], "apigw-emb-1")
     ledger.close()
     assert record is not None and record.key_id == events.AUTHORIZER["key_id"]
-    assert record.units == pytest.approx(body["usage"]["units"])
+    assert float(record.units) == pytest.approx(body["usage"]["units"])
 
 
 def test_errors_through_the_handler(lambda_env: dict) -> None:

@@ -35,3 +35,22 @@ def test_parity_failures_names_each_broken_bound() -> None:
     # fp16 is held to looser, but real, bounds.
     assert check.parity_failures([{"model": "e", "min_cosine": 0.995}], "force") == []
     assert check.parity_failures([{"model": "e", "min_cosine": 0.98}], "force")
+
+
+def test_whisper_transcripts_are_scored_against_the_cpu_and_bounded() -> None:
+    check = _load()
+    acc: dict = {}
+    want = {"text": "Ever tried. Ever failed. No matter.", "language": "en"}
+    check.compare({"text": "ever tried, ever failed. No matter!"}, want, acc)
+    assert acc == {"rows": 1, "transcript_wer": 0.0}  # normalised as the accuracy figures are
+    check.compare({"text": "Ever tried. Never failed. No matter."}, want, acc)
+    assert acc["transcript_wer"] == 1 / 6  # the worst recording counts
+    failures = check.parity_failures([{"model": "whisper-base@1.0.0", **acc}], "off")
+    assert failures == ["whisper-base@1.0.0: transcript WER 0.167 vs CPU"]
+    zh: dict = {}
+    check.compare(
+        {"text": "甚至出現交易幾乎停滯的情況"},
+        {"text": "甚至出现交易几乎停滞的情况", "language": "zh"},
+        zh,
+    )
+    assert zh["transcript_wer"] == 0.0  # Traditional vs Simplified characters are the same words
