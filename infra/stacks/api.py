@@ -20,8 +20,7 @@ from aimaas.plans import Plan
 from infra.integrations import ApiBackend, Route
 from infra.nag import acknowledge
 from infra.retention import retention
-from infra.settings import InfraSettings
-from infra.stacks.storage import StorageStack
+from infra.stacks.stage import StageStack
 
 BINARY_MEDIA_TYPES = ("image/*", "audio/*", "application/octet-stream", "multipart/form-data")
 # Account-wide defaults per method; plans throttle per key below these.
@@ -131,7 +130,7 @@ def _output_id(name: str) -> str:
     return "".join(part.title() for part in re.split(r"[^A-Za-z0-9]+", name) if part)
 
 
-class ApiStack(cdk.Stack):
+class ApiStack(StageStack):
     """REST API + usage plans (+ WAF). The backend decides integrations and authentication.
 
     Attributes
@@ -147,14 +146,12 @@ class ApiStack(cdk.Stack):
         scope: Construct,
         construct_id: str,
         *,
-        settings: InfraSettings,
-        storage: StorageStack,
         backend: ApiBackend,
         **kwargs: object,
     ) -> None:
+        # settings= and storage= are StageStack's (self.settings, self.storage).
         super().__init__(scope, construct_id, **kwargs)
-        self.settings = settings
-        self.storage = storage
+        settings, storage = self.settings, self.storage
         self._log_removal = (
             cdk.RemovalPolicy.RETAIN if settings.retain_data else cdk.RemovalPolicy.DESTROY
         )

@@ -20,8 +20,9 @@ from constructs import Construct
 from infra.grants import MODEL_PREFIX, grant_model_read, model_objects_finding
 from infra.nag import acknowledge
 from infra.retention import retention
-from infra.settings import REPO_ROOT, InfraSettings
-from infra.stacks.storage import StorageStack, model_bucket_name
+from infra.settings import REPO_ROOT
+from infra.stacks.stage import StageStack
+from infra.stacks.storage import model_bucket_name
 
 GPU_DOCKERFILE = "functions/gpu_server/Dockerfile"
 VARIANT = "AllTraffic"
@@ -35,7 +36,7 @@ def supports_volume_kms(instance_type: str) -> bool:
     return _INSTANCE_STORE.match(instance_type) is None
 
 
-class GpuStack(cdk.Stack):
+class GpuStack(StageStack):
     """SageMaker model, endpoint config, endpoint, and its scaling policy.
 
     Attributes
@@ -46,16 +47,10 @@ class GpuStack(cdk.Stack):
         The ARN the serving functions may invoke, and nothing else.
     """
 
-    def __init__(
-        self,
-        scope: Construct,
-        construct_id: str,
-        *,
-        settings: InfraSettings,
-        storage: StorageStack,
-        **kwargs: object,
-    ) -> None:
+    def __init__(self, scope: Construct, construct_id: str, **kwargs: object) -> None:
+        # settings= and storage= are StageStack's (self.settings, self.storage).
         super().__init__(scope, construct_id, **kwargs)
+        settings, storage = self.settings, self.storage
         dockerfile = REPO_ROOT / GPU_DOCKERFILE
         if not dockerfile.is_file():
             raise FileNotFoundError(

@@ -21,7 +21,7 @@ from constructs import Construct
 from infra.settings import InfraSettings
 from infra.stacks.gpu import VARIANT, GpuStack
 from infra.stacks.serving import INFERENCE_SERVICE, METRICS_NAMESPACE
-from infra.stacks.storage import StorageStack
+from infra.stacks.stage import StageStack
 
 PERIOD = cdk.Duration.minutes(1)
 # Thresholds: a 1 % 5xx rate or a p99 above 10 s for 5 minutes is an incident.
@@ -29,7 +29,7 @@ SERVER_ERROR_RATE = 0.01
 P99_LATENCY_MS = 10_000
 
 
-class ObservabilityStack(cdk.Stack):
+class ObservabilityStack(StageStack):
     """Dashboard, alarms and the alarm topic.
 
     Attributes
@@ -45,14 +45,14 @@ class ObservabilityStack(cdk.Stack):
         scope: Construct,
         construct_id: str,
         *,
-        settings: InfraSettings,
-        storage: StorageStack,
         api: apigw.RestApi,
         functions: dict[str, lambda_.Function],
         gpu: GpuStack | None = None,
         **kwargs: object,
     ) -> None:
+        # settings= and storage= are StageStack's (self.settings, self.storage).
         super().__init__(scope, construct_id, **kwargs)
+        settings, storage = self.settings, self.storage
         self.topic = sns.Topic(
             self,
             "AlarmTopic",

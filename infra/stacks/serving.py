@@ -26,9 +26,9 @@ from infra.grants import (
 )
 from infra.nag import acknowledge
 from infra.retention import retention
-from infra.settings import REPO_ROOT, InfraSettings
+from infra.settings import REPO_ROOT
 from infra.stacks.gpu import GpuStack
-from infra.stacks.storage import StorageStack
+from infra.stacks.stage import StageStack
 
 INFERENCE_DOCKERFILE = "functions/inference/Dockerfile"
 AUTHORIZER_DIR = REPO_ROOT / "functions" / "authorizer"
@@ -88,7 +88,7 @@ MODEL_GROUPS: tuple[ModelGroup, ...] = (
 )
 
 
-class ServingStack(cdk.Stack):
+class ServingStack(StageStack):
     """Inference functions (published ``live`` aliases) and the authorizer.
 
     Attributes
@@ -106,14 +106,12 @@ class ServingStack(cdk.Stack):
         scope: Construct,
         construct_id: str,
         *,
-        settings: InfraSettings,
-        storage: StorageStack,
         gpu: GpuStack | None = None,
         **kwargs: object,
     ) -> None:
+        # settings= and storage= are StageStack's (self.settings, self.storage).
         super().__init__(scope, construct_id, **kwargs)
-        self.settings = settings
-        self.storage = storage
+        settings, storage = self.settings, self.storage
         dockerfile = REPO_ROOT / INFERENCE_DOCKERFILE
         if not dockerfile.is_file():
             raise FileNotFoundError(
