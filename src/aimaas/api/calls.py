@@ -8,6 +8,7 @@ them the same way.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -42,6 +43,25 @@ class Call:
     principal: Principal
     inline: bool = False
     state: MutableMapping[str, Any] = field(default_factory=dict, repr=False)
+    _inputs: Any = field(default=None, init=False, repr=False)
+
+    def bind_input(self, model_id: str, wire_request: Any) -> None:
+        """Fold one batch this call sends to a model into the call's :attr:`request_digest`.
+
+        The digest is taken over what the models are asked (model, version, task, parameters
+        and decoded inputs), not over the body's bytes, so a client's retry that re-encodes the
+        same request (a new multipart boundary, other JSON spacing, base64 instead of raw bytes)
+        still matches, and any different request does not.
+        """
+        if self._inputs is None:
+            self._inputs = hashlib.sha256()
+        self._inputs.update(model_id.encode() + b"\0")
+        self._inputs.update(wire_request.model_dump_json().encode() + b"\0")
+
+    @property
+    def request_digest(self) -> str | None:
+        """The sha256 of every batch sent so far (None when the call ran no model)."""
+        return None if self._inputs is None else self._inputs.hexdigest()
 
     def mark_model(self, model_id: str) -> None:
         """Record the model serving this call (``name@version``) for headers and log lines."""

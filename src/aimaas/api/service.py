@@ -64,6 +64,7 @@ def invoke(container: Container, call: Call, manifest: ModelManifest, wire_reque
     """Run one batch on the backend chosen for ``manifest`` (in process or GPU)."""
     check_batch(manifest, wire_request)
     call.mark_model(manifest.model_id)
+    call.bind_input(manifest.model_id, wire_request)
     return container.backends.invoke(manifest, wire_request)
 
 
@@ -79,11 +80,14 @@ def price_of(task: str, model: str, billed: Billable, plan: str) -> float | None
 
 def _refuse_a_reused_key(stored: Any, record: Any) -> None:
     """A replayed request id must be the same call: otherwise one billed record would stand for
-    any number of different (and larger, or other-model) predictions, past every limit."""
+    any number of different (and larger, or other-model) predictions, past every limit. Records
+    carry the digest of what the models were asked (:attr:`Call.request_digest`); records from
+    before it existed are compared by model, task and size."""
     same = stored is not None and (
         (stored.model, stored.model_version, stored.task, stored.unit)
         == (record.model, record.model_version, record.task, record.unit)
         and math.isclose(float(stored.units), float(record.units), rel_tol=1e-9, abs_tol=1e-12)
+        and (stored.request_digest is None or stored.request_digest == record.request_digest)
     )
     if not same:
         raise errors.Conflict(
@@ -124,6 +128,7 @@ def meter(
         latency_ms=latency_ms,
         status=200,
         timestamp=datetime.now(UTC),
+        request_digest=call.request_digest,
     )
     deadline.ensure_deliverable()  # never bill an answer the client can no longer receive
     meter = container.meter

@@ -69,6 +69,9 @@ class UsageRecord(Stored):
     latency_ms: float
     status: int
     timestamp: datetime = field(metadata={"column": "ts"})
+    #: sha256 of what the call asked its models (``aimaas.api.calls.Call.request_digest``): a
+    #: retry under the same request id must match it. None: no model ran, or an older record.
+    request_digest: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("request_id", "tenant_id"):

@@ -48,7 +48,7 @@ CREATE TABLE IF NOT EXISTS usage_records (
     tenant_id TEXT NOT NULL, request_id TEXT NOT NULL, key_id TEXT NOT NULL,
     model TEXT NOT NULL, model_version TEXT NOT NULL, task TEXT NOT NULL,
     units TEXT NOT NULL, unit TEXT NOT NULL, latency_ms REAL NOT NULL, status INTEGER NOT NULL,
-    ts TEXT NOT NULL,
+    ts TEXT NOT NULL, request_digest TEXT,
     PRIMARY KEY (tenant_id, request_id)
 );
 CREATE INDEX IF NOT EXISTS usage_records_by_time ON usage_records (tenant_id, ts);
@@ -99,7 +99,9 @@ def _migrate_v1(conn: sqlite3.Connection) -> None:
             if statement.strip():
                 conn.execute(statement)
         conn.execute(
-            "INSERT INTO usage_records SELECT tenant_id, request_id, key_id, model,"
+            "INSERT INTO usage_records (tenant_id, request_id, key_id, model, model_version,"
+            " task, units, unit, latency_ms, status, ts) SELECT tenant_id, request_id, key_id,"
+            " model,"
             " model_version, task, printf('%.6f', units), unit, latency_ms, status, ts"
             " FROM usage_records_v1"
         )
@@ -115,11 +117,19 @@ def _migrate_v1(conn: sqlite3.Connection) -> None:
     conn.execute("COMMIT")
 
 
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring an older file up to the current tables (each step runs only where it is due)."""
+    _migrate_v1(conn)
+    records = _columns(conn, "usage_records")
+    if records and "request_digest" not in records:  # version 2: no request digest
+        conn.execute("ALTER TABLE usage_records ADD COLUMN request_digest TEXT")
+
+
 class SqliteLedger(UsageLedger):
     """The ledger in a SQLite file (see the module docstring for the tables)."""
 
     def __init__(self, path: Path | str) -> None:
-        self.db = SqliteDatabase(path, _SCHEMA, migrate=_migrate_v1)
+        self.db = SqliteDatabase(path, _SCHEMA, migrate=_migrate)
 
     def put(self, record: UsageRecord) -> bool:
         with self.db.transaction() as conn:

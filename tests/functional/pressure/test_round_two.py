@@ -330,3 +330,43 @@ def test_vad_counts_its_own_limit_and_cost(live_server: LiveServer) -> None:
         )
     assert plain.status_code == with_vad.status_code == 200
     assert with_vad.json()["usage"]["price_usd"] > plain.json()["usage"]["price_usd"]
+
+
+def test_an_idempotency_key_is_bound_to_the_whole_request(
+    live_server: LiveServer, photo: bytes
+) -> None:
+    """The reuse check compared model, task and size: five different images (or two texts of
+    the same token count) under one key got five predictions and one ledger record."""
+    other = image_bytes(size=(320, 240))
+    with live_server.client() as client:
+
+        def classify(image: bytes, media_type: str) -> httpx.Response:
+            return client.post(
+                "/v1/image-classification",
+                content=image,
+                headers={"Content-Type": media_type, "Idempotency-Key": "bound-image"},
+            )
+
+        first = classify(photo, "image/jpeg")
+        again = client.post(  # the same image re-encoded as base64 JSON: the same request
+            "/v1/image-classification",
+            json={"image": base64.b64encode(photo).decode()},
+            headers={"Idempotency-Key": "bound-image"},
+        )
+        different = classify(other, "image/png")
+        texts = [
+            client.post(
+                "/v1/embeddings", json={"input": text}, headers={"Idempotency-Key": "bound-text"}
+            )
+            for text in ("the cat sat", "the dog ran")  # equal token counts
+        ]
+    assert first.status_code == again.status_code == 200, again.text
+    assert again.json()["label"] == first.json()["label"]
+    assert assert_error_shape(different)["code"] == "idempotency_key_reused"
+    assert different.status_code == 409
+    assert texts[0].status_code == 200
+    assert texts[0].json()["usage"]["prompt_tokens"] == 5  # [CLS] the cat sat [SEP]
+    assert texts[1].status_code == 409, texts[1].text
+    billed = [r for r in live_server.records("a") if r.request_id in ("bound-image", "bound-text")]
+    assert sorted(r.request_id for r in billed) == ["bound-image", "bound-text"]
+    assert all(r.request_digest for r in billed)
