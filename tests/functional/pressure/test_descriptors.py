@@ -24,10 +24,14 @@ from anyio._backends import _asyncio as anyio_asyncio
 
 from aimaas.api import create_app
 from aimaas.config import Settings
+from aimaas.storage.sqlite import SqliteDatabase
 from tests.functional.pressure.support import REGISTRY, free_port, provision, require_model
 
 BURSTS = 4
 PER_BURST = 30
+# Three SQLite stores (keys, ledger, audit) share the file; each pool keeps up to 4 idle
+# connections, and a WAL connection holds up to three descriptors (db, -wal, -shm).
+POOL_DESCRIPTORS = 3 * SqliteDatabase.__init__.__kwdefaults__["max_idle"] * 3
 
 
 def open_descriptors() -> int:
@@ -40,9 +44,7 @@ def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[st
     monkeypatch.setattr(anyio_asyncio.WorkerThread, "MAX_IDLE_TIME", 0.3)
     db = tmp_path / "aimaas.db"
     key = provision(db, {"a": "pro"})["a"].key
-    settings = Settings(
-        registry_path=REGISTRY, sqlite_path=db, onnx_threads=1, key_store="sqlite"
-    )
+    settings = Settings(registry_path=REGISTRY, sqlite_path=db, onnx_threads=1, key_store="sqlite")
     app = create_app(settings)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
@@ -82,5 +84,9 @@ def test_descriptors_stay_flat_over_bursts(server: tuple[str, str]) -> None:
         assert statuses == [200] * PER_BURST
         time.sleep(1.0)  # quiet: the burst's worker threads exit
         counts.append(open_descriptors())
-    # Bounded by the pools (a few idle connections per database), not by threads ever started.
-    assert counts[-1] - counts[0] <= 4, counts
+    # Bounded by the pools, not by threads ever started: a burst may still fill a pool the first
+    # one did not (CI measured 246, 262, 262, 262: +16 once), so the count must stop growing after
+    # the second burst, and all growth stays under what full pools can hold. The leak this guards
+    # against grew about 90 descriptors every burst.
+    assert counts[-1] - counts[1] <= 4, counts
+    assert counts[-1] - counts[0] <= POOL_DESCRIPTORS, counts
