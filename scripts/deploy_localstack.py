@@ -284,11 +284,11 @@ def skip_body_validation_without_models(apigw: Any, rest_api_id: str, stage: str
 def create_tables(dynamodb: Any, prefix: str) -> dict[str, str]:
     """Create the tenants, usage and audit tables; return their names by role.
 
-    The schemas are the storage kit's one definition (:data:`aimaas.storage.schemas.TABLES`),
+    The schemas are the storage kit's one definition (:data:`aimaas.storage.tables.TABLES`),
     the same the CDK app's AWS profile builds and the tests create in moto.
     """
     from aimaas.storage.dynamodb import create_tables as create_kit_tables
-    from aimaas.storage.schemas import TABLES
+    from aimaas.storage.tables import TABLES
 
     names = {role: f"{prefix}-{role}" for role in TABLES}
     create_kit_tables(dynamodb, names)

@@ -23,8 +23,8 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from aimaas.metering.aggregator import STREAM_FILTER
-from aimaas.storage.schemas import TABLES as SCHEMAS
-from aimaas.storage.schemas import TableSchema
+from aimaas.storage.tables import TABLES as SCHEMAS
+from aimaas.storage.tables import TableSchema
 from infra.assets import stage_core_layer
 from infra.grants import classifier_bucket_name
 from infra.nag import acknowledge
@@ -38,7 +38,7 @@ _S = dynamodb.AttributeType.STRING
 
 @dataclass(frozen=True)
 class TableSpec:
-    """One table of the storage kit's definition (:data:`aimaas.storage.schemas.TABLES`), with
+    """One table of the storage kit's definition (:data:`aimaas.storage.tables.TABLES`), with
     the logical id and physical name it gets in this app."""
 
     schema: TableSchema

@@ -1,6 +1,6 @@
 """DynamoDB usage ledger: one conditional put per call; counters come from the table's stream.
 
-Table: :data:`aimaas.storage.schemas.USAGE` (``pk``/``sk`` strings, TTL ``expires_at``, stream
+Table: :data:`aimaas.storage.tables.USAGE` (``pk``/``sk`` strings, TTL ``expires_at``, stream
 ``NEW_IMAGE``), ``AIMAAS_USAGE_TABLE``.
 
 The hot path

@@ -8,7 +8,7 @@ Public face::
 - :class:`SqliteDatabase` (:mod:`aimaas.storage.sqlite`): pooled connections to one file.
 - :class:`Stored` (:mod:`aimaas.storage.records`): a dataclass mixin; ``to_row``/``from_row``
   and ``to_item``/``from_item`` derived from the field types, for every adapter.
-- :data:`TABLES` (:mod:`aimaas.storage.schemas`): the key schemas, GSIs, TTL and streams;
+- :data:`TABLES` (:mod:`aimaas.storage.tables`): the key schemas, GSIs, TTL and streams;
   :func:`aimaas.storage.dynamodb.create_tables` builds them (tests, LocalStack), the CDK app
   builds the same (``infra/stacks/storage.py``).
 - time helpers (:mod:`aimaas.storage.clock`).
@@ -28,8 +28,8 @@ from aimaas.storage.clock import (
     utc,
 )
 from aimaas.storage.records import Stored
-from aimaas.storage.schemas import AUDIT, CLASSIFIERS, TABLES, TENANTS, USAGE, TableSchema
 from aimaas.storage.sqlite import SqliteDatabase
+from aimaas.storage.tables import AUDIT, CLASSIFIERS, TABLES, TENANTS, USAGE, TableSchema
 
 __all__ = [
     "AUDIT",

@@ -10,7 +10,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from aimaas.storage.schemas import TABLES
+from aimaas.storage.tables import TABLES
 
 # Short timeouts and botocore's standard retries: callers (the Meter) add their own on top.
 CLIENT_CONFIG = Config(
@@ -47,7 +47,7 @@ def conditional_failed(error: ClientError) -> bool:
 
 def create_tables(dynamodb: Any, names: Mapping[str, str]) -> dict[str, str]:
     """Create the tables named in ``names`` (``{role: table name}``) from
-    :data:`aimaas.storage.schemas.TABLES`, wait for them and switch on their TTL.
+    :data:`aimaas.storage.tables.TABLES`, wait for them and switch on their TTL.
 
     Used by the tests (moto) and ``scripts/deploy_localstack.py``; the CDK app builds the same
     schemas in ``infra/stacks/storage.py`` (a test compares the two).

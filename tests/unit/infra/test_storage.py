@@ -120,7 +120,7 @@ def test_table_schemas_equal_the_storage_kit(dev: Any) -> None:
     from moto import mock_aws
 
     from aimaas.storage.dynamodb import create_tables
-    from aimaas.storage.schemas import TABLES
+    from aimaas.storage.tables import TABLES
 
     tables = {
         t["Properties"]["TableName"]: t["Properties"]
