@@ -40,7 +40,8 @@ Outcomes
   inference app answers 429 with ``Retry-After`` (an authorizer cannot choose the status code
   of a Deny, and 403 would tell the client the key is bad);
 - otherwise Allow on the whole API stage (``<api>/<stage>/*/*``) with context
-  ``{tenant_id, key_id, plan}``.
+  ``{tenant_id, key_id, plan, month_calls}`` (the month counter it read, which the app's
+  hard-limit admission uses instead of reading it again).
 
 Keys never reach a log line: only key ids are logged.
 """
@@ -123,7 +124,8 @@ def handler(event: APIGatewayAuthorizerRequestEvent, context: Any) -> dict[str, 
         return denied.asdict()
     claims = {"tenant_id": principal.tenant_id, "key_id": principal.key_id, "plan": principal.plan}
     try:
-        auth.enforce_limits(principal)
+        # The app admits the call near the limit with the counter read here (no second read).
+        claims["month_calls"] = str(auth.enforce_limits(principal))
     except QuotaExceeded as error:
         # The app answers 429 with Retry-After (see "Outcomes" above).
         claims["quota_retry_after"] = str(error.retry_after)

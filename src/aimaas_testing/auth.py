@@ -7,10 +7,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aimaas.auth import Principal
+from aimaas.metering.limits import Admission
+
+
+class Unlimited:
+    """The limit half of an authenticator double: every call is admitted, far from any limit
+    (subclasses say who calls with ``identify``)."""
+
+    def enforce_limits(self, principal: Principal) -> int:
+        """No limits: no calls counted."""
+        return 0
+
+    def admit(self, principal: Principal, used: int | None = None) -> Admission:
+        """An admission that holds no reservation."""
+        return Admission(principal.tenant_id, "0000-00", 0, reserved=False)
 
 
 @dataclass(frozen=True)
-class FixedAuthenticator:
+class FixedAuthenticator(Unlimited):
     """Takes every request as coming from ``principal``, with no limits: for tests of what
     happens after authentication (routing, model stores, backends)."""
 
@@ -18,9 +32,6 @@ class FixedAuthenticator:
 
     def identify(self, headers: Mapping[str, str]) -> Principal:
         return self.principal
-
-    def enforce_limits(self, principal: Principal) -> None:
-        """No limits."""
 
 
 def tenant_key(db: Path, plan: str = "pro", label: str = "tests") -> str:

@@ -6,20 +6,23 @@
   what each call answered, so a test can compare the ledger with what was acknowledged.
 - :func:`moto_tables` starts moto with the tables of the storage kit and, through
   :class:`StreamPump`, runs the ledger's stream aggregator as AWS Lambda would.
+- :func:`bump_sqlite_month_counter` puts a tenant near its hard limit without serving calls.
 """
 
 from __future__ import annotations
 
 import random
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from aimaas.metering.ledger import UsageLedger
-from aimaas.metering.records import Period, UsageCell, UsageRecord, UsageTotals
+from aimaas.metering.records import Period, UsageCell, UsageRecord, UsageTotals, month_bucket
 
 
 class InjectedFault(ConnectionError):
@@ -433,3 +436,22 @@ def moto_tables(region: str = "us-east-1", *, aggregate: bool = True) -> Iterato
             undo_drain()
             boto3.DEFAULT_SESSION = saved_session
             undo()
+
+
+def bump_sqlite_month_counter(db_path: Path, tenant_id: str, calls: int, at: datetime) -> None:
+    """Add ``calls`` to a tenant's month counter in a SQLite ledger, without records.
+
+    A tenant "at 9,995 of 10,000" in one statement instead of 9,995 served calls; the hard
+    limit reads only this counter.
+    """
+    connection = sqlite3.connect(db_path)
+    try:
+        with connection:
+            connection.execute(
+                "INSERT INTO usage_counter_cells (tenant_id, period, bucket, task, model, unit,"
+                " calls, units_micro) VALUES (?, 'month', ?, 'embeddings', 'earlier-usage',"
+                " '1k_tokens', ?, 0)",
+                (tenant_id, month_bucket(at), calls),
+            )
+    finally:
+        connection.close()

@@ -63,6 +63,15 @@ class Call:
         """The sha256 of every batch sent so far (None when the call ran no model)."""
         return None if self._inputs is None else self._inputs.hexdigest()
 
+    def mark_billed(self) -> None:
+        """Record that this call made a new usage record (its hard-limit slot is spent)."""
+        self.state["billed"] = True
+
+    @property
+    def billed(self) -> bool:
+        """Whether this call made a new usage record."""
+        return bool(self.state.get("billed"))
+
     def mark_model(self, model_id: str) -> None:
         """Record the model serving this call (``name@version``) for headers and log lines."""
         mark_model(self.state, model_id)

@@ -8,7 +8,7 @@ the :class:`~aimaas.api.calls.Call` that task functions take.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
@@ -23,6 +23,7 @@ from aimaas.api.security import (
     require_principal,
 )
 from aimaas.auth import Principal
+from aimaas.metering.limits import Admission
 
 
 def get_container(request: Request) -> Container:
@@ -44,10 +45,20 @@ async def caller(
     request: Request,
     _api_key: Annotated[str | None, Security(api_key_scheme)] = None,
     _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)] = None,
-) -> Principal:
+) -> AsyncIterator[Principal]:
     """The authenticated caller within its plan's limits (401/403/429 otherwise); the two
-    schemes document the headers in OpenAPI."""
-    return await _checked(request, require_principal)
+    schemes document the headers in OpenAPI.
+
+    The call holds a hard-limit admission while it is served; when it ends, a call that made
+    no new usage record (an error, a replay) gives its slot back.
+    """
+    principal = await _checked(request, require_principal)
+    admission: Admission = request.state.admission
+    try:
+        yield principal
+    finally:
+        billed = bool(getattr(request.state, "billed", False))
+        await run_blocking(runs_inline(request), admission.finish, billed)
 
 
 async def identity(

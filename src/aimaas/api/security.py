@@ -34,6 +34,7 @@ from aimaas.api.container import Container
 from aimaas.api.context import GatewayContext
 from aimaas.auth import Principal
 from aimaas.errors import QuotaExceeded, Unauthorized
+from aimaas.metering.limits import Admission
 
 api_key_scheme = APIKeyHeader(
     name="x-api-key",
@@ -85,21 +86,25 @@ def identify_caller(
     return container.authenticator.identify(dict(headers))
 
 
-def enforce_limits(
-    container: Container, principal: Principal, gateway: GatewayContext | None
-) -> None:
-    """Refuse (429) a caller whose hard monthly limit is reached."""
+def admit(container: Container, principal: Principal, gateway: GatewayContext | None) -> Admission:
+    """Admit one call within the caller's hard monthly limit (429 when it leaves no room).
+
+    Behind the authorizer its verdict and the month counter it read are reused; the admission
+    near the limit is the app's either way, since only the app knows when the call ends.
+    """
     context = _authorizer_context(gateway) if container.settings.trust_authorizer else None
-    if context is None:
-        container.authenticator.enforce_limits(principal)
-        return
-    retry_after = context.get("quota_retry_after")
-    if retry_after:
-        raise QuotaExceeded(
-            "The monthly request limit of your plan is reached; it resets at the start "
-            "of next month (UTC).",
-            retry_after=int(retry_after),
-        )
+    used: int | None = None
+    if context is not None:
+        retry_after = context.get("quota_retry_after")
+        if retry_after:
+            raise QuotaExceeded(
+                "The monthly request limit of your plan is reached; it resets at the start "
+                "of next month (UTC).",
+                retry_after=int(retry_after),
+            )
+        if str(context.get("month_calls", "")).isdigit():
+            used = int(context["month_calls"])
+    return container.authenticator.admit(principal, used)
 
 
 def identified(request: Request) -> Principal:
@@ -137,7 +142,9 @@ def require_principal(
     Returns
     -------
     Principal
-        The tenant, key id and plan of the caller.
+        The tenant, key id and plan of the caller. The call's
+        :class:`~aimaas.metering.limits.Admission` is left in ``request.state.admission``:
+        whoever serves the call finishes it (:func:`aimaas.api.dependencies.caller`).
 
     Raises
     ------
@@ -145,5 +152,6 @@ def require_principal(
         As :meth:`aimaas.auth.Authenticator.authenticate` (401, 403, 429).
     """
     principal = identified(request)
-    enforce_limits(request.app.state.container, principal, getattr(request.state, "gateway", None))
+    gateway = getattr(request.state, "gateway", None)
+    request.state.admission = admit(request.app.state.container, principal, gateway)
     return principal

@@ -133,7 +133,9 @@ def meter(
     deadline.ensure_deliverable()  # never bill an answer the client can no longer receive
     meter = container.meter
     new = meter.record(record)
-    if not new:
+    if new:
+        call.mark_billed()
+    else:
         try:
             stored = meter.ledger.get(record.tenant_id, record.request_id)
         except Exception as error:  # the duplicate was seen, but cannot be compared now

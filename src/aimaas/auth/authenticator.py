@@ -20,9 +20,11 @@ counter >= plan ``hard_limits.monthly_requests``)        (429, ``Retry-After`` =
 
 Error messages never contain the key.
 
-The hard limit is checked before a call is served and counted when it is recorded, so
-concurrent calls at the boundary can overshoot it by at most the calls in flight at that moment
-(the counter stays exact; the next call is refused).
+The hard limit is checked before a call is served and counted when it is recorded.
+:meth:`Authenticator.authenticate` (the Lambda authorizer) only checks the counter; the serving
+app admits each call with :meth:`Authenticator.admit`, which near the limit takes a slot of a
+ledger reservation, so concurrent calls at the boundary cannot overshoot it in one process and
+overshoot it by a bounded few across processes (:mod:`aimaas.metering.limits`).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from datetime import datetime
 from aimaas.auth.keys import KeyStore, key_matches, now_utc, parse_key, usage_identifier
 from aimaas.errors import Forbidden, QuotaExceeded, Unauthorized
 from aimaas.metering.ledger import UsageLedger
+from aimaas.metering.limits import Admission, LimitGuard
 from aimaas.metering.records import next_month_start
 from aimaas.plans import Catalog, load_catalog
 
@@ -146,6 +149,7 @@ class Authenticator:
         self.catalog = catalog or load_catalog()
         self.clock = clock
         self.touch = touch
+        self.guard = LimitGuard(ledger)
 
     @property
     def pepper(self) -> str:
@@ -225,15 +229,52 @@ class Authenticator:
             usage_identifier=identifier,
         )
 
-    def enforce_limits(self, principal: Principal) -> None:
-        """Raise :class:`~aimaas.errors.QuotaExceeded` if the tenant's month is used up."""
+    def enforce_limits(self, principal: Principal) -> int:
+        """The tenant's calls this month; :class:`~aimaas.errors.QuotaExceeded` if used up."""
         now: datetime = self.clock()
         plan = self.catalog.plan(principal.plan)
         used = self.ledger.month_calls(principal.tenant_id, now)
         if used >= plan.monthly_requests:
-            retry_after = math.ceil((next_month_start(now) - now).total_seconds())
-            raise QuotaExceeded(
-                f"The monthly limit of {plan.monthly_requests} requests of plan "
-                f"'{plan.name}' is reached; it resets at the start of next month (UTC).",
-                retry_after=retry_after,
-            )
+            raise self._quota_exceeded(plan.name, plan.monthly_requests, now)
+        return used
+
+    def admit(self, principal: Principal, used: int | None = None) -> Admission:
+        """Admit one call of ``principal`` within its hard monthly limit.
+
+        Near the limit the call takes a slot of the ledger's reservation, so concurrent calls
+        cannot all pass one counter read (:mod:`aimaas.metering.limits`).
+
+        Parameters
+        ----------
+        principal
+            The caller.
+        used
+            The tenant's calls this month if already read (by the Lambda authorizer, which
+            passes it in its context); read from the ledger when None.
+
+        Returns
+        -------
+        Admission
+            Call :meth:`~aimaas.metering.limits.Admission.finish` when the call ends.
+
+        Raises
+        ------
+        aimaas.errors.QuotaExceeded
+            The limit leaves no room for this call (429 with Retry-After).
+        """
+        now: datetime = self.clock()
+        plan = self.catalog.plan(principal.plan)
+        if used is None:
+            used = self.ledger.month_calls(principal.tenant_id, now)
+        admission = self.guard.admit(principal.tenant_id, plan.monthly_requests, used, now)
+        if admission is None:
+            raise self._quota_exceeded(plan.name, plan.monthly_requests, now)
+        return admission
+
+    @staticmethod
+    def _quota_exceeded(plan: str, limit: int, now: datetime) -> QuotaExceeded:
+        return QuotaExceeded(
+            f"The monthly limit of {limit} requests of plan '{plan}' is reached; it resets at "
+            "the start of next month (UTC).",
+            retry_after=math.ceil((next_month_start(now) - now).total_seconds()),
+        )

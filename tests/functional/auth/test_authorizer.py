@@ -105,6 +105,7 @@ def test_allow_with_context_and_usage_identifier(aws) -> None:
             "tenant_id": tenant.tenant_id,
             "key_id": key_id,
             "plan": "pro",
+            "month_calls": "0",  # the counter it read, reused by the app's admission
         }
         assert response["usageIdentifierKey"] == identifier
 

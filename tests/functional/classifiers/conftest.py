@@ -22,20 +22,18 @@ from aimaas.api.container import Container, build_container
 from aimaas.auth import Principal
 from aimaas.config import Settings
 from aimaas.metering import UsageRecord
+from aimaas_testing.auth import Unlimited
 from aimaas_testing.paths import REGISTRY, REPO_ROOT, has_model
 
 TICKETS = json.loads((REPO_ROOT / "tests" / "data" / "support_tickets.json").read_text())
 
 
-class HeaderTenantAuthenticator:
+class HeaderTenantAuthenticator(Unlimited):
     """The tenant named by ``X-Test-Tenant`` (``a`` when absent), on the pro plan, no limits."""
 
     def identify(self, headers: Mapping[str, str]) -> Principal:
         tenant = headers.get("x-test-tenant", "a")
         return Principal(tenant_id=f"t_{tenant}", key_id=f"k_{tenant}", plan="pro")
-
-    def enforce_limits(self, principal: Principal) -> None:
-        """No limits."""
 
 
 @dataclasses.dataclass

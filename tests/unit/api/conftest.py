@@ -25,6 +25,7 @@ from aimaas.config import Settings, StageConfig
 from aimaas.metering import Meter, UsageLedger, UsageRecord
 from aimaas.metering.sqlite import SqliteLedger
 from aimaas.registry import FolderStore, ModelRegistry
+from aimaas_testing.auth import Unlimited
 from aimaas_testing.media import wav
 from aimaas_testing.paths import REGISTRY
 
@@ -32,16 +33,13 @@ AUTH = {"Authorization": "Bearer good-key"}
 PRINCIPAL = Principal(tenant_id="t_unit", key_id="k_unit", plan="pro")
 
 
-class FakeAuthenticator:
-    """Accepts exactly ``Bearer good-key``."""
+class FakeAuthenticator(Unlimited):
+    """Accepts exactly ``Bearer good-key``, with no limits."""
 
     def identify(self, headers: Mapping[str, str]) -> Principal:
         if headers.get("authorization") == "Bearer good-key":
             return PRINCIPAL
         raise errors.Unauthorized("No valid API key.")
-
-    def enforce_limits(self, principal: Principal) -> None:
-        """No limits here."""
 
 
 @dataclasses.dataclass
