@@ -79,7 +79,8 @@ class Catalog:
     currency: str
     plans: Mapping[str, Plan]
     task_prices: Mapping[str, Price]
-    model_prices: Mapping[str, Price] = field(default_factory=dict)
+    #: ``(task, model)`` -> price: a model's own price for one task it is billed under.
+    model_prices: Mapping[tuple[str, str], Price] = field(default_factory=dict)
 
     def plan(self, name: str) -> Plan:
         """Return the plan called ``name``.
@@ -95,15 +96,20 @@ class Catalog:
             raise KeyError(f"unknown plan {name!r}; known: {sorted(self.plans)}") from None
 
     def list_price(self, task: str, model: str | None = None) -> Price:
-        """The list price of one call's units: the model's own price, else its task's.
+        """The list price of one call's units: the model's own price for that task, else the
+        task's.
+
+        A model's price applies only under the task it is listed for (``[prices.models.<task>]``):
+        an embeddings model that scores zero-shot labels is billed as text classification, as
+        the default model doing the same work is.
 
         Raises
         ------
         KeyError
             If neither the model nor the task has a price.
         """
-        if model and model in self.model_prices:
-            return self.model_prices[model]
+        if model and (task, model) in self.model_prices:
+            return self.model_prices[task, model]
         try:
             return self.task_prices[task]
         except KeyError:
@@ -122,7 +128,7 @@ class Catalog:
         Parameters
         ----------
         task, model
-            What was called; a model price overrides the task price.
+            What was called; a model's price for that task overrides the task price.
         units
             Quantity consumed, in ``unit`` (the billing unit when ``unit`` is None).
         plan
@@ -176,8 +182,26 @@ def _price(data: Mapping[str, Any]) -> Price:
     return Price(unit=str(data["unit"]), usd=Decimal(str(data["usd"])))
 
 
+def _model_prices(tables: Mapping[str, Any]) -> dict[tuple[str, str], Price]:
+    prices = {}
+    for task, models in tables.items():
+        if not isinstance(models, Mapping) or "usd" in models:
+            raise ValueError(
+                f"prices.models.{task}: model prices are listed under their task, "
+                "[prices.models.<task>] with <model> = { unit, usd }"
+            )
+        prices.update({(task, model): _price(body) for model, body in models.items()})
+    return prices
+
+
 def parse_catalog(data: Mapping[str, Any]) -> Catalog:
-    """Build a :class:`Catalog` from the parsed TOML document."""
+    """Build a :class:`Catalog` from the parsed TOML document.
+
+    Raises
+    ------
+    ValueError
+        A model price not listed under a task.
+    """
     plans = {
         name: Plan(
             name=name,
@@ -197,7 +221,7 @@ def parse_catalog(data: Mapping[str, Any]) -> Catalog:
         currency=str(data.get("currency", "USD")),
         plans=MappingProxyType(plans),
         task_prices=MappingProxyType({k: _price(v) for k, v in prices.get("tasks", {}).items()}),
-        model_prices=MappingProxyType({k: _price(v) for k, v in prices.get("models", {}).items()}),
+        model_prices=MappingProxyType(_model_prices(prices.get("models", {}))),
     )
 
 

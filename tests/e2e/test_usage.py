@@ -26,7 +26,7 @@ CALLS = [
 def _list_price(task: str, model: str) -> tuple[str, float]:
     """(unit, USD per unit) read from plans.toml here, not through the platform's code."""
     prices = tomllib.loads((REPO / "src/aimaas/data/plans.toml").read_text())["prices"]
-    price = prices.get("models", {}).get(model) or prices["tasks"][task]
+    price = prices.get("models", {}).get(task, {}).get(model) or prices["tasks"][task]
     return price["unit"], float(price["usd"])
 
 

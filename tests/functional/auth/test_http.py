@@ -61,7 +61,7 @@ def test_usage_is_the_callers_own_and_priced(seeded) -> None:
     assert body["total_calls"] == 3  # tenant B's record is not there
     catalog = load_catalog()
     pro = catalog.plan("pro").price_multiplier
-    big = catalog.model_prices["all-minilm-l6-v2"].usd
+    big = catalog.model_prices["embeddings", "all-minilm-l6-v2"].usd
     small = catalog.task_prices["embeddings"].usd
     expected_total = (Decimal("3.75") * big + Decimal("0.5") * small) * pro
     assert Decimal(str(body["total_cost"])) == pytest.approx(expected_total, rel=Decimal("1e-12"))

@@ -10,16 +10,19 @@ import socket
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
 
 import httpx
 import numpy as np
 import pytest
 from PIL import Image
 
+from aimaas.plans import load_catalog
 from tests.functional.pressure.support import (
     LiveServer,
     assert_error_shape,
     image_bytes,
+    require_model,
     start_server,
     stop_server,
     wav,
@@ -370,3 +373,25 @@ def test_an_idempotency_key_is_bound_to_the_whole_request(
     billed = [r for r in live_server.records("a") if r.request_id in ("bound-image", "bound-text")]
     assert sorted(r.request_id for r in billed) == ["bound-image", "bound-text"]
     assert all(r.request_digest for r in billed)
+
+
+@pytest.mark.parametrize("model", [None, "all-minilm-l6-v2"])
+def test_zero_shot_costs_the_same_rate_on_any_encoder(
+    live_server: LiveServer, model: str | None
+) -> None:
+    """Item 7: zero-shot is text classification, priced as such whichever encoder scores it
+    (naming all-minilm-l6-v2 applied its embeddings price: $2.64e-06 against $7.04e-06)."""
+    if model is not None:
+        require_model(model)
+    catalog = load_catalog()
+    rate = catalog.task_prices["text-classification"].usd * catalog.plan("pro").price_multiplier
+    body: dict[str, object] = {"text": "my invoice is overdue", "labels": ["billing", "shipping"]}
+    if model is not None:
+        body["model"] = model
+    with live_server.client() as client:
+        response = client.post("/v1/text-classification", json=body)
+    assert response.status_code == 200, response.text
+    usage = response.json()["usage"]
+    assert usage["unit"] == "1k_tokens"
+    expected = Decimal(str(usage["units"])) * rate
+    assert usage["price_usd"] == pytest.approx(float(expected), rel=1e-9)

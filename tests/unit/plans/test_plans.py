@@ -29,7 +29,7 @@ def test_every_plan_has_the_shape_the_cdk_app_reads() -> None:
 
 def test_price_uses_model_override_then_task_and_plan_multiplier() -> None:
     catalog = load_catalog()
-    model_price = catalog.model_prices["all-minilm-l6-v2"].usd
+    model_price = catalog.model_prices["embeddings", "all-minilm-l6-v2"].usd
     task_price = catalog.task_prices["embeddings"].usd
     assert model_price != task_price
     pro = catalog.plan("pro").price_multiplier
@@ -65,3 +65,20 @@ def test_parse_catalog_and_usage_plan_names() -> None:
     assert catalog.plan("x").price_multiplier == 1
     assert catalog.price("t", None, 3, "x") == Decimal("0.3")  # exact, not 0.30000000000000004
     assert usage_plan_name("dev", "pro") == "aimaas-dev-pro"
+
+
+def test_a_model_price_applies_only_to_its_task() -> None:
+    catalog = load_catalog()
+    embeddings = catalog.model_prices["embeddings", "all-minilm-l6-v2"]
+    assert catalog.list_price("embeddings", "all-minilm-l6-v2") == embeddings
+    # The same encoder scoring zero-shot labels is billed as text classification.
+    assert catalog.list_price("text-classification", "all-minilm-l6-v2") == (
+        catalog.task_prices["text-classification"]
+    )
+
+
+def test_a_model_price_outside_a_task_is_refused() -> None:
+    raw = load_toml("plans.toml")
+    flat = {**raw, "prices": {**raw["prices"], "models": {"m": {"unit": "image", "usd": 1}}}}
+    with pytest.raises(ValueError, match=r"prices\.models\.m"):
+        parse_catalog(flat)
