@@ -81,6 +81,8 @@ class Catalog:
     task_prices: Mapping[str, Price]
     #: ``(task, model)`` -> price: a model's own price for one task it is billed under.
     model_prices: Mapping[tuple[str, str], Price] = field(default_factory=dict)
+    #: A fee per billed call on top of its units (list price; the plan's multiplier applies).
+    request_fee_usd: Decimal = Decimal(0)
 
     def plan(self, name: str) -> Plan:
         """Return the plan called ``name``.
@@ -122,8 +124,10 @@ class Catalog:
         units: float | Decimal,
         plan: str,
         unit: str | None = None,
+        calls: int = 1,
     ) -> Decimal:
-        """The charge for ``units`` of ``task`` on ``model`` for a tenant on ``plan``.
+        """The charge for ``calls`` calls that used ``units`` of ``task`` on ``model`` for a
+        tenant on ``plan``: the units at their list price plus the request fee per call.
 
         Parameters
         ----------
@@ -135,6 +139,8 @@ class Catalog:
             The plan name; its ``price_multiplier`` applies.
         unit
             The unit ``units`` is counted in, converted to the billing unit if needed.
+        calls
+            How many calls ``units`` sums (each pays :attr:`request_fee_usd`).
 
         Returns
         -------
@@ -150,7 +156,8 @@ class Catalog:
         """
         list_price = self.list_price(task, model)
         quantity = to_billing_units(units, unit or list_price.unit, list_price.unit)
-        return quantity * list_price.usd * self.plan(plan).price_multiplier
+        fees = calls * self.request_fee_usd
+        return (quantity * list_price.usd + fees) * self.plan(plan).price_multiplier
 
 
 def to_billing_units(units: float | Decimal, unit: str, billing_unit: str) -> Decimal:
@@ -222,6 +229,7 @@ def parse_catalog(data: Mapping[str, Any]) -> Catalog:
         plans=MappingProxyType(plans),
         task_prices=MappingProxyType({k: _price(v) for k, v in prices.get("tasks", {}).items()}),
         model_prices=MappingProxyType(_model_prices(prices.get("models", {}))),
+        request_fee_usd=Decimal(str(prices.get("request_fee_usd", 0))),
     )
 
 
@@ -237,7 +245,12 @@ def get_plan(name: str) -> Plan:
 
 
 def price(
-    task: str, model: str | None, units: float | Decimal, plan: str, unit: str | None = None
+    task: str,
+    model: str | None,
+    units: float | Decimal,
+    plan: str,
+    unit: str | None = None,
+    calls: int = 1,
 ) -> Decimal:
     """Shortcut for :meth:`Catalog.price` on the loaded catalog."""
-    return load_catalog().price(task, model, units, plan, unit)
+    return load_catalog().price(task, model, units, plan, unit, calls)

@@ -30,6 +30,14 @@ def _list_price(task: str, model: str) -> tuple[str, float]:
     return price["unit"], float(price["usd"])
 
 
+def _request_fee() -> float:
+    return float(
+        tomllib.loads((REPO / "src/aimaas/data/plans.toml").read_text())["prices"].get(
+            "request_fee_usd", 0
+        )
+    )
+
+
 def _multiplier(plan: str) -> float:
     plans = tomllib.loads((REPO / "src/aimaas/data/plans.toml").read_text())["plans"]
     return float(plans[plan]["price_multiplier"])
@@ -54,7 +62,8 @@ def metered(
 
 
 def _expected(made: list[dict[str, Any]], plan: str) -> dict[str, dict[str, float]]:
-    """Per task: calls, units and cost = units x list price x the plan's multiplier."""
+    """Per task: calls, units and cost = (units x list price + the request fee) x the plan's
+    multiplier."""
     out: dict[str, dict[str, float]] = defaultdict(lambda: {"calls": 0, "units": 0.0, "cost": 0.0})
     for usage in made:
         unit, usd = _list_price(usage["task"], usage["model"].split("@")[0])
@@ -62,7 +71,7 @@ def _expected(made: list[dict[str, Any]], plan: str) -> dict[str, dict[str, floa
         row = out[usage["task"]]
         row["calls"] += 1
         row["units"] += usage["units"]
-        row["cost"] += usage["units"] * usd * _multiplier(plan)
+        row["cost"] += (usage["units"] * usd + _request_fee()) * _multiplier(plan)
     return dict(out)
 
 
@@ -72,7 +81,7 @@ def test_each_response_states_its_price(metered: tuple[Tenant, list[dict[str, An
         unit, usd = _list_price(usage["task"], usage["model"].split("@")[0])
         assert usage["unit"] == unit
         assert usage["units"] > 0
-        expected = usage["units"] * usd * _multiplier(tenant.plan)
+        expected = (usage["units"] * usd + _request_fee()) * _multiplier(tenant.plan)
         assert usage["price_usd"] == pytest.approx(expected, rel=1e-6, abs=1e-12)
 
 

@@ -207,7 +207,10 @@ def model_info(container: Container, name: str) -> api.ModelInfo:
     try:
         list_price = catalog.list_price(manifest.task, manifest.name)
         price = api.Price(
-            unit=list_price.unit, usd=float(list_price.usd), currency=catalog.currency
+            unit=list_price.unit,
+            usd=float(list_price.usd),
+            request_fee_usd=float(catalog.request_fee_usd),
+            currency=catalog.currency,
         )
     except KeyError:
         price = None

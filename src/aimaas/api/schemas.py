@@ -229,8 +229,12 @@ class VadOut(_Out):
 
 
 class Price(_Out):
+    """List price: ``usd`` per ``unit``, plus ``request_fee_usd`` per call (before the plan's
+    multiplier)."""
+
     unit: str
     usd: float
+    request_fee_usd: float = 0.0
     currency: str = "USD"
 
 

@@ -27,6 +27,10 @@ SHOWN = Decimal("0.000001")  # amounts are shown with 6 decimals
 CENTS = Decimal("0.01")
 
 
+#: The model and task of the invoice line that charges the per-call request fee.
+REQUEST_FEE_LINE = "request fee"
+
+
 @dataclass(frozen=True)
 class InvoiceLine:
     """One model/task of the month."""
@@ -171,6 +175,7 @@ def build_invoice_from_cells(
     """
     catalog = catalog or load_catalog()
     multiplier = catalog.plan(plan).price_multiplier
+    fee = catalog.request_fee_usd * multiplier
     start, end = month_bounds(month)
     groups: dict[tuple[str, str, str], list[Any]] = {}
     days: dict[str, list[Any]] = {}
@@ -188,8 +193,8 @@ def build_invoice_from_cells(
         slot[0] += cell.calls
         slot[1] += quantity
         days[cell.day][0] += cell.calls
-        days[cell.day][1] += quantity * unit_price
-    lines = tuple(
+        days[cell.day][1] += quantity * unit_price + cell.calls * fee
+    usage_lines = [
         InvoiceLine(
             model=model,
             task=task,
@@ -200,7 +205,21 @@ def build_invoice_from_cells(
             amount=quantity * unit_price,
         )
         for (model, task, unit), (calls, quantity, unit_price) in sorted(groups.items())
-    )
+    ]
+    total_calls = sum(line.calls for line in usage_lines)
+    if fee and total_calls:  # one line for the fee every call pays, whatever it used
+        usage_lines.append(
+            InvoiceLine(
+                model=REQUEST_FEE_LINE,
+                task=REQUEST_FEE_LINE,
+                unit="call",
+                calls=total_calls,
+                quantity=Decimal(total_calls),
+                unit_price=fee,
+                amount=total_calls * fee,
+            )
+        )
+    lines = tuple(usage_lines)
     return Invoice(
         invoice_id=f"INV-{tenant_id}-{month}",
         tenant_id=tenant_id,
@@ -213,7 +232,7 @@ def build_invoice_from_cells(
         issued_at=issued_at or datetime.now(UTC),
         lines=lines,
         days=tuple(InvoiceDay(d, calls, cost) for d, (calls, cost) in days.items()),
-        total_calls=sum(line.calls for line in lines),
+        total_calls=total_calls,
         total=sum((line.amount for line in lines), Decimal(0)),
     )
 

@@ -78,7 +78,7 @@ def _build(
     """Accumulate ``(group values, task, model, unit, calls, units)`` items and price them."""
     acc: dict[tuple[tuple[str, ...], str], list[Any]] = {}
     for values, task, model, unit, calls, units in items:
-        cost = catalog.price(task, model, units, plan, unit)
+        cost = catalog.price(task, model, units, plan, unit, calls)
         slot = acc.setdefault((values, unit), [0, Decimal(0), Decimal(0)])
         slot[0] += calls
         slot[1] += units
@@ -155,7 +155,8 @@ def summarize_cells(
 ) -> UsageSummary:
     """Like :func:`summarize`, from daily counter cells (whole days; day, model, task only).
 
-    Pricing is linear in units, so pricing a cell's sum equals the sum of its records' prices.
+    Pricing is linear in units and calls (the request fee), so pricing a cell's sums equals the
+    sum of its records' prices.
     """
     _check(group_by, CELL_GROUPS)
     items = (

@@ -11,6 +11,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 from aimaas.config import Settings
+from aimaas.metering.invoice import REQUEST_FEE_LINE
 from aimaas.plans import load_catalog, to_billing_units
 from aimaas_admin import AdminService
 from aimaas_admin.invoice_html import render_html
@@ -95,11 +96,17 @@ def test_html_invoice_numbers_equal_ledger_sums_times_price(tmp_path: Path) -> N
     cells.feed(html)
     assert cells.by_id["invoice-id"] == f"INV-{tenant.tenant_id}-2026-02"
     assert cells.by_id["plan"] == "pro"
-    assert len(cells.rows) == len(specs)
+    assert len(cells.rows) == len(specs) + 1  # and the request fee's line
+    fee = catalog.request_fee_usd * plan.price_multiplier
+    sums[REQUEST_FEE_LINE, REQUEST_FEE_LINE] = Decimal(40)
+    calls[REQUEST_FEE_LINE, REQUEST_FEE_LINE] = 40
     expected_total = Decimal(0)
     for row in cells.rows:
         key = (row["model"], row["task"])
-        unit_price = catalog.list_price(*reversed(key)).usd * plan.price_multiplier
+        if key == (REQUEST_FEE_LINE, REQUEST_FEE_LINE):
+            unit_price = fee
+        else:
+            unit_price = catalog.list_price(*reversed(key)).usd * plan.price_multiplier
         amount = sums[key] * unit_price
         expected_total += amount
         assert int(row["calls"]) == calls[key]

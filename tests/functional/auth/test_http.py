@@ -63,7 +63,8 @@ def test_usage_is_the_callers_own_and_priced(seeded) -> None:
     pro = catalog.plan("pro").price_multiplier
     big = catalog.model_prices["embeddings", "all-minilm-l6-v2"].usd
     small = catalog.task_prices["embeddings"].usd
-    expected_total = (Decimal("3.75") * big + Decimal("0.5") * small) * pro
+    fees = body["total_calls"] * catalog.request_fee_usd
+    expected_total = (Decimal("3.75") * big + Decimal("0.5") * small + fees) * pro
     assert Decimal(str(body["total_cost"])) == pytest.approx(expected_total, rel=Decimal("1e-12"))
     rows = {(r["day"], r["model"]): r for r in body["rows"]}
     first = rows[DAY1.date().isoformat(), "all-minilm-l6-v2"]

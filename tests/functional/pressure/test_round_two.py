@@ -384,7 +384,8 @@ def test_zero_shot_costs_the_same_rate_on_any_encoder(
     if model is not None:
         require_model(model)
     catalog = load_catalog()
-    rate = catalog.task_prices["text-classification"].usd * catalog.plan("pro").price_multiplier
+    pro = catalog.plan("pro").price_multiplier
+    rate = catalog.task_prices["text-classification"].usd
     body: dict[str, object] = {"text": "my invoice is overdue", "labels": ["billing", "shipping"]}
     if model is not None:
         body["model"] = model
@@ -393,5 +394,5 @@ def test_zero_shot_costs_the_same_rate_on_any_encoder(
     assert response.status_code == 200, response.text
     usage = response.json()["usage"]
     assert usage["unit"] == "1k_tokens"
-    expected = Decimal(str(usage["units"])) * rate
+    expected = (Decimal(str(usage["units"])) * rate + catalog.request_fee_usd) * pro
     assert usage["price_usd"] == pytest.approx(float(expected), rel=1e-9)

@@ -9,6 +9,8 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
+from aimaas.plans import load_catalog
+
 AUTH = {"Authorization": "Bearer good-key"}
 
 
@@ -248,7 +250,12 @@ def test_catalogue_lists_every_model_with_price_and_schema(harness) -> None:
     assert set(listed) == set(harness.container.registry.names())
     mobilenet = listed["mobilenet-v2"]
     assert mobilenet["task"] == "image-classification"
-    assert mobilenet["price"] == {"unit": "image", "usd": 0.001, "currency": "USD"}
+    assert mobilenet["price"] == {
+        "unit": "image",
+        "usd": 0.001,
+        "request_fee_usd": float(load_catalog().request_fee_usd),
+        "currency": "USD",
+    }
     assert mobilenet["schema"]["endpoint"] == "/v1/image-classification"
     assert len(mobilenet["labels"]) == 1000
     one = harness.client.get("/v1/models/all-minilm-l6-v2", headers=AUTH).json()

@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from aimaas.metering import summarize
-from aimaas.metering.invoice import build_invoice, render_csv, render_json
+from aimaas.metering.invoice import REQUEST_FEE_LINE, build_invoice, render_csv, render_json
 from aimaas.metering.records import UsageRecord, next_month_start
 from aimaas.plans import load_catalog
 from aimaas_testing.metering import sample_record
@@ -40,12 +40,13 @@ def test_summarize_groups_and_prices_exactly() -> None:
     pro = catalog.plan("pro").price_multiplier
     assert by_task["embeddings"].calls == 2
     assert by_task["embeddings"].units == Decimal("1.75")
-    assert (
-        by_task["embeddings"].cost == Decimal("1.75") * catalog.task_prices["embeddings"].usd * pro
+    fee = catalog.request_fee_usd
+    assert fee > 0
+    assert by_task["embeddings"].cost == (
+        (Decimal("1.75") * catalog.task_prices["embeddings"].usd + 2 * fee) * pro
     )
-    assert (
-        by_task["image-classification"].cost
-        == 2 * catalog.task_prices["image-classification"].usd * pro
+    assert by_task["image-classification"].cost == (
+        (2 * catalog.task_prices["image-classification"].usd + 1 * fee) * pro
     )
     assert summary.cost == sum(line.cost for line in summary.lines)
     with pytest.raises(ValueError, match="cannot group"):
@@ -69,6 +70,13 @@ def test_invoice_lines_days_and_total() -> None:
     expected = (
         Decimal("1.75") * catalog.task_prices["embeddings"].usd
         + 2 * catalog.task_prices["image-classification"].usd
+        + 3 * catalog.request_fee_usd  # the free plan's multiplier is 1
+    )
+    (fee_line,) = [line for line in invoice.lines if line.task == REQUEST_FEE_LINE]
+    assert (fee_line.calls, fee_line.unit, fee_line.amount) == (
+        3,
+        "call",
+        3 * catalog.request_fee_usd,
     )
     assert invoice.total == expected
     assert invoice.amount_due == expected.quantize(Decimal("0.01"))

@@ -33,10 +33,13 @@ def test_price_uses_model_override_then_task_and_plan_multiplier() -> None:
     task_price = catalog.task_prices["embeddings"].usd
     assert model_price != task_price
     pro = catalog.plan("pro").price_multiplier
-    assert price("embeddings", "all-minilm-l6-v2", 3, "pro") == 3 * model_price * pro
-    assert price("embeddings", "all-minilm-l6-v2-int8", 3, "pro") == 3 * task_price * pro
-    # 2,500 tokens are 2.5 billing units of 1k tokens.
-    assert price("embeddings", "x", 2500, "free", "tokens") == Decimal("2.5") * task_price
+    fee = catalog.request_fee_usd
+    assert price("embeddings", "all-minilm-l6-v2", 3, "pro") == (3 * model_price + fee) * pro
+    assert price("embeddings", "all-minilm-l6-v2-int8", 3, "pro") == (3 * task_price + fee) * pro
+    # 2,500 tokens are 2.5 billing units of 1k tokens; four calls pay four fees.
+    assert price("embeddings", "x", 2500, "free", "tokens", calls=4) == (
+        Decimal("2.5") * task_price + 4 * fee
+    )
 
 
 def test_unknown_things_are_errors_not_guesses() -> None:
