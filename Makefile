@@ -13,7 +13,7 @@ export CDK_DISABLE_VERSION_CHECK := 1
 REQUIREMENTS := requirements.txt requirements-dev.txt functions/inference/requirements.txt \
 	model_export/requirements.txt infra/requirements.txt
 
-.PHONY: setup system-deps models serve test lint audit synth preflight deploy destroy bench clean \
+.PHONY: setup system-deps models serve test lint audit synth preflight deploy destroy bench cost clean \
 	e2e localstack-start localstack-stop
 
 setup: $(VENV)/.installed system-deps
@@ -100,6 +100,12 @@ localstack-stop:
 
 bench: models
 	$(BIN)/python -m benchmarks
+
+# What a typical call of each task costs in AWS at list prices, next to what each plan is billed
+# (measured on moto with the real functions and models; no AWS needed). Exit 1: a plan is billed
+# below cost. `make test` runs the same check (tests/functional/plans/test_cost.py).
+cost: models
+	AIMAAS_REGISTRY=$(CURDIR)/$(REGISTRY) $(BIN)/python -m benchmarks.cost --check
 
 clean:
 	rm -rf $(VENV) .venv-localstack build cdk.out node_modules
