@@ -347,13 +347,17 @@ def bare_throughput(seconds: float) -> dict[str, Any]:
     return {"req_per_s": count / (time.perf_counter() - start), "threads": 1}
 
 
-def http_throughput(levels: list[int], per_level: int, work_dir: Path) -> dict[str, Any]:
+def http_throughput(
+    levels: list[int], per_level: int, work_dir: Path, env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Closed-loop clients at each of ``levels`` against one local server (``env`` added)."""
+    name = "-".join(f"{k}={v}" for k, v in sorted((env or {}).items())) or "default"
     server = launch_local_server(
         registry=REGISTRY,
-        db=work_dir / "http.db",
-        log_path=work_dir / "server.log",
+        db=work_dir / f"http-{name}.db",
+        log_path=work_dir / f"server-{name}.log",
         args=["--show-key", "--log-level", "warning"],
-        env={"AIMAAS_ONNX_THREADS": "1"},
+        env={"AIMAAS_ONNX_THREADS": "1", **(env or {})},
     )
     try:
         key = re.search(r"demo API key:\s+(amk_\S+)", server.logs())
@@ -379,6 +383,11 @@ def main() -> int:
         overhead = handler_overhead(rounds, work)
         bare = bare_throughput(3.0 if args.quick else 5.0)
         http = http_throughput(args.clients, per_level, work)
+        # The same levels with admission control off (every request runs its session at once),
+        # right after, on the same machine: what the run gate changes.
+        ungated = http_throughput(
+            args.clients, per_level, work, {"AIMAAS_MAX_CONCURRENT_RUNS": "0"}
+        )
     load = os.getloadavg()
 
     print(f"\n1. Handler overhead ({MODEL}, batch 1, {rounds} interleaved rounds)")
@@ -414,9 +423,11 @@ def main() -> int:
 
     print(f"\n3. HTTP on loopback ({http['server']}); bare ORT {bare['req_per_s']:.0f} req/s")
     print(f"   {'clients':>8}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
-    for row in http["levels"]:
-        print(f"   {row['clients']:>8}{row['req_per_s']:>10.1f}{row['p50_ms']:>10.2f}"
-              f"{row['p99_ms']:>10.2f}{row['errors']:>8}")  # fmt: skip
+    for label, result in (("gated (default)", http), ("no admission control", ungated)):
+        print(f"   {label}")
+        for row in result["levels"]:
+            print(f"   {row['clients']:>8}{row['req_per_s']:>10.1f}{row['p50_ms']:>10.2f}"
+                  f"{row['p99_ms']:>10.2f}{row['errors']:>8}")  # fmt: skip
     print(f"\n   load average during the run: {load[0]:.1f} (2 cores; other work shares them)")
 
     OUT.parent.mkdir(parents=True, exist_ok=True)
@@ -434,6 +445,7 @@ def main() -> int:
                 "cold_start": cold,
                 "bare_ort_throughput": bare,
                 "http_throughput": http,
+                "http_throughput_without_admission_control": ungated,
             },
             indent=2,
         )

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from aimaas.audit import AuditLog
 from aimaas.auth import Authenticator
 from aimaas.backends import BackendRouter, LocalOnnxBackend
+from aimaas.backends.admission import RunGate, default_slots
 from aimaas.classifiers import ClassifierStore
 from aimaas.config import Settings
 from aimaas.metering import Meter, UsageLedger
@@ -75,7 +76,13 @@ def build_container(settings: Settings) -> Container:
     """
     stage = settings.stage_config
     registry = ModelRegistry(build_model_store(settings), stage.default_models)
-    cpu = LocalOnnxBackend(registry, threads=settings.onnx_threads)
+    slots = settings.max_concurrent_runs
+    gate = RunGate(
+        default_slots(settings.onnx_threads) if slots < 0 else slots,
+        max_waiting=settings.max_waiting_runs,
+        wait_s=settings.run_wait_s,
+    )
+    cpu = LocalOnnxBackend(registry, threads=settings.onnx_threads, gate=gate)
     backends = BackendRouter(cpu, build_gpu_backend(settings), stage.gpu_models)
     ledger = build_ledger(settings)
     return Container(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from aimaas.backends.admission import RunGate
 from aimaas.backends.base import InferenceBackend
 from aimaas.inference.runners import ModelRunner, RunnerCache, load_runner
 from aimaas.manifest import ModelManifest
@@ -21,16 +22,24 @@ class LocalOnnxBackend(InferenceBackend):
         ONNX Runtime intra-op threads per session (0: runtime default).
     providers
         Execution providers (default CPU); the GPU server passes CUDA here.
+    gate
+        Admission control of the runs (:class:`~aimaas.backends.admission.RunGate`; None:
+        every caller runs at once, as the GPU server's own batcher wants).
     """
 
     name = "local"
 
     def __init__(
-        self, registry: ModelRegistry, threads: int = 0, providers: list[str] | None = None
+        self,
+        registry: ModelRegistry,
+        threads: int = 0,
+        providers: list[str] | None = None,
+        gate: RunGate | None = None,
     ) -> None:
         self.registry = registry
         self.threads = threads
         self.providers = providers
+        self.gate = gate
         self.runners = RunnerCache(self._load)
 
     def _load(self, manifest: ModelManifest) -> ModelRunner:
@@ -42,4 +51,8 @@ class LocalOnnxBackend(InferenceBackend):
         return self.runners.get(manifest)
 
     def invoke(self, manifest: ModelManifest, request: Any) -> Any:
-        return self.runner(manifest).run(request)
+        runner = self.runner(manifest)
+        if self.gate is None:
+            return runner.run(request)
+        with self.gate.admit(manifest.model_id):
+            return runner.run(request)
