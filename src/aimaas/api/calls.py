@@ -9,7 +9,7 @@ them the same way.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -19,6 +19,13 @@ from aimaas.api.context import mark_model
 from aimaas.auth import Principal
 
 T = TypeVar("T")
+
+_BILLED = "billed"
+
+
+def was_billed(state: Mapping[str, Any]) -> bool:
+    """Whether the call of the request state ``state`` made a new usage record."""
+    return bool(state.get(_BILLED))
 
 
 @dataclass
@@ -65,12 +72,7 @@ class Call:
 
     def mark_billed(self) -> None:
         """Record that this call made a new usage record (its hard-limit slot is spent)."""
-        self.state["billed"] = True
-
-    @property
-    def billed(self) -> bool:
-        """Whether this call made a new usage record."""
-        return bool(self.state.get("billed"))
+        self.state[_BILLED] = True
 
     def mark_model(self, model_id: str) -> None:
         """Record the model serving this call (``name@version``) for headers and log lines."""

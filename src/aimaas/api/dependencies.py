@@ -14,7 +14,7 @@ from typing import Annotated
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials
 
-from aimaas.api.calls import Call, run_blocking
+from aimaas.api.calls import Call, run_blocking, was_billed
 from aimaas.api.container import Container
 from aimaas.api.security import (
     api_key_scheme,
@@ -57,7 +57,7 @@ async def caller(
     try:
         yield principal
     finally:
-        billed = bool(getattr(request.state, "billed", False))
+        billed = was_billed(request.scope.get("state", {}))
         await run_blocking(runs_inline(request), admission.finish, billed)
 
 

@@ -36,7 +36,7 @@ CONCURRENT = 40
 @pytest.fixture(scope="module")
 def free_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     require_model("all-minilm-l6-v2-int8")
-    server = start_server(tmp_path_factory.mktemp("hard-limit"), tenants={"f": "free"})
+    server = start_server(tmp_path_factory.mktemp("hard-limit"), tenants={"f": "free", "g": "free"})
     try:
         yield server
     finally:
@@ -78,3 +78,14 @@ def test_at_the_limit_usage_is_still_readable(free_server: LiveServer) -> None:
     with free_server.client("f") as client:
         assert client.post("/v1/embeddings", json={"input": "one more"}).status_code == 429
         assert client.get("/v1/usage").status_code == 200
+
+
+def test_a_refused_call_near_the_limit_gives_its_slot_back(free_server: LiveServer) -> None:
+    tenant_id = free_server.tenants["g"].tenant_id
+    bump_sqlite_month_counter(free_server.db_path, tenant_id, LIMIT - 1, datetime.now(UTC))
+    with free_server.client("g") as client:
+        for _ in range(3):  # each takes the last slot, fails, and hands it back
+            assert client.post("/v1/embeddings", json={"input": ""}).status_code == 422
+        assert client.post("/v1/embeddings", json={"input": "the last call"}).status_code == 200
+        assert client.post("/v1/embeddings", json={"input": "one too many"}).status_code == 429
+    assert _month_calls(free_server, tenant_id) == LIMIT
