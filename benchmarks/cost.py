@@ -273,6 +273,7 @@ def _function_role(props: dict[str, Any]) -> str | None:
 def _typical_calls() -> list[TypicalCall]:
     from skimage import data
 
+    from aimaas_testing.audio import beckett_path
     from aimaas_testing.media import wav
 
     def photo() -> bytes:
@@ -298,6 +299,13 @@ def _typical_calls() -> list[TypicalCall]:
             },
         ),
         TypicalCall(
+            "automatic-speech-recognition",
+            "/v1/audio/transcriptions",
+            lambda: _multipart(
+                {"model": "whisper-tiny-en"}, ("file", "beckett.wav", beckett_path().read_bytes())
+            ),
+        ),
+        TypicalCall(
             "audio-classification",
             "/v1/audio-classification",
             lambda: {
@@ -307,6 +315,25 @@ def _typical_calls() -> list[TypicalCall]:
             },
         ),
     ]
+
+
+def _multipart(fields: dict[str, str], upload: tuple[str, str, bytes]) -> dict[str, Any]:
+    """A ``multipart/form-data`` body as OpenAI's clients send a transcription."""
+    boundary = "aimaas-cost-report-boundary"
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+        for name, value in fields.items()
+    ]
+    name, filename, data = upload
+    parts.append(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+        "Content-Type: audio/wav\r\n\r\n".encode()
+        + data
+        + b"\r\n"
+    )
+    body = b"".join(parts) + f"--{boundary}--\r\n".encode()
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    return {"body": body, "headers": headers, "binary": True}
 
 
 def _json(payload: dict[str, Any]) -> dict[str, Any]:
