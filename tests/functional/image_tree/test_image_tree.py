@@ -38,6 +38,7 @@ SERVED = (
     "multilingual-topic-classifier",
     "multilingual-e5-small-int8",
     "mobilenet-v2",
+    "ssd-mobilenet-v2",
     "keyword-spotter",
     "silero-vad",
     "whisper-tiny-en",
