@@ -35,6 +35,7 @@ from aimaas.manifest import (
     ExporterInfo,
     ModelManifest,
     Source,
+    TensorSpec,
     file_ref,
 )
 from model_export import gates, onnx_tools
@@ -217,6 +218,27 @@ def convert(graph: Path, target: Path) -> str:
     return f"tf2onnx {tf2onnx.__version__} from_graph_def (TensorFlow {tf.__version__})"
 
 
+def tensor_specs(sess: Any) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """The graph's inputs and outputs as the manifest states them, checked against the session.
+
+    Written out rather than read by ``onnx_tools.graph_specs``, which knows no uint8 (and whose
+    change would rebuild every model).
+    """
+    inputs = [TensorSpec(name=INPUT, dtype="uint8", shape=["batch", SIZE, SIZE, 3])]
+    outputs = [
+        TensorSpec(name="detection_boxes", dtype="float32", shape=["batch", "detections", 4]),
+        TensorSpec(name="detection_scores", dtype="float32", shape=["batch", "detections"]),
+        TensorSpec(name="detection_classes", dtype="float32", shape=["batch", "detections"]),
+        TensorSpec(name="num_detections", dtype="float32", shape=["batch"]),
+    ]
+    types = {"uint8": "tensor(uint8)", "float32": "tensor(float)"}
+    declared = [(t.name, types[t.dtype]) for t in (*inputs, *outputs)]
+    actual = [(v.name, v.type) for v in (*sess.get_inputs(), *sess.get_outputs())]
+    if declared != actual:
+        raise RuntimeError(f"the converted graph's inputs/outputs {actual} are not {declared}")
+    return inputs, outputs
+
+
 def _raw_metrics(reference: list[np.ndarray], candidate: list[np.ndarray]) -> dict[str, float]:
     """Agreement of two raw outputs (boxes, scores, classes, counts) over each image's valid
     detections."""
@@ -355,7 +377,7 @@ class SsdMobileNetV2Exporter(ModelExporter):
             AccuracyReport(dataset=dataset, metric=metric, value=value, samples=len(PHOTOS))
             for metric, value in (("precision", score.precision), ("recall", score.recall))
         ]
-        inputs_spec, outputs_spec = onnx_tools.graph_specs(graph)
+        inputs_spec, outputs_spec = tensor_specs(sess)
         return ModelManifest(
             name=self.name,
             version=self.version,
