@@ -41,7 +41,9 @@ Version = Annotated[str | None, Query(description="Model version (default: newes
 TopK = Annotated[int, Query(ge=1, le=20, description="How many labels to return.")]
 Vad = Annotated[bool, Query(description="Also return speech segments from the silero-vad model.")]
 Threshold = Annotated[float, Query(ge=0.0, le=1.0, description="Lowest score answered.")]
-MaxDetections = Annotated[int, Query(ge=1, le=100, description="Most objects per image.")]
+MaxDetections = Annotated[
+    int, Query(ge=1, le=api.MAX_DETECTIONS, description="Most objects per image.")
+]
 Render = Annotated[
     bool, Query(description="Answer the image with labelled boxes drawn (PNG), not JSON.")
 ]
@@ -125,7 +127,7 @@ async def detect_objects(
     call: CallDep,
     images: Annotated[bodies.DetectionInputs, Depends(bodies.detection_inputs)],
     threshold: Threshold = api.DEFAULT_DETECTION_THRESHOLD,
-    max_detections: MaxDetections = 100,
+    max_detections: MaxDetections = api.MAX_DETECTIONS,
     render: Render = False,
     model: ModelName = None,
     version: Version = None,
@@ -390,9 +392,8 @@ async def _predict_detection(
     request: Request, container: Container, call: Call, manifest: ModelManifest, _: PredictOptions
 ) -> BaseModel:
     images = await bodies.detection_inputs(request)
-    out, _png = await _detect(
-        container, call, manifest, images, api.DEFAULT_DETECTION_THRESHOLD, 100, render=False
-    )
+    threshold, most = api.DEFAULT_DETECTION_THRESHOLD, api.MAX_DETECTIONS
+    out, _png = await _detect(container, call, manifest, images, threshold, most, render=False)
     return out
 
 

@@ -194,13 +194,15 @@ class ImageClassificationOut(_Out):
 
 #: Hugging Face's object-detection pipeline's default score threshold.
 DEFAULT_DETECTION_THRESHOLD = 0.5
+#: Most objects answered per image (SSD's own limit), and the default.
+MAX_DETECTIONS = 100
 
 
 class DetectionJsonIn(ImageFilesIn):
     """JSON form of an object detection request (its fields win over the query's)."""
 
     threshold: float | None = Field(default=None, ge=0.0, le=1.0)
-    max_detections: int | None = Field(default=None, ge=1, le=100)
+    max_detections: int | None = Field(default=None, ge=1, le=MAX_DETECTIONS)
 
 
 class ImageDetections(_Out):
