@@ -29,6 +29,7 @@ from aimaas.inference.detection import (
     detection_batch,
     postprocess,
 )
+from aimaas.inference.wire import DEFAULT_DETECTION_THRESHOLD
 from aimaas.manifest import (
     AccuracyReport,
     DetectionPreprocessing,
@@ -358,12 +359,12 @@ class SsdMobileNetV2Exporter(ModelExporter):
 
         names = dict(zip(class_ids, labels, strict=True))
         truth = annotations()
-        # The route's default threshold (0.5, as Hugging Face's pipeline) is what is scored.
+        # The route's default threshold (Hugging Face's pipeline's) is what is scored.
         found = {
             ref: [
                 (names[int(c)], tuple(b))
                 for b, s, c in zip(d.boxes, d.scores, d.classes, strict=True)
-                if s >= 0.5
+                if s >= DEFAULT_DETECTION_THRESHOLD
             ]
             for ref, d in zip(PHOTOS, served, strict=True)
         }
@@ -371,7 +372,7 @@ class SsdMobileNetV2Exporter(ModelExporter):
         dataset = (
             f"{len(PHOTOS)} packaged photos (skimage astronaut, coffee, chelsea, motorcycle_left, "
             f"rocket; sklearn china, flower) with {score.objects} hand-annotated objects, "
-            f"threshold 0.5, IoU >= {MATCH_IOU}; not a COCO evaluation"
+            f"threshold {DEFAULT_DETECTION_THRESHOLD}, IoU >= {MATCH_IOU}; not a COCO evaluation"
         )
         accuracy = [
             AccuracyReport(dataset=dataset, metric=metric, value=value, samples=len(PHOTOS))

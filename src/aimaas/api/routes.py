@@ -17,6 +17,7 @@ from aimaas.api.calls import Call
 from aimaas.api.classifiers import is_classifier_id
 from aimaas.api.container import Container
 from aimaas.api.dependencies import CallDep, ContainerDep, IdentifiedCallDep
+from aimaas.inference.wire import DEFAULT_DETECTION_THRESHOLD, MAX_DETECTIONS
 from aimaas.manifest import ModelManifest, SpeechPreprocessing
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -42,7 +43,7 @@ TopK = Annotated[int, Query(ge=1, le=20, description="How many labels to return.
 Vad = Annotated[bool, Query(description="Also return speech segments from the silero-vad model.")]
 Threshold = Annotated[float, Query(ge=0.0, le=1.0, description="Lowest score answered.")]
 MaxDetections = Annotated[
-    int, Query(ge=1, le=api.MAX_DETECTIONS, description="Most objects per image.")
+    int, Query(ge=1, le=MAX_DETECTIONS, description="Most objects per image.")
 ]
 Render = Annotated[
     bool, Query(description="Answer the image with labelled boxes drawn (PNG), not JSON.")
@@ -126,8 +127,8 @@ async def detect_objects(
     container: ContainerDep,
     call: CallDep,
     images: Annotated[bodies.DetectionInputs, Depends(bodies.detection_inputs)],
-    threshold: Threshold = api.DEFAULT_DETECTION_THRESHOLD,
-    max_detections: MaxDetections = api.MAX_DETECTIONS,
+    threshold: Threshold = DEFAULT_DETECTION_THRESHOLD,
+    max_detections: MaxDetections = MAX_DETECTIONS,
     render: Render = False,
     model: ModelName = None,
     version: Version = None,
@@ -392,7 +393,7 @@ async def _predict_detection(
     request: Request, container: Container, call: Call, manifest: ModelManifest, _: PredictOptions
 ) -> BaseModel:
     images = await bodies.detection_inputs(request)
-    threshold, most = api.DEFAULT_DETECTION_THRESHOLD, api.MAX_DETECTIONS
+    threshold, most = DEFAULT_DETECTION_THRESHOLD, MAX_DETECTIONS
     out, _png = await _detect(container, call, manifest, images, threshold, most, render=False)
     return out
 

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from aimaas.inference.wire import (
+    MAX_DETECTIONS,
     DetectedObject,
     LabelScore,
     Segment,
@@ -191,11 +192,6 @@ class ImageClassificationOut(_Out):
 
 
 # ---- object detection -------------------------------------------------------------------------
-
-#: Hugging Face's object-detection pipeline's default score threshold.
-DEFAULT_DETECTION_THRESHOLD = 0.5
-#: Most objects answered per image (SSD's own limit), and the default.
-MAX_DETECTIONS = 100
 
 
 class DetectionJsonIn(ImageFilesIn):

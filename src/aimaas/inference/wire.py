@@ -128,11 +128,21 @@ class ImageClassificationRequest(_Wire):
     top_k: int | None = Field(default=5, ge=1)
 
 
+#: Hugging Face's object-detection pipeline's default score threshold.
+DEFAULT_DETECTION_THRESHOLD = 0.5
+#: Most objects answered per image (SSD's own limit), and the default.
+MAX_DETECTIONS = 100
+
+
 class ObjectDetectionRequest(_Wire):
     task: Literal["object-detection"] = "object-detection"
     images: list[WireBytes] = Field(min_length=1, description="encoded image files")
-    threshold: float = Field(default=0.5, ge=0.0, le=1.0, description="lowest score answered")
-    max_detections: int = Field(default=100, ge=1, le=100, description="most boxes per image")
+    threshold: float = Field(
+        default=DEFAULT_DETECTION_THRESHOLD, ge=0.0, le=1.0, description="lowest score answered"
+    )
+    max_detections: int = Field(
+        default=MAX_DETECTIONS, ge=1, le=MAX_DETECTIONS, description="most boxes per image"
+    )
 
 
 class AudioClassificationRequest(_Wire):
