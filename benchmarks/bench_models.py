@@ -9,7 +9,13 @@ embeddings' cosine similarity to eager, prints a rich table and writes
 Targets: ONNX fp32 >= 2.5x eager at batch 1 for MiniLM and MobileNetV2; int8 MiniLM >= 6x
 eager with cosine >= 0.99.
 
-Usage: ``python benchmarks/bench_models.py [--quick] [--threads 2] [--seconds 2]``.
+Object detection (ssd-mobilenet-v2) has no eager model (its reference is TensorFlow, export
+only): it is measured at batch 1 and 8 next to MobileNetV2 classification, both as the graph
+alone and through the serving runner (decode, resize, graph, post-processing) on the same
+real photos.
+
+Usage: ``python benchmarks/bench_models.py [--quick] [--threads 2] [--seconds 2]
+[--only NAME ...]``.
 """
 
 from __future__ import annotations
@@ -194,6 +200,45 @@ def bench_image(registry: Path, args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def bench_detection(registry: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """ssd-mobilenet-v2 next to mobilenet-v2 at batch 1 and 8: graph alone and serving runner,
+    on the detection gate's seven photos (repeated to fill a batch)."""
+    from aimaas.inference import wire
+    from aimaas.inference.detection import detection_batch
+    from aimaas.inference.runners import load_runner
+    from aimaas.registry import FolderStore, ModelRegistry
+    from model_export.models.ssd_mobilenet import PHOTOS, SIZE, photo_bytes
+
+    models = ModelRegistry(FolderStore(registry))
+    out: dict[str, Any] = {"model": "ssd-mobilenet-v2", "batches": {}}
+    if artifact(registry, "ssd-mobilenet-v2") is None:
+        return out
+    files = [photo_bytes(ref) for ref in PHOTOS]
+    runners = {}
+    for name in ("mobilenet-v2", "ssd-mobilenet-v2"):
+        manifest = models.resolve(name)
+        runners[name] = load_runner(manifest, models.verified_dir(manifest), threads=args.threads)
+    for batch in (1, 8):
+        images = [files[i % len(files)] for i in range(batch)]
+        pixels, _ = detection_batch(images, size=SIZE)
+        classify = np.ascontiguousarray(np.resize(photo_batch(), (batch, 3, 224, 224)))
+        detector = runners["ssd-mobilenet-v2"].session
+        classifier = runners["mobilenet-v2"].session
+        fns = {
+            "detect graph": lambda s=detector, p=pixels: s.run(None, {"image_tensor": p}),
+            "detect runner": lambda r=runners["ssd-mobilenet-v2"], i=images: r.run(
+                wire.ObjectDetectionRequest(images=i)
+            ),
+            "classify graph": lambda s=classifier, p=classify: s.run(None, {"pixel_values": p}),
+            "classify runner": lambda r=runners["mobilenet-v2"], i=images: r.run(
+                wire.ImageClassificationRequest(images=i)
+            ),
+        }
+        times = timed_group(fns, args.seconds)
+        out["batches"][str(batch)] = {k: summary(v, batch) for k, v in times.items()}
+    return out
+
+
 def bench_vad(registry: Path, args: argparse.Namespace) -> dict[str, Any]:
     """silero-vad: one 32 ms window (its only batch shape in serving), TorchScript vs ONNX."""
     path = artifact(registry, "silero-vad")
@@ -312,6 +357,7 @@ def main() -> int:
     parser.add_argument(
         "--passive", action="store_true", help="worker threads wait passively (loaded machine)"
     )
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="benchmark only these models")
     args = parser.parse_args()
     if args.quick:
         args.seconds = 0.5
@@ -349,7 +395,10 @@ def main() -> int:
         ("mobilenet-v2", lambda: bench_image(registry, args)),
         ("keyword-spotter", lambda: bench_kws(registry, args)),
         ("silero-vad", lambda: bench_vad(registry, args)),
+        ("ssd-mobilenet-v2", lambda: bench_detection(registry, args)),
     ]
+    if args.only:
+        steps = [(name, step) for name, step in steps if name in args.only]
     for name, step in steps:
         console.log(f"benchmarking {name}")
         results.append(step())

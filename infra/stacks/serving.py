@@ -83,7 +83,12 @@ MODEL_GROUPS: tuple[ModelGroup, ...] = (
     ModelGroup(
         "media",
         3008,
-        ("image-classification", "audio-classification", "voice-activity-detection"),
+        (
+            "image-classification",
+            "object-detection",
+            "audio-classification",
+            "voice-activity-detection",
+        ),
     ),
 )
 

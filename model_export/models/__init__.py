@@ -17,6 +17,7 @@ from model_export.models.multilingual_e5 import (
 )
 from model_export.models.sentiment import SentimentExporter
 from model_export.models.silero_vad import SileroVadExporter
+from model_export.models.ssd_mobilenet import SsdMobileNetV2Exporter
 from model_export.models.topic_classifier import (
     MultilingualTopicClassifierExporter,
     TopicClassifierExporter,
@@ -37,6 +38,7 @@ EXPORTERS: dict[str, Callable[[], ModelExporter]] = {
     SentimentExporter.name: SentimentExporter,
     WhisperTinyEnExporter.name: WhisperTinyEnExporter,
     WhisperBaseExporter.name: WhisperBaseExporter,
+    SsdMobileNetV2Exporter.name: SsdMobileNetV2Exporter,
 }
 
 __all__ = ["EXPORTERS"]

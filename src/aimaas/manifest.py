@@ -64,7 +64,7 @@ class TensorSpec(_Strict):
     """One ONNX graph input or output. Dynamic axes are named (``"batch"``, ``"sequence"``)."""
 
     name: str
-    dtype: Literal["float32", "float16", "int64", "int32"]
+    dtype: Literal["float32", "float16", "int64", "int32", "uint8"]
     shape: list[int | str]
 
 
@@ -107,6 +107,29 @@ class ImagePreprocessing(_Strict):
     std: list[float]
     color_mode: Literal["RGB"] = "RGB"
     layout: Literal["NCHW"] = "NCHW"
+
+
+class DetectionPreprocessing(_Strict):
+    """Object detection: the RGB image resized to ``size`` x ``size`` as uint8 NHWC.
+
+    SSD graphs resize every input to their own square size anyway (ignoring aspect ratio), so
+    resizing before the graph costs nothing in accuracy and gives a fixed shape that batches.
+    The graph answers normalised ``[ymin, xmin, ymax, xmax]`` boxes, scores and class ids;
+    :mod:`aimaas.inference.detection` turns them into pixel boxes of the original image.
+    """
+
+    kind: Literal["detection"] = "detection"
+    size: int = Field(gt=0)
+    layout: Literal["NHWC"] = "NHWC"
+    box_format: Literal["yxyx-normalised"] = "yxyx-normalised"
+    #: The graph's class id of each manifest label, in the same order (COCO ids skip numbers).
+    class_ids: list[int] = Field(min_length=1)
+    #: Scores below this never come out of the graph (a threshold built into it).
+    min_score: float = Field(ge=0.0, le=1.0)
+    #: Class-aware non-maximum suppression applied after the graph.
+    iou_threshold: float = Field(default=0.5, gt=0.0, le=1.0)
+    #: Most boxes one image can answer (the graph's own limit).
+    max_detections: int = Field(default=100, gt=0)
 
 
 class AudioPreprocessing(_Strict):
@@ -161,6 +184,7 @@ class SpeechPreprocessing(_Strict):
 Preprocessing = Annotated[
     TextPreprocessing
     | ImagePreprocessing
+    | DetectionPreprocessing
     | AudioPreprocessing
     | VadPreprocessing
     | SpeechPreprocessing,
@@ -183,7 +207,7 @@ class Quantization(_Strict):
 
 
 class ParityReport(_Strict):
-    """The export gate's measurement of ONNX against the PyTorch model."""
+    """The export gate's measurement of ONNX against its reference (PyTorch, TensorFlow...)."""
 
     reference: str  # what ONNX was compared with, e.g. "pytorch-eager-fp32"
     samples: int = Field(gt=0)
@@ -210,6 +234,7 @@ class BatchingPolicy(_Strict):
 
 class ExporterInfo(_Strict):
     torch_version: str
+    tensorflow_version: str | None = None  # graphs converted from TensorFlow (tf2onnx)
     onnx_opset: int
     onnxruntime_version: str
     exporter: str  # e.g. "torch.onnx.export(dynamo=False)" or "shipped"
@@ -253,6 +278,10 @@ class ModelManifest(_Strict):
             raise ValueError(f"version {self.version!r} must be MAJOR.MINOR.PATCH")
         if self.task.endswith("classification") and not self.labels:
             raise ValueError("a classification model needs its labels")
+        if isinstance(self.preprocessing, DetectionPreprocessing) and len(
+            self.preprocessing.class_ids
+        ) != len(self.labels or []):
+            raise ValueError("a detection model needs one label per class id")
         if not self.parity.passed:
             raise ValueError("a manifest is only written for a model that passed its gate")
         return self

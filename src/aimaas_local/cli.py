@@ -48,6 +48,8 @@ aimaas local server  {base_url}   (models from {registry})
        -H 'Content-Type: application/json' -d '{{"input": ["hello", "你好"]}}'
   curl -s {base_url}/v1/image-classification -H "{auth}" \\
        -H 'Content-Type: image/jpeg' --data-binary @photo.jpg
+  curl -s '{base_url}/v1/object-detection?render=true' -H "{auth}" \\
+       -H 'Content-Type: image/jpeg' --data-binary @photo.jpg -o boxes.png
   curl -s '{base_url}/v1/audio-classification?vad=true' -H "{auth}" \\
        -H 'Content-Type: audio/wav' --data-binary @clip.wav
 """

@@ -75,6 +75,22 @@ def test_image_classification_real_photo(
     assert body["usage"] == {**body["usage"], "units": 1.0, "unit": "image"}
 
 
+def test_object_detection_real_photo_as_json_and_drawn(
+    call: Callable[..., requests.Response], cat_jpeg: bytes
+) -> None:
+    headers = {"Content-Type": "image/jpeg"}
+    body = _ok(call("POST", "/v1/object-detection", data=cat_jpeg, headers=headers))
+    cats = [d for d in body["detections"] if d["label"] == "cat"]
+    assert cats and cats[0]["score"] > 0.5, body["detections"]
+    assert body["usage"] == {**body["usage"], "units": 1.0, "unit": "image"}
+    # Through API Gateway a binary answer needs a binary media type in Accept.
+    drawn = call(
+        "POST", "/v1/object-detection", data=cat_jpeg, headers={**headers, "Accept": "image/png"}
+    )
+    assert drawn.status_code == 200 and drawn.headers["content-type"] == "image/png"
+    assert drawn.content[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_audio_classification_spoken_keyword(
     call: Callable[..., requests.Response], spoken_yes: SpokenWord
 ) -> None:

@@ -446,6 +446,8 @@ def _random_input(spec: TensorSpec, batch: int, rng: np.random.Generator) -> np.
     ]
     if spec.dtype.startswith("float"):
         return rng.standard_normal(shape).astype(np.float32)
+    if spec.dtype == "uint8":  # image pixels (detection graphs take NHWC uint8)
+        return rng.integers(0, 256, shape, dtype=np.uint8)
     return np.ones(shape, dtype=np.int64 if spec.dtype == "int64" else np.int32)
 
 

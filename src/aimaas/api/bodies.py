@@ -158,13 +158,42 @@ class ImageInputs:
     top_k: int | None = None
 
 
-async def image_inputs(request: Request) -> ImageInputs:
-    """Images from raw bytes, a multipart upload or JSON base64 (a FastAPI dependency)."""
+ImageBodyT = TypeVar("ImageBodyT", bound=api.ImageFilesIn)
+
+
+async def image_files(
+    request: Request, json_model: type[ImageBodyT]
+) -> tuple[list[bytes], ImageBodyT | None]:
+    """Images from raw bytes, a multipart upload or JSON base64, with the JSON body (parsed
+    into ``json_model``) when there was one: its options go with the images."""
     files = await read_files(request, IMAGE_TYPES, "image")
     if files is not None:
-        return ImageInputs(files)
-    body = parse_json(await request.body(), api.ImageJsonIn)
-    return ImageInputs(base64_files(body.image, body.images, "image"), body.top_k)
+        return files, None
+    body = parse_json(await request.body(), json_model)
+    return base64_files(body.image, body.images, "image"), body
+
+
+async def image_inputs(request: Request) -> ImageInputs:
+    """Images from raw bytes, a multipart upload or JSON base64 (a FastAPI dependency)."""
+    files, body = await image_files(request, api.ImageJsonIn)
+    return ImageInputs(files, body.top_k if body else None)
+
+
+@dataclass(frozen=True)
+class DetectionInputs:
+    """The images of a detection request, and the options its JSON body asked for, if any."""
+
+    images: list[bytes]
+    threshold: float | None = None
+    max_detections: int | None = None
+
+
+async def detection_inputs(request: Request) -> DetectionInputs:
+    """Images for object detection, as :func:`image_inputs` reads them (a FastAPI dependency)."""
+    files, body = await image_files(request, api.DetectionJsonIn)
+    if body is None:
+        return DetectionInputs(files)
+    return DetectionInputs(files, body.threshold, body.max_detections)
 
 
 async def audio_inputs(request: Request) -> list[bytes]:

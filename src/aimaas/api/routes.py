@@ -17,6 +17,7 @@ from aimaas.api.calls import Call
 from aimaas.api.classifiers import is_classifier_id
 from aimaas.api.container import Container
 from aimaas.api.dependencies import CallDep, ContainerDep, IdentifiedCallDep
+from aimaas.inference.wire import DEFAULT_DETECTION_THRESHOLD, MAX_DETECTIONS
 from aimaas.manifest import ModelManifest, SpeechPreprocessing
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -40,6 +41,13 @@ ModelName = Annotated[str | None, Query(description="Model name (default: the st
 Version = Annotated[str | None, Query(description="Model version (default: newest).")]
 TopK = Annotated[int, Query(ge=1, le=20, description="How many labels to return.")]
 Vad = Annotated[bool, Query(description="Also return speech segments from the silero-vad model.")]
+Threshold = Annotated[float, Query(ge=0.0, le=1.0, description="Lowest score answered.")]
+MaxDetections = Annotated[
+    int, Query(ge=1, le=MAX_DETECTIONS, description="Most objects per image.")
+]
+Render = Annotated[
+    bool, Query(description="Answer the image with labelled boxes drawn (PNG), not JSON.")
+]
 
 router = APIRouter(prefix="/v1", responses=ERRORS)
 
@@ -94,6 +102,76 @@ async def classify_image(
 ) -> Response:
     manifest = tasks.resolve(container, "image-classification", model, version)
     return respond(await _run_images(container, call, manifest, images, top_k))
+
+
+@router.post(
+    "/object-detection",
+    response_model=api.ObjectDetectionOut,
+    summary="Find and box objects in images (COCO labels); ?render=true draws them",
+    openapi_extra={
+        **bodies.binary_body_openapi(bodies.IMAGE_TYPES, api.DetectionJsonIn),
+        "responses": {
+            "200": {
+                "content": {
+                    "image/png": {
+                        "schema": {"type": "string", "format": "binary"},
+                        "description": "with ?render=true or Accept: image/png",
+                    }
+                }
+            }
+        },
+    },
+)
+async def detect_objects(
+    request: Request,
+    container: ContainerDep,
+    call: CallDep,
+    images: Annotated[bodies.DetectionInputs, Depends(bodies.detection_inputs)],
+    threshold: Threshold = DEFAULT_DETECTION_THRESHOLD,
+    max_detections: MaxDetections = MAX_DETECTIONS,
+    render: Render = False,
+    model: ModelName = None,
+    version: Version = None,
+) -> Response:
+    manifest = tasks.resolve(container, "object-detection", model, version)
+    render = render or wants_png(request)
+    out, png = await _detect(container, call, manifest, images, threshold, max_detections, render)
+    return respond(out) if png is None else png_response(png, out.usage)
+
+
+def wants_png(request: Request) -> bool:
+    """Whether the client asked for the drawn image (``Accept: image/png``)."""
+    accepted = request.headers.get("accept", "")
+    return any(part.split(";", 1)[0].strip().lower() == "image/png" for part in accepted.split(","))
+
+
+async def _detect(
+    container: Container,
+    call: Call,
+    manifest: ModelManifest,
+    images: bodies.DetectionInputs,
+    threshold: float,
+    max_detections: int,
+    render: bool,
+) -> tuple[api.ObjectDetectionOut, bytes | None]:
+    return await call.run(
+        tasks.object_detection,
+        container,
+        call,
+        images.images,
+        threshold if images.threshold is None else images.threshold,  # a JSON body's own win
+        max_detections if images.max_detections is None else images.max_detections,
+        manifest,
+        render,
+    )
+
+
+def png_response(png: bytes, usage: api.Usage) -> Response:
+    """The drawn image; what the call was billed travels in headers (there is no JSON)."""
+    headers = {"X-Aimaas-Units": f"{usage.units:g}", "X-Aimaas-Unit": usage.unit}
+    if usage.price_usd is not None:
+        headers["X-Aimaas-Price-Usd"] = f"{usage.price_usd:.10g}"
+    return Response(png, media_type="image/png", headers=headers)
 
 
 @router.post(
@@ -191,6 +269,7 @@ _ENDPOINTS = {
     "embeddings": "/v1/embeddings",
     "text-classification": "/v1/text-classification",
     "image-classification": "/v1/image-classification",
+    "object-detection": "/v1/object-detection",
     "audio-classification": "/v1/audio-classification",
     "voice-activity-detection": "/v1/models/{model}/predict",
     "automatic-speech-recognition": "/v1/audio/transcriptions",
@@ -313,11 +392,21 @@ async def _predict_vad(
     return await call.run(tasks.voice_activity, container, call, clips, manifest)
 
 
+async def _predict_detection(
+    request: Request, container: Container, call: Call, manifest: ModelManifest, _: PredictOptions
+) -> BaseModel:
+    images = await bodies.detection_inputs(request)
+    threshold, most = DEFAULT_DETECTION_THRESHOLD, MAX_DETECTIONS
+    out, _png = await _detect(container, call, manifest, images, threshold, most, render=False)
+    return out
+
+
 #: How the generic predict route reads a body and answers, by the model's task.
 PREDICTORS: dict[str, Predictor] = {
     "text-classification": _predict_text,
     "embeddings": _predict_embeddings,
     "image-classification": _predict_images,
+    "object-detection": _predict_detection,
     "audio-classification": _predict_audio,
     "voice-activity-detection": _predict_vad,
 }
@@ -329,6 +418,7 @@ PREDICTORS: dict[str, Predictor] = {
     response_model=api.TextClassificationOut
     | api.EmbeddingsOut
     | api.ImageClassificationOut
+    | api.ObjectDetectionOut
     | api.AudioClassificationOut
     | api.VadOut,
 )

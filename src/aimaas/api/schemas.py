@@ -6,7 +6,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from aimaas.inference.wire import LabelScore, Segment, TranscriptSegment, Word
+from aimaas.inference.wire import (
+    MAX_DETECTIONS,
+    DetectedObject,
+    LabelScore,
+    Segment,
+    TranscriptSegment,
+    Word,
+)
 
 NonEmptyText = Annotated[str, Field(min_length=1, max_length=100_000)]
 
@@ -153,11 +160,16 @@ class EmbeddingsOut(_Out):
 # ---- image classification ---------------------------------------------------------------------
 
 
-class ImageJsonIn(_In):
-    """JSON form of an image request: ``image`` (one) or ``images`` (a batch), base64."""
+class ImageFilesIn(_In):
+    """The images of a JSON image request: ``image`` (one) or ``images`` (a batch), base64."""
 
     image: str | None = Field(default=None, description="base64 of a JPEG/PNG/... file")
     images: list[str] | None = Field(default=None, min_length=1)
+
+
+class ImageJsonIn(ImageFilesIn):
+    """JSON form of an image classification request."""
+
     top_k: int | None = Field(default=None, ge=1, le=20)
 
 
@@ -175,6 +187,36 @@ class ImageClassificationOut(_Out):
     score: float
     predictions: list[LabelScore]
     results: list[ImagePrediction]
+    model: str
+    usage: Usage
+
+
+# ---- object detection -------------------------------------------------------------------------
+
+
+class DetectionJsonIn(ImageFilesIn):
+    """JSON form of an object detection request (its fields win over the query's)."""
+
+    threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    max_detections: int | None = Field(default=None, ge=1, le=MAX_DETECTIONS)
+
+
+class ImageDetections(_Out):
+    """The objects found in one image, best first, and the image's size in pixels."""
+
+    detections: list[DetectedObject]
+    width: int
+    height: int
+
+
+class ObjectDetectionOut(_Out):
+    """``detections`` is the first (or only) image's answer in the shape of Hugging Face's
+    object-detection pipeline (``[{label, score, box: {xmin, ymin, xmax, ymax}}]``, boxes in
+    pixels of the image as displayed, EXIF orientation applied); ``results`` holds one entry
+    per image."""
+
+    detections: list[DetectedObject]
+    results: list[ImageDetections]
     model: str
     usage: Usage
 

@@ -208,6 +208,46 @@ def image_classification(
     )
 
 
+def object_detection(
+    container: Container,
+    call: Call,
+    images: list[bytes],
+    threshold: float,
+    max_detections: int,
+    manifest: ModelManifest,
+    render: bool = False,
+) -> tuple[api.ObjectDetectionOut, bytes | None]:
+    """Objects found in each image; with ``render``, also the one image drawn with its boxes.
+
+    The drawing is made before the call is metered, so a call is billed only once everything
+    it answers exists.
+    """
+    if render and len(images) != 1:
+        raise errors.InvalidInput("render draws one image: send exactly one.")
+    started = time.perf_counter()
+    request = wire.ObjectDetectionRequest(
+        images=images, threshold=threshold, max_detections=max_detections
+    )
+    result = invoke(container, call, manifest, request)
+    results = [
+        api.ImageDetections(detections=found, width=size.width, height=size.height)
+        for found, size in zip(result.predictions, result.sizes, strict=True)
+    ]
+    png = None
+    if render:
+        from aimaas.api.render import render_png
+
+        first = results[0]
+        png = render_png(images[0], first.detections, (first.width, first.height))
+    usage = meter(
+        container, call, manifest, "object-detection", billable(manifest, [result]), started
+    )
+    out = api.ObjectDetectionOut(
+        detections=results[0].detections, results=results, model=manifest.model_id, usage=usage
+    )
+    return out, png
+
+
 # ---- audio ------------------------------------------------------------------------------------
 
 

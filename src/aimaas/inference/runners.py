@@ -20,6 +20,7 @@ from aimaas import errors
 from aimaas.inference import wire
 from aimaas.manifest import (
     AudioPreprocessing,
+    DetectionPreprocessing,
     ImagePreprocessing,
     InputType,
     ModelManifest,
@@ -162,6 +163,65 @@ class ImageClassificationRunner(ModelRunner):
         )
 
 
+class ObjectDetectionRunner(ModelRunner):
+    """TensorFlow-detection-API graphs (uint8 NHWC in; boxes, scores, classes out), post-
+    processed by :func:`aimaas.inference.detection.postprocess`."""
+
+    task = "object-detection"
+
+    def __init__(self, manifest: ModelManifest, folder: Path, session: Any) -> None:
+        super().__init__(manifest, folder, session)
+        params = manifest.preprocessing
+        assert isinstance(params, DetectionPreprocessing)
+        self.params = params
+        self.labels = dict(zip(params.class_ids, manifest.labels or [], strict=True))
+        self.outputs = [o.name for o in manifest.outputs]
+
+    def detect(
+        self,
+        pixels: np.ndarray,
+        sizes: Sequence[tuple[int, int]],
+        threshold: float,
+        max_detections: int,
+    ) -> list[Any]:
+        """Post-processed :class:`~aimaas.inference.detection.Detections` of a uint8 batch."""
+        from aimaas.inference.detection import postprocess
+
+        outputs = self.session.run(self.outputs, {self.input_names[0]: pixels})
+        named = dict(zip(self.outputs, outputs, strict=True))
+        p = self.params
+        return [
+            postprocess(
+                boxes,
+                scores,
+                classes,
+                width=width,
+                height=height,
+                # The graph never answers scores under its own threshold: a lower one is it.
+                threshold=max(threshold, p.min_score),
+                iou_threshold=p.iou_threshold,
+                max_detections=min(max_detections, p.max_detections),
+            )
+            for boxes, scores, classes, (width, height) in zip(
+                named["detection_boxes"],
+                named["detection_scores"],
+                named["detection_classes"],
+                sizes,
+                strict=True,
+            )
+        ]
+
+    def run(self, request: wire.ObjectDetectionRequest) -> wire.ObjectDetectionResult:
+        from aimaas.inference.detection import detection_batch, labelled
+
+        pixels, sizes = detection_batch(request.images, size=self.params.size)
+        found = self.detect(pixels, sizes, request.threshold, request.max_detections)
+        return wire.ObjectDetectionResult(
+            predictions=[labelled(d, self.labels) for d in found],
+            sizes=[wire.ImageSize(width=w, height=h) for w, h in sizes],
+        )
+
+
 class AudioClassificationRunner(ModelRunner):
     task = "audio-classification"
 
@@ -248,6 +308,7 @@ RUNNERS: Mapping[str, type[ModelRunner]] = {
         EmbeddingsRunner,
         TextClassificationRunner,
         ImageClassificationRunner,
+        ObjectDetectionRunner,
         AudioClassificationRunner,
         VadRunner,
     )

@@ -73,6 +73,31 @@ class LabelScore(_Wire):
     score: float
 
 
+class Box(_Wire):
+    """A box in pixels of the displayed image (after its EXIF orientation), as Hugging Face's
+    object-detection pipeline answers it."""
+
+    xmin: int
+    ymin: int
+    xmax: int
+    ymax: int
+
+
+class DetectedObject(_Wire):
+    """One object found in an image: its label, score and box."""
+
+    label: str
+    score: float
+    box: Box
+
+
+class ImageSize(_Wire):
+    """An image's displayed size in pixels (full resolution, EXIF orientation applied)."""
+
+    width: int
+    height: int
+
+
 class Segment(_Wire):
     """A stretch of speech, in seconds from the start of the audio."""
 
@@ -101,6 +126,23 @@ class ImageClassificationRequest(_Wire):
     task: Literal["image-classification"] = "image-classification"
     images: list[WireBytes] = Field(min_length=1, description="encoded image files")
     top_k: int | None = Field(default=5, ge=1)
+
+
+#: Hugging Face's object-detection pipeline's default score threshold.
+DEFAULT_DETECTION_THRESHOLD = 0.5
+#: Most objects answered per image (SSD's own limit), and the default.
+MAX_DETECTIONS = 100
+
+
+class ObjectDetectionRequest(_Wire):
+    task: Literal["object-detection"] = "object-detection"
+    images: list[WireBytes] = Field(min_length=1, description="encoded image files")
+    threshold: float = Field(
+        default=DEFAULT_DETECTION_THRESHOLD, ge=0.0, le=1.0, description="lowest score answered"
+    )
+    max_detections: int = Field(
+        default=MAX_DETECTIONS, ge=1, le=MAX_DETECTIONS, description="most boxes per image"
+    )
 
 
 class AudioClassificationRequest(_Wire):
@@ -133,6 +175,7 @@ InferenceRequest = Annotated[
     EmbeddingsRequest
     | TextClassificationRequest
     | ImageClassificationRequest
+    | ObjectDetectionRequest
     | AudioClassificationRequest
     | VadRequest
     | TranscriptionRequest,
@@ -157,6 +200,12 @@ class TextClassificationResult(_Wire):
 class ImageClassificationResult(_Wire):
     task: Literal["image-classification"] = "image-classification"
     predictions: list[list[LabelScore]]
+
+
+class ObjectDetectionResult(_Wire):
+    task: Literal["object-detection"] = "object-detection"
+    predictions: list[list[DetectedObject]] = Field(description="per image, best first")
+    sizes: list[ImageSize]
 
 
 class AudioClassificationResult(_Wire):
@@ -207,6 +256,7 @@ InferenceResult = Annotated[
     EmbeddingsResult
     | TextClassificationResult
     | ImageClassificationResult
+    | ObjectDetectionResult
     | AudioClassificationResult
     | VadResult
     | TranscriptionResult,

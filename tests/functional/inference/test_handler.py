@@ -123,6 +123,31 @@ def test_binary_image_body_base64_encoded_by_api_gateway(lambda_env: dict) -> No
     assert "cat" in body["label"].lower() or "mau" in body["label"].lower()
 
 
+def test_detection_through_the_handler_as_json_and_as_a_binary_png(lambda_env: dict) -> None:
+    photo = _photo()
+    event = events.rest_event(
+        "POST", "/v1/object-detection", body=photo, binary=True,
+        headers={"content-type": "image/jpeg"},
+    )  # fmt: skip
+    status, _, body = _call(lambda_env, event)
+    assert status == 200, body
+    assert "cat" in {d["label"] for d in body["detections"]}
+    # API Gateway returns a binary body only when the request accepts a binary media type:
+    # the handler must answer base64 with the PNG's own content type.
+    event = events.rest_event(
+        "POST", "/v1/object-detection", body=photo, binary=True,
+        headers={"content-type": "image/jpeg", "accept": "image/png"},
+    )  # fmt: skip
+    response = lambda_env["handler"](event, events.LambdaContext())
+    assert response["statusCode"] == 200 and response["isBase64Encoded"] is True
+    headers = {k.lower(): v for k, v in response.get("headers", {}).items()}
+    for key, values in (response.get("multiValueHeaders") or {}).items():
+        headers.setdefault(key.lower(), values[0])
+    assert headers["content-type"] == "image/png" and headers["x-aimaas-units"] == "1"
+    drawn = Image.open(io.BytesIO(base64.b64decode(response["body"])))
+    assert drawn.format == "PNG" and drawn.size == (451, 300)
+
+
 def test_usage_is_recorded_for_the_authorizer_tenant(lambda_env: dict) -> None:
     from aimaas.metering.sqlite import SqliteLedger
 
