@@ -299,6 +299,11 @@ def _typical_calls() -> list[TypicalCall]:
             },
         ),
         TypicalCall(
+            "object-detection",
+            "/v1/object-detection",
+            lambda: {"body": photo(), "headers": {"Content-Type": "image/jpeg"}, "binary": True},
+        ),
+        TypicalCall(
             "automatic-speech-recognition",
             "/v1/audio/transcriptions",
             lambda: _multipart(

@@ -184,7 +184,12 @@ def test_the_catalogue_lists_the_speech_model(server: ServerProcess, key: str) -
     assert entry["task"] == "automatic-speech-recognition"
     assert entry["languages"] == ["en"]
     assert entry["limits"]["max_seconds"] > 30
-    assert entry["price"] == {"unit": "audio_second", "usd": 0.0001, "currency": "USD"}
+    assert entry["price"] == {
+        "unit": "audio_second",
+        "usd": 0.0001,
+        "request_fee_usd": 0.000025,
+        "currency": "USD",
+    }
     assert entry["schema"]["endpoint"] == "/v1/audio/transcriptions"
 
 

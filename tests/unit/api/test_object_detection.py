@@ -37,7 +37,8 @@ def test_raw_multipart_and_json_agree_in_the_pipeline_shape(harness, photo: byte
     assert bodies[0]["detections"] == bodies[1]["detections"] == bodies[2]["detections"]
     body = bodies[0]
     assert body["model"] == "ssd-mobilenet-v2@1.0.0"
-    assert body["usage"] == {"units": 1.0, "unit": "image", "price_usd": pytest.approx(0.0028)}
+    # $0.0035 an image plus the $0.000025 request fee, at pro's 0.8.
+    assert body["usage"] == {"units": 1.0, "unit": "image", "price_usd": pytest.approx(0.00282)}
     (cat,) = [d for d in body["detections"] if d["label"] == "cat"]
     assert set(cat) == {"label", "score", "box"} and cat["score"] > 0.5
     assert set(cat["box"]) == {"xmin", "ymin", "xmax", "ymax"}
@@ -173,7 +174,12 @@ def test_generic_predict_and_catalogue(harness, photo: bytes) -> None:
     assert predicted.status_code == 200 and "cat" in _labels(predicted.json())
     info = harness.client.get("/v1/models/ssd-mobilenet-v2", headers=AUTH).json()
     assert info["task"] == "object-detection"
-    assert info["price"] == {"unit": "image", "usd": 0.0035, "currency": "USD"}
+    assert info["price"] == {
+        "unit": "image",
+        "usd": 0.0035,
+        "request_fee_usd": 0.000025,
+        "currency": "USD",
+    }
     assert info["schema"]["endpoint"] == ROUTE
     assert len(info["labels"]) == 80 and info["labels"][0] == "person"
     assert info["max_batch_size"] == 16
