@@ -3,11 +3,14 @@
 A long-running server (local mode, a container) takes requests on many threads. Letting every
 one of them run an ONNX session at once oversubscribes the cores (each session has its own
 intra-op threads), so throughput falls and the tail grows as concurrency rises, with no limit on
-how many callers pile up. :class:`RunGate` lets at most ``slots`` model runs proceed at once
-in the process; the others wait, at most ``max_waiting`` per model and each no longer than
-``wait_s`` (or the request's deadline, if nearer). A caller that cannot be queued or whose
-wait runs out gets :class:`aimaas.errors.Overloaded`: 503 with ``Retry-After``, in the error
-shape, never billed, and the server keeps serving the calls it admitted.
+how many callers pile up. :class:`RunGate` lets at most ``slots`` runs of one model proceed at
+once in the process; the others wait, at most ``max_waiting`` per model and each no longer than
+``wait_s`` (or the request's deadline, if nearer). The limit is per model so that a long run of
+one (a two-minute transcription) never holds back the calls of another (an embedding): the
+cores are shared by the few models busy at once, not by every request. A caller that cannot be
+queued or whose wait runs out gets :class:`aimaas.errors.Overloaded`: 503 with
+``Retry-After``, in the error shape, never billed, and the server keeps serving the calls it
+admitted.
 
 Under Lambda a process serves one request at a time, so the gate never holds anyone back.
 """
@@ -33,12 +36,12 @@ def default_slots(threads_per_run: int) -> int:
 
 
 class RunGate:
-    """At most ``slots`` runs at once; a bounded, time-limited wait per model for the rest.
+    """At most ``slots`` runs of a model at once; a bounded, time-limited wait for the rest.
 
     Parameters
     ----------
     slots
-        Runs that may proceed at once in this process (0: no limit, no gate).
+        Runs of one model that may proceed at once in this process (0: no limit, no gate).
     max_waiting
         Callers that may wait for one model at once; one more is refused at once.
     wait_s
@@ -48,20 +51,20 @@ class RunGate:
     """
 
     def __init__(
-        self, slots: int, *, max_waiting: int = 64, wait_s: float = 5.0, retry_after_s: int = 1
+        self, slots: int, *, max_waiting: int = 64, wait_s: float = 10.0, retry_after_s: int = 1
     ) -> None:
         self.slots = slots
         self.max_waiting = max_waiting
         self.wait_s = wait_s
         self.retry_after_s = retry_after_s
-        self._running = 0
+        self._running: Counter[str] = Counter()
         self._waiting: Counter[str] = Counter()
         self._free = threading.Condition()
 
-    @property
-    def running(self) -> int:
-        """Runs in progress now."""
-        return self._running
+    def running(self, model_id: str) -> int:
+        """Runs of ``model_id`` in progress now."""
+        with self._free:
+            return self._running[model_id]
 
     @contextmanager
     def admit(self, model_id: str) -> Iterator[None]:
@@ -76,15 +79,18 @@ class RunGate:
             yield
             return
         with self._free:
-            if self._running >= self.slots or self._waiting:  # first come, first served
+            # First come, first served: a newcomer queues behind this model's waiters.
+            if self._running[model_id] >= self.slots or self._waiting[model_id]:
                 self._wait_for_a_slot(model_id)
-            self._running += 1
+            self._running[model_id] += 1
         try:
             yield
         finally:
             with self._free:
-                self._running -= 1
-                self._free.notify()
+                self._running[model_id] -= 1
+                if not self._running[model_id]:
+                    del self._running[model_id]
+                self._free.notify_all()  # waiters of other models ignore it
 
     def _wait_for_a_slot(self, model_id: str) -> None:
         # Called holding the lock.
@@ -93,7 +99,7 @@ class RunGate:
         self._waiting[model_id] += 1
         try:
             free = self._free.wait_for(
-                lambda: self._running < self.slots, timeout=deadline.bounded(self.wait_s)
+                lambda: self._running[model_id] < self.slots, timeout=deadline.bounded(self.wait_s)
             )
         finally:
             self._waiting[model_id] -= 1

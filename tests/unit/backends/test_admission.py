@@ -43,7 +43,7 @@ def test_a_caller_waits_for_a_slot_then_is_refused_in_time() -> None:
     assert refused.value.status == 503
     assert refused.value.headers["Retry-After"] == "3"
     with gate.admit("m@1"):  # free again: served at once
-        assert gate.running == 1
+        assert gate.running("m@1") == 1
 
 
 def test_a_waiting_caller_gets_the_slot_when_it_frees() -> None:
@@ -51,7 +51,7 @@ def test_a_waiting_caller_gets_the_slot_when_it_frees() -> None:
     with held(gate) as release:
         threading.Timer(0.1, release.set).start()
         with gate.admit("m@1"):
-            assert gate.running == 1
+            assert gate.running("m@1") == 1
 
 
 def test_the_queue_per_model_is_bounded() -> None:
@@ -75,10 +75,19 @@ def test_the_queue_per_model_is_bounded() -> None:
     assert waiter_done.is_set()
 
 
+def test_one_model_never_holds_back_another() -> None:
+    gate = RunGate(1, wait_s=0.2)
+    with held(gate, "whisper@1"):  # a long transcription
+        started = time.monotonic()
+        with gate.admit("minilm@1"):
+            assert gate.running("minilm@1") == 1 and gate.running("whisper@1") == 1
+        assert time.monotonic() - started < 0.1
+
+
 def test_no_slots_means_no_gate() -> None:
     gate = RunGate(0)
-    with gate.admit("a"), gate.admit("b"):
-        assert gate.running == 0
+    with gate.admit("a"), gate.admit("a"):
+        assert gate.running("a") == 0
 
 
 def test_default_slots_fit_the_cores() -> None:
