@@ -26,8 +26,13 @@ from aimaas.auth import Principal
 from aimaas.metering.limits import Admission
 
 
-def get_container(request: Request) -> Container:
-    """The app's :class:`~aimaas.api.container.Container`."""
+async def get_container(request: Request) -> Container:
+    """The app's :class:`~aimaas.api.container.Container`.
+
+    Async so FastAPI calls it in the event loop: a sync dependency goes through the thread pool,
+    and under Lambda, where Mangum runs every invocation on a fresh event loop, that started a
+    new worker thread on every request (about 0.4 ms of the handler's overhead).
+    """
     return request.app.state.container
 
 
