@@ -110,7 +110,7 @@ class Settings:
     # model and run_wait_s each, then get 503 with Retry-After.
     max_concurrent_runs: int = -1
     max_waiting_runs: int = 64
-    run_wait_s: float = 10.0
+    run_wait_s: float = 20.0
     # Every AIMAAS_* variable, for adapters with settings of their own; kept out of repr() since
     # it can hold secrets (AIMAAS_KEY_PEPPER).
     extra: Mapping[str, str] = field(default_factory=dict, repr=False)
@@ -153,7 +153,7 @@ class Settings:
             onnx_threads=int(get("ONNX_THREADS", "0") or 0),
             max_concurrent_runs=int(get("MAX_CONCURRENT_RUNS", "-1") or -1),
             max_waiting_runs=int(get("MAX_WAITING_RUNS", "64") or 64),
-            run_wait_s=float(get("RUN_WAIT_S", "10") or 10),
+            run_wait_s=float(get("RUN_WAIT_S", "20") or 20),
             extra={k: v for k, v in env.items() if k.startswith("AIMAAS_")},
         )
 

@@ -51,7 +51,7 @@ class RunGate:
     """
 
     def __init__(
-        self, slots: int, *, max_waiting: int = 64, wait_s: float = 10.0, retry_after_s: int = 1
+        self, slots: int, *, max_waiting: int = 64, wait_s: float = 20.0, retry_after_s: int = 1
     ) -> None:
         self.slots = slots
         self.max_waiting = max_waiting
