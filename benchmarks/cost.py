@@ -372,11 +372,22 @@ def _captured_fds() -> Iterator[Callable[[], int]]:
         finally:
             stream.flush()
             sys.stdout, sys.stderr = saved_streams
+            _repoint_log_handlers(stream, saved_streams[0])
             stream.close()
             os.dup2(saved_fds[0], 1)
             os.dup2(saved_fds[1], 2)
             os.close(saved_fds[0])
             os.close(saved_fds[1])
+
+
+def _repoint_log_handlers(old: Any, new: Any) -> None:
+    """Loggers made while the streams were swapped (Powertools' service loggers outlive the
+    measurement) write to ``new`` from now on instead of the closed ``old``."""
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    for logger in loggers:
+        for handler in getattr(logger, "handlers", []):
+            if isinstance(handler, logging.StreamHandler) and handler.stream is old:
+                handler.setStream(new)
 
 
 @dataclass
@@ -403,15 +414,30 @@ def measure(calls: int = 10, registry: Path | None = None) -> list[Measured]:
     )
     core = logging.getLogger("aimaas")  # the handler routes it to Powertools at import
     saved = (list(core.handlers), core.level, core.propagate)
+    existing = set(logging.Logger.manager.loggerDict)
     try:
         with moto_tables(aggregate=False) as tables, _captured_fds() as logged:
             results = _measure_all(events, tables, logged, calls, registry or REGISTRY)
     finally:
         core.handlers, core.propagate = saved[0], saved[2]
         core.setLevel(saved[1])
+        for name in set(logging.Logger.manager.loggerDict) - existing:
+            _forget_logger(logging.getLogger(name))
         for name in ("aimaas_cost_authorizer", "aimaas_cost_inference"):
             sys.modules.pop(name, None)
     return results
+
+
+def _forget_logger(logger: logging.Logger) -> None:
+    """Return a logger made during the measurement to its unconfigured state: Powertools reuses
+    a logger it configured once (its level and handler, here INFO on a closed stream), so the
+    next handler loaded in this process would inherit them."""
+    logger.handlers.clear()
+    logger.setLevel(logging.NOTSET)
+    logger.propagate = True
+    for attribute in ("init", "powertools_handler", "powertools_buffer_config"):
+        if hasattr(logger, attribute):
+            delattr(logger, attribute)
 
 
 def _measure_all(
