@@ -7,6 +7,7 @@ from functools import partial
 from fastapi import FastAPI
 
 from aimaas import __version__
+from aimaas.api.batches import router as batches_router
 from aimaas.api.classifiers import router as classifiers_router
 from aimaas.api.container import Container, build_container
 from aimaas.api.handlers import install_error_handlers
@@ -14,6 +15,7 @@ from aimaas.api.middleware import RequestContextMiddleware
 from aimaas.api.routes import ERRORS, health_router, router
 from aimaas.api.security import identify_caller
 from aimaas.api.usage import router as usage_router
+from aimaas.batch.worker import start_batch_worker
 from aimaas.config import Settings
 
 DESCRIPTION = """
@@ -56,6 +58,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         static_url="/docs-static",
     )
     app.state.container = container
+    start_batch_worker(container)  # local mode: the worker threads of the Batch API
     install_error_handlers(app)
     settings = container.settings
     app.add_middleware(
@@ -70,4 +73,5 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     app.include_router(router)
     app.include_router(usage_router)
     app.include_router(classifiers_router, responses=ERRORS)
+    app.include_router(batches_router, responses=ERRORS)
     return app
