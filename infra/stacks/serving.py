@@ -129,6 +129,10 @@ class ServingStack(StageStack):
             "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             "AIMAAS_KEY_PEPPER_PARAMETER": self.pepper_parameter,
             "AIMAAS_MAX_BODY_BYTES": str(settings.features.max_body_bytes),
+            # The Batch API's AWS engine (S3, SQS, worker Lambda) is not deployed yet: without
+            # this the app would wire the local batch adapters, whose SQLite file and worker
+            # thread have no place in a Lambda (read-only /var/task). The routes answer 404.
+            "AIMAAS_BATCH_QUEUE": "none",
         }
         # One image for every group: synth only copies the build context (filtered by the repo's
         # .dockerignore), the image is built at deploy time.

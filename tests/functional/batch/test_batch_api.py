@@ -172,3 +172,33 @@ def test_cancel_stops_new_lines_and_bills_only_what_ran(make_app: Callable[..., 
     assert done["request_counts"] == {"total": 6, "completed": 2, "failed": 0}
     assert len(app.lines(done["output_file_id"])) == 2
     assert len(app.records()) == 2
+
+
+def test_lines_past_the_hard_limit_fail_with_429_and_are_not_billed(app: BatchApp) -> None:
+    from aimaas import errors
+    from aimaas.auth import Principal
+    from aimaas.metering.limits import Admission
+    from tests.functional.classifiers.conftest import HeaderTenantAuthenticator
+
+    class TwoCalls(HeaderTenantAuthenticator):
+        """Admits two calls, then answers as a tenant at its monthly limit."""
+
+        admitted = 0
+
+        def admit(self, principal: Principal, used: int | None = None) -> Admission:
+            if self.admitted >= 2:
+                raise errors.QuotaExceeded("The monthly request limit is reached.", retry_after=9)
+            self.admitted += 1
+            return super().admit(principal, used)
+
+    app.container.authenticator = TwoCalls()
+    lines = [
+        {"custom_id": f"e{n}", "method": "POST", "url": "/v1/embeddings", "body": {"input": "hi"}}
+        for n in range(5)
+    ]
+    batch = _run(app, lines)
+    assert batch["status"] == "completed"
+    assert batch["request_counts"] == {"total": 5, "completed": 2, "failed": 3}
+    failed = app.lines(batch["error_file_id"])
+    assert {x["response"]["status_code"] for x in failed} == {429}
+    assert len(app.records()) == 2
