@@ -13,7 +13,7 @@ from datetime import timedelta
 from aimaas import errors
 from aimaas.api.container import BatchServices, Container
 from aimaas.auth import Principal
-from aimaas.batch.lines import RUNNERS, input_lines
+from aimaas.batch.lines import RUNNERS, line_spans
 from aimaas.batch.records import (
     CANCELLING,
     FAILED,
@@ -39,12 +39,15 @@ def services(container: Container) -> BatchServices:
     return container.batch
 
 
-def chunks_of(job: BatchJob, chunk_lines: int) -> list[Chunk]:
-    """The chunk messages of ``job``: consecutive runs of ``chunk_lines`` lines."""
-    return [
-        Chunk(job.tenant_id, job.batch_id, n, start, min(start + chunk_lines, job.total))
-        for n, start in enumerate(range(0, job.total, chunk_lines))
-    ]
+def chunks_of(job: BatchJob, spans: list[tuple[int, int]], chunk_lines: int) -> list[Chunk]:
+    """The chunk messages of ``job``: consecutive runs of ``chunk_lines`` lines, each with the
+    byte range its lines occupy in the input file (``spans``, from :func:`line_spans`)."""
+    chunks = []
+    for n, start in enumerate(range(0, len(spans), chunk_lines)):
+        stop = min(start + chunk_lines, len(spans))
+        offset, end = spans[start][0], spans[stop - 1][1]
+        chunks.append(Chunk(job.tenant_id, job.batch_id, n, start, stop, offset, end - offset))
+    return chunks
 
 
 def create_batch(
@@ -76,7 +79,8 @@ def create_batch(
         raise errors.NotFound("No file with that id.")
     if record.purpose != "batch":
         raise errors.InvalidInput("The input file must be uploaded with purpose 'batch'.")
-    lines = len(input_lines(batch.files.content(principal.tenant_id, input_file_id) or b""))
+    spans = line_spans(batch.files.content(principal.tenant_id, input_file_id) or b"")
+    lines = len(spans)
     if not 0 < lines <= MAX_LINES:
         raise errors.InvalidInput(f"A batch has 1 to {MAX_LINES} lines; this file has {lines}.")
     now = now_utc()
@@ -97,7 +101,7 @@ def create_batch(
     )
     batch.jobs.create(job)
     try:
-        batch.queue.send(chunks_of(job, batch.chunk_lines))
+        batch.queue.send(chunks_of(job, spans, batch.chunk_lines))
     except errors.BackendUnavailable:
         batch.jobs.transition(
             job.tenant_id,

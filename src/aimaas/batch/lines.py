@@ -87,9 +87,23 @@ class Line:
     body: Any
 
 
+def line_spans(data: bytes) -> list[tuple[int, int]]:
+    """The ``(start, stop)`` byte offsets of the request lines of a JSONL file (lines end with
+    ``\n``; blank lines are not requests). Chunks carry these offsets, so a worker reads only
+    its own bytes of the file (a ranged S3 GET), never the whole file per chunk."""
+    spans = []
+    position = 0
+    for raw in data.split(b"\n"):
+        end = position + len(raw)
+        if raw.strip():
+            spans.append((position, end))
+        position = end + 1
+    return spans
+
+
 def input_lines(data: bytes) -> list[bytes]:
     """The request lines of a JSONL file (blank lines are not requests)."""
-    return [line for line in data.splitlines() if line.strip()]
+    return [data[start:stop] for start, stop in line_spans(data)]
 
 
 def parse_line(raw: bytes) -> Line:

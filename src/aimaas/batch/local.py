@@ -78,6 +78,14 @@ class FolderFileStore(FileStore):
         body = self._path(tenant_id, file_id, ".data")
         return body.read_bytes() if body is not None and body.is_file() else None
 
+    def read_range(self, tenant_id: str, file_id: str, offset: int, length: int) -> bytes | None:
+        body = self._path(tenant_id, file_id, ".data")
+        if self.get(tenant_id, file_id) is None or body is None:
+            return None
+        with body.open("rb") as handle:
+            handle.seek(offset)
+            return handle.read(length)
+
     def _part_path(self, tenant_id: str, batch_id: str, name: str) -> Path:
         if not is_batch_id(batch_id) or not name.replace(".", "").replace("-", "").isalnum():
             raise ValueError(f"bad part name {batch_id!r}/{name!r}")

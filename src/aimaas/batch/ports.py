@@ -34,6 +34,12 @@ class FileStore(ABC):
     def content(self, tenant_id: str, file_id: str) -> bytes | None:
         """The tenant's file bytes (None if the tenant has no such file)."""
 
+    def read_range(self, tenant_id: str, file_id: str, offset: int, length: int) -> bytes | None:
+        """Bytes ``[offset, offset + length)`` of the tenant's file (None if it has no such
+        file); adapters override this to read only those bytes."""
+        data = self.content(tenant_id, file_id)
+        return None if data is None else data[offset : offset + length]
+
     @abstractmethod
     def put_part(self, tenant_id: str, batch_id: str, name: str, data: bytes) -> None:
         """Store one partial result of a batch (a chunk's output or errors), by name."""

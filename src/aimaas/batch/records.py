@@ -119,13 +119,16 @@ class BatchJob(Stored):
 
 @dataclass(frozen=True)
 class Chunk:
-    """One queue message: lines ``[start, stop)`` of a batch's input file."""
+    """One queue message: lines ``[start, stop)`` of a batch's input file, which are its bytes
+    ``[offset, offset + length)`` (``length`` -1: unknown, the worker reads the whole file)."""
 
     tenant_id: str
     batch_id: str
     index: int
     start: int
     stop: int
+    offset: int = 0
+    length: int = -1
 
     def to_message(self) -> dict[str, Any]:
         """The message body (JSON-ready)."""
@@ -135,6 +138,8 @@ class Chunk:
             "index": self.index,
             "start": self.start,
             "stop": self.stop,
+            "offset": self.offset,
+            "length": self.length,
         }
 
     @classmethod
@@ -146,4 +151,6 @@ class Chunk:
             index=int(message["index"]),
             start=int(message["start"]),
             stop=int(message["stop"]),
+            offset=int(message.get("offset", 0)),
+            length=int(message.get("length", -1)),
         )

@@ -144,8 +144,12 @@ class BatchWorker:
         job = jobs.get(chunk.tenant_id, chunk.batch_id)
         if job is None or job.status in TERMINAL:
             return
-        data = files.content(job.tenant_id, job.input_file_id)
-        lines = input_lines(data or b"")[chunk.start : chunk.stop]
+        if chunk.length >= 0:
+            data = files.read_range(job.tenant_id, job.input_file_id, chunk.offset, chunk.length)
+            lines = input_lines(data or b"")
+        else:
+            data = files.content(job.tenant_id, job.input_file_id)
+            lines = input_lines(data or b"")[chunk.start : chunk.stop]
         outputs: list[bytes] = []
         failures: list[bytes] = []
         for offset, raw in enumerate(lines):

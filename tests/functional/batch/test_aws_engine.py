@@ -16,6 +16,7 @@ from aimaas.api import create_app
 from aimaas.api.container import build_container
 from aimaas.batch.aws import SqsWorkQueue
 from aimaas.batch.jobs import chunks_of
+from aimaas.batch.lines import line_spans
 from aimaas.batch.worker import BatchWorker
 from aimaas.config import Settings
 from aimaas_testing.metering import moto_tables
@@ -58,7 +59,9 @@ def test_a_batch_runs_on_sqs_s3_and_dynamodb_and_a_redelivery_bills_once(app: Ba
     assert created.json()["status"] == "in_progress"  # nothing runs until a worker polls
     worker = BatchWorker(app.container)
     job = batch.jobs.get("t_a", created.json()["id"])
-    first = chunks_of(job, 3)[0]
+    spans = line_spans(batch.files.content("t_a", file_id) or b"")
+    first = chunks_of(job, spans, 3)[0]
+    assert first.length > 0
     worker.handle(first)
     worker.handle(first)  # delivered twice while the batch runs (SQS is at least once)
     assert batch.jobs.get("t_a", job.batch_id).chunks_done == 1
@@ -72,7 +75,7 @@ def test_a_batch_runs_on_sqs_s3_and_dynamodb_and_a_redelivery_bills_once(app: Ba
     assert len(app.lines(done["error_file_id"])) == 2
     assert len(app.records()) == 5 and all(r.task.endswith("+batch") for r in app.records())
 
-    batch.queue.send(chunks_of(job, 3))  # every message again, as after a worker crash
+    batch.queue.send(chunks_of(job, spans, 3))  # every message again, as after a worker crash
     while batch.queue.poll(worker.handle, wait_s=0):
         pass
     again = app.get(f"/v1/batches/{done['id']}").json()
