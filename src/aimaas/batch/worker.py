@@ -225,3 +225,23 @@ def start_batch_worker(container: Container) -> None:
     threads; a no-op for SQS, which the worker Lambda or a polling host consumes)."""
     if container.batch is not None:
         container.batch.queue.start(BatchWorker(container).handle)
+
+
+def handle_sqs_event(worker: BatchWorker, event: dict[str, Any]) -> dict[str, Any]:
+    """Run the chunks of one SQS event (the worker Lambda's event source mapping).
+
+    Returns
+    -------
+    dict
+        The partial batch response (``ReportBatchItemFailures``): only the messages whose chunk
+        failed go back to the queue, to be redelivered (then dead-lettered after the queue's
+        ``maxReceiveCount``); the rest are deleted.
+    """
+    failures = []
+    for record in event.get("Records", []):
+        try:
+            worker.handle(Chunk.from_message(json.loads(record["body"])))
+        except Exception:
+            logger.exception("batch chunk failed", extra={"message_id": record.get("messageId")})
+            failures.append({"itemIdentifier": record["messageId"]})
+    return {"batchItemFailures": failures}

@@ -82,3 +82,36 @@ def test_a_batch_runs_on_sqs_s3_and_dynamodb_and_a_redelivery_bills_once(app: Ba
     assert again["request_counts"] == done["request_counts"]
     assert len(app.records()) == 5
     assert app.get(f"/v1/batches/{done['id']}", "b").status_code == 404
+
+
+def test_the_worker_lambda_reports_only_failed_chunks(app: BatchApp) -> None:
+    import importlib.util
+    import json
+
+    from aimaas.batch.worker import handle_sqs_event
+
+    path = Path(__file__).parents[3] / "functions/batch_worker/batch_worker_handler.py"
+    spec = importlib.util.spec_from_file_location("batch_worker_handler", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # builds its own container from the moto environment
+    module.worker.container.authenticator = HeaderTenantAuthenticator()
+
+    file_id = app.upload(mixed_lines()[:4]).json()["id"]
+    batch_id = app.create(file_id).json()["id"]
+    batch = app.container.batch
+    assert batch is not None
+    job = batch.jobs.get("t_a", batch_id)
+    spans = line_spans(batch.files.content("t_a", file_id) or b"")
+    records = [
+        {"messageId": f"m{c.index}", "body": json.dumps(c.to_message())}
+        for c in chunks_of(job, spans, 3)
+    ]
+    records.append({"messageId": "broken", "body": "{}"})
+    assert module.handler({"Records": records}, None) == {
+        "batchItemFailures": [{"itemIdentifier": "broken"}]
+    }
+    done = app.get(f"/v1/batches/{batch_id}").json()
+    assert done["status"] == "completed" and done["request_counts"]["completed"] == 3
+    assert handle_sqs_event(module.worker, {"Records": records[:1]}) == {"batchItemFailures": []}
+    module.worker.container.close()
