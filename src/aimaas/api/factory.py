@@ -7,7 +7,6 @@ from functools import partial
 from fastapi import FastAPI
 
 from aimaas import __version__
-from aimaas.api.batches import router as batches_router
 from aimaas.api.classifiers import router as classifiers_router
 from aimaas.api.container import Container, build_container
 from aimaas.api.handlers import install_error_handlers
@@ -15,7 +14,6 @@ from aimaas.api.middleware import RequestContextMiddleware
 from aimaas.api.routes import ERRORS, health_router, router
 from aimaas.api.security import identify_caller
 from aimaas.api.usage import router as usage_router
-from aimaas.batch.worker import start_batch_worker
 from aimaas.config import Settings
 
 DESCRIPTION = """
@@ -44,6 +42,12 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         The app, with ``app.state.container`` set. Models load on first use, not here.
     """
     from fastapi_offline import FastAPIOffline
+
+    # Imported here, not at the top: the batch modules import the API's task code, and this
+    # module is imported by the aimaas.api package itself, so importing a batch module first
+    # (the worker Lambda, tests) would otherwise come back to a half-initialised package.
+    from aimaas.api.batches import router as batches_router
+    from aimaas.batch.worker import start_batch_worker
 
     if container is None:
         container = build_container(settings or Settings.from_env())
