@@ -12,7 +12,7 @@ PNG) and keyword spotting (1 s of WAV).
    record per line, every one at a ``+batch`` task.
 2. Synchronous: the same lines as HTTP calls (closed loop, ``--clients`` at once), lines/s.
 
-Prints a table; JSON goes to ``benchmarks/results/batch.json``.
+Prints a table; JSON goes to ``benchmarks/results/batch.json`` (``--out`` names another).
 
 Run: ``.venv/bin/python benchmarks/bench_batch.py [--lines 10000] [--workers 1] [--clients 2]``
 """
@@ -128,6 +128,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="local batch worker threads")
     parser.add_argument("--clients", type=int, default=2, help="concurrent synchronous clients")
     parser.add_argument("--chunk-lines", type=int, default=100)
+    parser.add_argument("--out", default="batch.json", help="file name in benchmarks/results")
     args = parser.parse_args()
     requests = lines(args.lines)
     with tempfile.TemporaryDirectory() as folder:
@@ -175,7 +176,7 @@ def main() -> None:
         "sync_seconds": round(sync_s, 2),
         "sync_lines_per_s": round(args.lines / sync_s, 1),
     }
-    out = ROOT / "benchmarks" / "results" / "batch.json"
+    out = ROOT / "benchmarks" / "results" / args.out
     out.write_text(json.dumps(report, indent=2) + "\n")
     for name, value in report.items():
         print(f"{name:>24}: {value}")
