@@ -86,16 +86,21 @@ class S3FileStore(FileStore):
         except _AWS_ERRORS as error:
             raise errors.BackendUnavailable("The file store cannot be written.") from error
 
-    def _read(self, key: str) -> tuple[bytes, dict[str, str]] | None:
+    def _read(self, operation: str, key: str, **extra: Any) -> dict[str, Any] | None:
+        """One S3 read (``get_object``, ``head_object``): its response, None for a missing
+        object, 503 for anything else."""
         try:
-            response = self.s3.get_object(Bucket=self.bucket, Key=key)
-            return response["Body"].read(), response.get("Metadata", {})
+            return getattr(self.s3, operation)(Bucket=self.bucket, Key=key, **extra)
         except ClientError as error:
             if _missing(error):
                 return None
             raise errors.BackendUnavailable("The file store cannot be read.") from error
         except BotoCoreError as error:
             raise errors.BackendUnavailable("The file store cannot be read.") from error
+
+    def _body(self, key: str | None, **extra: Any) -> bytes | None:
+        response = None if key is None else self._read("get_object", key, **extra)
+        return None if response is None else response["Body"].read()
 
     def put(self, record: FileRecord, data: bytes) -> None:
         key = self._key(record.tenant_id, record.file_id)
@@ -106,47 +111,25 @@ class S3FileStore(FileStore):
 
     def get(self, tenant_id: str, file_id: str) -> FileRecord | None:
         key = self._key(tenant_id, file_id)
-        if key is None:
-            return None
-        try:
-            head = self.s3.head_object(Bucket=self.bucket, Key=key)
-        except ClientError as error:
-            if _missing(error):
-                return None
-            raise errors.BackendUnavailable("The file store cannot be read.") from error
-        except BotoCoreError as error:
-            raise errors.BackendUnavailable("The file store cannot be read.") from error
-        return FileRecord.from_row(json.loads(head["Metadata"]["record"]))
+        head = None if key is None else self._read("head_object", key)
+        return None if head is None else FileRecord.from_row(json.loads(head["Metadata"]["record"]))
 
     def content(self, tenant_id: str, file_id: str) -> bytes | None:
-        key = self._key(tenant_id, file_id)
-        found = None if key is None else self._read(key)
-        return None if found is None else found[0]
+        return self._body(self._key(tenant_id, file_id))
 
     def read_range(self, tenant_id: str, file_id: str, offset: int, length: int) -> bytes | None:
-        key = self._key(tenant_id, file_id)
-        if key is None:
-            return None
         if length <= 0:
-            return b""
-        try:  # a ranged GET: a chunk's worker reads its lines, not the whole file
-            response = self.s3.get_object(
-                Bucket=self.bucket, Key=key, Range=f"bytes={offset}-{offset + length - 1}"
-            )
-            return response["Body"].read()
-        except ClientError as error:
-            if _missing(error):
-                return None
-            raise errors.BackendUnavailable("The file store cannot be read.") from error
-        except BotoCoreError as error:
-            raise errors.BackendUnavailable("The file store cannot be read.") from error
+            return b"" if self.get(tenant_id, file_id) else None
+        # A ranged GET: a chunk's worker reads its own lines, not the whole file.
+        return self._body(
+            self._key(tenant_id, file_id), Range=f"bytes={offset}-{offset + length - 1}"
+        )
 
     def put_part(self, tenant_id: str, batch_id: str, name: str, data: bytes) -> None:
         self._put(self._part_key(tenant_id, batch_id, name), data)
 
     def part(self, tenant_id: str, batch_id: str, name: str) -> bytes | None:
-        found = self._read(self._part_key(tenant_id, batch_id, name))
-        return None if found is None else found[0]
+        return self._body(self._part_key(tenant_id, batch_id, name))
 
 
 def _job_key(tenant_id: str, batch_id: str) -> dict[str, Any]:

@@ -109,6 +109,9 @@ def test_files_are_found_only_under_their_tenant(stores: tuple[FileStore, JobSto
     assert files.get("t_b", record.file_id) is None
     assert files.content("t_b", record.file_id) is None
     assert files.get("t_a", "../" + record.file_id) is None
+    assert files.read_range("t_a", record.file_id, 2, 10) == data[2:12]
+    assert files.read_range("t_a", record.file_id, 0, 0) == b""
+    assert files.read_range("t_b", record.file_id, 2, 10) is None
     batch_id = new_batch_id()
     files.put_part("t_a", batch_id, "00000000.out", b"x\n")
     assert files.part("t_a", batch_id, "00000000.out") == b"x\n"
