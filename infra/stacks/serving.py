@@ -160,6 +160,7 @@ class ServingStack(StageStack):
         # The Batch API: served by the text group (the /v1 catch-all route), run by the worker.
         batches = "AIMAAS_BATCHES_TABLE" in tables
         batch_env: dict[str, str] = {}
+        self.batch_dead_letters: sqs.Queue | None = None
         if batches:
             self.batch_queue = self._batch_queue()
             batch_env = {
@@ -275,6 +276,7 @@ class ServingStack(StageStack):
             retention_period=cdk.Duration.days(14),
         )
         acknowledge(dead, {"AwsSolutions-SQS3": "This is the batch queue's dead-letter queue."})
+        self.batch_dead_letters = dead  # the observability stack alarms on its depth
         return sqs.Queue(
             self,
             "BatchQueue",

@@ -98,3 +98,12 @@ def test_batch_files_expire_with_their_records(dev: Any) -> None:
         if rule.get("Prefix") == BATCH_PREFIX
     ]
     assert len(rules) == 1 and rules[0]["ExpirationInDays"] == BATCH_RETENTION_DAYS
+
+
+def test_a_chunk_in_the_dead_letter_queue_raises_an_alarm(dev: Any) -> None:
+    alarms = [
+        a["Properties"] for a in dev.resources("observability", "AWS::CloudWatch::Alarm").values()
+    ]
+    (dead,) = (a for a in alarms if a.get("MetricName") == "ApproximateNumberOfMessagesVisible")
+    assert dead["Namespace"] == "AWS/SQS" and dead["Threshold"] == 1
+    assert dead["AlarmActions"]
