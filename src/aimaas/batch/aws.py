@@ -136,6 +136,10 @@ def _job_key(tenant_id: str, batch_id: str) -> dict[str, Any]:
     return to_wire({"pk": f"TENANT#{tenant_id}", "sk": f"BATCH#{batch_id}"})
 
 
+def _chunk_key(tenant_id: str, batch_id: str, index: int) -> dict[str, str]:
+    return {"pk": f"TENANT#{tenant_id}", "sk": f"CHUNK#{batch_id}#{index:08d}"}
+
+
 def _epoch(moment: datetime) -> int:
     return int(moment.timestamp())
 
@@ -241,6 +245,17 @@ class DynamoDbJobStore(JobStore):
             raise errors.BackendUnavailable("The batch could not be updated.") from error
         return BatchJob.from_item(from_wire(response["Attributes"]))
 
+    def chunk_counted(self, tenant_id: str, batch_id: str, index: int) -> bool:
+        try:
+            item = self.dynamodb.get_item(
+                TableName=self.table,
+                Key=to_wire(_chunk_key(tenant_id, batch_id, index)),
+                ConsistentRead=True,
+            ).get("Item")
+        except _AWS_ERRORS as error:
+            raise errors.BackendUnavailable("The batch store cannot be read.") from error
+        return item is not None
+
     def finish_chunk(
         self, tenant_id: str, batch_id: str, index: int, completed: int, failed: int
     ) -> BatchJob | None:
@@ -248,8 +263,7 @@ class DynamoDbJobStore(JobStore):
         if job is None:
             return None
         marker = {
-            "pk": f"TENANT#{tenant_id}",
-            "sk": f"CHUNK#{batch_id}#{index:08d}",
+            **_chunk_key(tenant_id, batch_id, index),
             "expires_at_epoch": _epoch(job.expires_at),
         }
         try:

@@ -163,6 +163,14 @@ class SqliteJobStore(JobStore):
             update(conn, "batch_jobs", job, ("tenant_id", "batch_id"))
             return job
 
+    def chunk_counted(self, tenant_id: str, batch_id: str, index: int) -> bool:
+        return bool(
+            self.db.rows(
+                "SELECT 1 FROM batch_chunks WHERE tenant_id = ? AND batch_id = ? AND chunk = ?",
+                (tenant_id, batch_id, index),
+            )
+        )
+
     def finish_chunk(
         self, tenant_id: str, batch_id: str, index: int, completed: int, failed: int
     ) -> BatchJob | None:

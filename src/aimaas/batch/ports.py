@@ -81,6 +81,10 @@ class JobStore(ABC):
         """
 
     @abstractmethod
+    def chunk_counted(self, tenant_id: str, batch_id: str, index: int) -> bool:
+        """Whether chunk ``index`` was counted by :meth:`finish_chunk` already."""
+
+    @abstractmethod
     def finish_chunk(
         self, tenant_id: str, batch_id: str, index: int, completed: int, failed: int
     ) -> BatchJob | None:

@@ -144,6 +144,12 @@ class BatchWorker:
         job = jobs.get(chunk.tenant_id, chunk.batch_id)
         if job is None or job.status in TERMINAL:
             return
+        if jobs.chunk_counted(job.tenant_id, job.batch_id, chunk.index):
+            # Redelivered after it was counted: running it again would only rewrite its results
+            # (differently, if the plan's limit was reached since). Finish the batch if the
+            # first delivery died before doing so.
+            self.finalize(job)
+            return
         if chunk.length >= 0:
             data = files.read_range(job.tenant_id, job.input_file_id, chunk.offset, chunk.length)
             lines = input_lines(data or b"")

@@ -202,3 +202,33 @@ def test_lines_past_the_hard_limit_fail_with_429_and_are_not_billed(app: BatchAp
     failed = app.lines(batch["error_file_id"])
     assert {x["response"]["status_code"] for x in failed} == {429}
     assert len(app.records()) == 2
+
+
+def test_a_worker_killed_after_counting_its_chunk_is_finished_by_the_redelivery(
+    make_app: Callable[..., BatchApp], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = make_app(batch_chunk_lines=3, batch_queue="none")
+    from aimaas.api.container import BatchServices
+    from aimaas.batch.local import FolderFileStore, SqliteJobStore, ThreadWorkQueue
+
+    data = app.container.settings.sqlite_path
+    queue = ThreadWorkQueue()
+    app.container.batch = BatchServices(
+        FolderFileStore(data.parent / "files"), SqliteJobStore(data), queue, 3
+    )
+    batch_id = app.create(app.upload(mixed_lines()).json()["id"]).json()["id"]
+    worker = BatchWorker(app.container)
+    pending = [item[0] for item in queue._queue.queue]
+    real_finalize = BatchWorker.finalize
+    monkeypatch.setattr(BatchWorker, "finalize", lambda self, job: job)  # dies before the end
+    for chunk in pending:
+        worker.handle(chunk)
+    stuck = app.get(f"/v1/batches/{batch_id}").json()
+    assert stuck["status"] == "in_progress"
+    assert stuck["request_counts"] == {"total": 7, "completed": 5, "failed": 2}
+    monkeypatch.setattr(BatchWorker, "finalize", real_finalize)
+    worker.handle(pending[-1])  # SQS delivers the last message again
+    done = app.get(f"/v1/batches/{batch_id}").json()
+    assert done["status"] == "completed" and done["request_counts"] == stuck["request_counts"]
+    assert len(app.lines(done["output_file_id"])) == 5
+    assert len(app.records()) == 5

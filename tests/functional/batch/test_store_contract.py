@@ -147,7 +147,10 @@ def test_transitions_are_conditional_and_chunks_count_once(
     assert cancelling is not None and cancelling.status == CANCELLING
     assert jobs.transition("t_a", job.batch_id, RUNNING, status=COMPLETED) is None
     assert jobs.transition("t_b", job.batch_id, frozenset({CANCELLING}), status=COMPLETED) is None
+    assert not jobs.chunk_counted("t_a", job.batch_id, 0)
     first = jobs.finish_chunk("t_a", job.batch_id, 0, 4, 1)
+    assert jobs.chunk_counted("t_a", job.batch_id, 0)
+    assert not jobs.chunk_counted("t_b", job.batch_id, 0)
     assert first is not None and (first.completed, first.failed, first.chunks_done) == (4, 1, 1)
     assert jobs.finish_chunk("t_a", job.batch_id, 0, 4, 1) is None  # redelivered
     second = jobs.finish_chunk("t_a", job.batch_id, 1, 5, 0)
