@@ -47,6 +47,7 @@ class FileObject(_Out):
 
     @classmethod
     def of(cls, record: FileRecord) -> FileObject:
+        """The file object of a stored file record."""
         return cls(
             id=record.file_id,
             bytes=record.size,
@@ -111,6 +112,7 @@ class BatchObject(_Out):
 
     @classmethod
     def of(cls, job: BatchJob) -> BatchObject:
+        """The batch object of a stored job (times as Unix seconds, as OpenAI's)."""
         return cls(
             id=job.batch_id,
             endpoint=job.endpoint,

@@ -20,7 +20,6 @@ from aimaas.storage import Stored
 
 #: The statuses of a batch, as OpenAI names them (``expired`` is never reached: the local and
 #: AWS engines have no completion window to miss yet).
-Status = str
 VALIDATING, IN_PROGRESS, FINALIZING = "validating", "in_progress", "finalizing"
 COMPLETED, FAILED, CANCELLING, CANCELLED = "completed", "failed", "cancelling", "cancelled"
 #: A batch in one of these no longer changes.
