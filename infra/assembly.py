@@ -142,6 +142,7 @@ def build_app(app: cdk.App, *, nag: bool = True) -> Stacks:
             api=api.api,
             functions=serving.functions,
             gpu=gpu,
+            batch_dead_letters=serving.batch_dead_letters,
             **props("observability"),
         )
     stacks = [s for s in (storage, gpu, serving, api, observability) if s is not None]

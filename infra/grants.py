@@ -17,6 +17,12 @@ from infra.settings import InfraSettings
 MODEL_PREFIX = "models/"
 #: Where the runtime's AWS classifier store writes (``AwsClassifierStore``'s default prefix).
 CLASSIFIER_PREFIX = "classifiers/"
+#: Where the runtime's S3 batch file store writes (``S3FileStore``'s default prefix), in the
+#: same tenant-data bucket as classifiers; a lifecycle rule expires it.
+BATCH_PREFIX = "batch/"
+#: Days batch files are kept: ``aimaas.batch.jobs.RETENTION`` (a test keeps the two equal;
+#: infra imports no runtime module that pulls in FastAPI).
+BATCH_RETENTION_DAYS = 30
 
 
 def model_bucket_arn(settings: InfraSettings, stack: cdk.Stack) -> str:
@@ -44,28 +50,54 @@ def classifier_objects_finding(settings: InfraSettings) -> str:
     return f"AwsSolutions-IAM5[Resource::{bucket}/{CLASSIFIER_PREFIX}*]"
 
 
+def batch_objects_finding(settings: InfraSettings) -> str:
+    """The cdk-nag IAM5 finding id for the ``batch/*`` object resource."""
+    return classifier_objects_finding(settings).replace(CLASSIFIER_PREFIX, BATCH_PREFIX)
+
+
+def _grant_tenant_objects(
+    grantee: iam.IGrantable,
+    settings: InfraSettings,
+    stack: cdk.Stack,
+    prefix: str,
+    actions: list[str],
+) -> None:
+    # s3:ListBucket on the prefix makes a missing object a 404 (not a 403) for the store.
+    bucket = f"arn:{stack.partition}:s3:::{classifier_bucket_name(settings, stack)}"
+    for statement in (
+        iam.PolicyStatement(actions=actions, resources=[f"{bucket}/{prefix}*"]),
+        iam.PolicyStatement(
+            actions=["s3:ListBucket"],
+            resources=[bucket],
+            conditions={"StringLike": {"s3:prefix": [f"{prefix}*"]}},
+        ),
+    ):
+        grantee.grant_principal.add_to_principal_policy(statement)
+
+
 def grant_classifier_objects(
     grantee: iam.IGrantable, settings: InfraSettings, stack: cdk.Stack
 ) -> None:
     """Read, write and delete the objects under ``classifiers/`` of the classifier bucket.
 
-    ``s3:ListBucket`` on the prefix makes a missing object a 404 (not a 403) for the store, and
-    no version actions are granted: the bucket is unversioned, so a delete is final. KMS use of
+    No version actions are granted: the bucket is unversioned, so a delete is final. KMS use of
     the stage's key is granted with the tables' (the same key).
     """
-    bucket = f"arn:{stack.partition}:s3:::{classifier_bucket_name(settings, stack)}"
-    for statement in (
-        iam.PolicyStatement(
-            actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-            resources=[f"{bucket}/{CLASSIFIER_PREFIX}*"],
-        ),
-        iam.PolicyStatement(
-            actions=["s3:ListBucket"],
-            resources=[bucket],
-            conditions={"StringLike": {"s3:prefix": [f"{CLASSIFIER_PREFIX}*"]}},
-        ),
-    ):
-        grantee.grant_principal.add_to_principal_policy(statement)
+    _grant_tenant_objects(
+        grantee,
+        settings,
+        stack,
+        CLASSIFIER_PREFIX,
+        ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+    )
+
+
+def grant_batch_objects(grantee: iam.IGrantable, settings: InfraSettings, stack: cdk.Stack) -> None:
+    """Read and write the objects under ``batch/`` (batch inputs, partial results, outputs).
+
+    No delete: batch files end by the bucket's lifecycle rule, not by the functions.
+    """
+    _grant_tenant_objects(grantee, settings, stack, BATCH_PREFIX, ["s3:GetObject", "s3:PutObject"])
 
 
 def grant_model_read(

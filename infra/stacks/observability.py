@@ -16,6 +16,7 @@ from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subs
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.settings import InfraSettings
@@ -48,6 +49,7 @@ class ObservabilityStack(StageStack):
         api: apigw.RestApi,
         functions: dict[str, lambda_.Function],
         gpu: GpuStack | None = None,
+        batch_dead_letters: sqs.IQueue | None = None,
         **kwargs: object,
     ) -> None:
         # settings= and storage= are StageStack's (self.settings, self.storage).
@@ -119,6 +121,16 @@ class ObservabilityStack(StageStack):
             1,
             "usage ledger writes failing",
         )
+        if batch_dead_letters is not None:
+            # A chunk there failed five deliveries: its batch never ends until someone looks.
+            alarm(
+                "BatchDeadLetters",
+                batch_dead_letters.metric_approximate_number_of_messages_visible(
+                    statistic="Maximum", period=PERIOD
+                ),
+                1,
+                "batch chunks in the dead-letter queue",
+            )
         if gpu:
             alarm(
                 "GpuInvocationErrors",

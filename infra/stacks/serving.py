@@ -13,15 +13,19 @@ import aws_cdk as cdk
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from aimaas.auth.pepper import default_parameter
 from infra.assets import stage_core_layer
 from infra.grants import (
+    batch_objects_finding,
     classifier_bucket_name,
     classifier_objects_finding,
+    grant_batch_objects,
     grant_classifier_objects,
 )
 from infra.nag import acknowledge
@@ -65,6 +69,13 @@ FUNCTION_TIMEOUT_S = 28
 #: Every request's own deadline (``AIMAAS_REQUEST_DEADLINE_S``), below both: GPU and ledger
 #: retries are bounded by the time left, so an answer is billed only if it can still be sent.
 REQUEST_DEADLINE_S = 25
+#: A batch chunk (100 lines by default, ~50 ms a line on CPU) ends well within this.
+BATCH_WORKER_TIMEOUT_S = 300
+#: At most this many batch workers run at once (the SQS event source's maximum concurrency):
+#: batches never take more of the account's concurrent executions, whatever their size, so they
+#: cannot starve the synchronous functions. Per-tenant fairness is not enforced yet.
+BATCH_MAX_CONCURRENCY = 10
+BATCH_SERVICE = "aimaas-batch-worker"
 
 
 @dataclass(frozen=True)
@@ -134,6 +145,10 @@ class ServingStack(StageStack):
             "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             "AIMAAS_KEY_PEPPER_PARAMETER": self.pepper_parameter,
             "AIMAAS_MAX_BODY_BYTES": str(settings.features.max_body_bytes),
+            # Only the functions that serve or run batches get the AWS batch adapters (below);
+            # without this one the app would wire the local adapters, whose SQLite file and
+            # worker thread have no place in a Lambda (read-only /var/task).
+            "AIMAAS_BATCH_QUEUE": "none",
         }
         # One image for every group: synth only copies the build context (filtered by the repo's
         # .dockerignore), the image is built at deploy time.
@@ -146,6 +161,21 @@ class ServingStack(StageStack):
             platform=ecr_assets.Platform.LINUX_ARM64,
             ignore_mode=cdk.IgnoreMode.DOCKER,
         )
+
+        # The Batch API: served by the text group (the /v1 catch-all route), run by the worker.
+        batches = "AIMAAS_BATCHES_TABLE" in tables
+        batch_env: dict[str, str] = {}
+        self.batch_dead_letters: sqs.Queue | None = None
+        if batches:
+            self.batch_queue = self._batch_queue()
+            batch_env = {
+                "AIMAAS_BATCH_FILE_STORE": "s3",
+                "AIMAAS_BATCH_JOB_STORE": "dynamodb",
+                "AIMAAS_BATCH_QUEUE": "sqs",
+                "AIMAAS_BATCH_BUCKET": classifier_bucket_name(settings, self),
+                "AIMAAS_BATCH_QUEUE_URL": self.batch_queue.queue_url,
+                "AIMAAS_KMS_KEY_ID": storage.key.key_arn,
+            }
 
         self.functions: dict[str, lambda_.Function] = {}
         self.aliases: dict[str, lambda_.Alias] = {}
@@ -167,6 +197,9 @@ class ServingStack(StageStack):
                 env["AIMAAS_CLASSIFIER_STORE"] = "aws"
                 env["AIMAAS_CLASSIFIER_BUCKET"] = classifier_bucket_name(settings, self)
                 env["AIMAAS_KMS_KEY_ID"] = storage.key.key_arn
+            serves_batches = batches and group.name == "text"
+            if serves_batches:
+                env.update(batch_env)
             function = lambda_.DockerImageFunction(
                 self,
                 f"{group.name.title()}Function",
@@ -191,8 +224,18 @@ class ServingStack(StageStack):
             self._grant_tables(
                 function,
                 read=("AIMAAS_TENANTS_TABLE",),
-                write=("AIMAAS_USAGE_TABLE",),
+                write=(
+                    "AIMAAS_USAGE_TABLE",
+                    *(("AIMAAS_BATCHES_TABLE",) if serves_batches else ()),
+                ),
             )
+            if serves_batches:  # uploads, outputs and queueing the chunks of a new batch
+                grant_batch_objects(function, settings, self)
+                function.add_to_role_policy(
+                    iam.PolicyStatement(
+                        actions=["sqs:SendMessage"], resources=[self.batch_queue.queue_arn]
+                    )
+                )
             if classifiers:
                 self._grant_classifiers(function)
             # The app builds the same authenticator at start-up (admin routes, local parity).
@@ -206,11 +249,97 @@ class ServingStack(StageStack):
             self.functions[group.name] = function
             self.aliases[group.name] = self._alias(group.name, function)
 
+        if batches:
+            worker_env = {
+                **common_env,
+                **batch_env,
+                "AIMAAS_MODEL_STORE": "folder",
+                "AIMAAS_GPU_BACKEND": "sagemaker" if gpu else "none",
+                "POWERTOOLS_SERVICE_NAME": BATCH_SERVICE,
+            }
+            if gpu:
+                worker_env["AIMAAS_SAGEMAKER_ENDPOINT"] = gpu.endpoint_name
+            self.batch_worker = self._batch_worker(worker_env, gpu)
+            self.functions["batch_worker"] = self.batch_worker
+
         self.authorizer = self._authorizer(common_env)
         self.functions["authorizer"] = self.authorizer
         self._acknowledge_generated_policies()
 
     # -- pieces ---------------------------------------------------------------------------------
+
+    def _batch_queue(self) -> sqs.Queue:
+        """The chunk queue (KMS, TLS only) and its dead-letter queue: a chunk that fails five
+        deliveries is kept there 14 days for an operator instead of retrying for ever."""
+        key = self.storage.key
+        dead = sqs.Queue(
+            self,
+            "BatchDeadLetters",
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=key,
+            enforce_ssl=True,
+            retention_period=cdk.Duration.days(14),
+        )
+        acknowledge(dead, {"AwsSolutions-SQS3": "This is the batch queue's dead-letter queue."})
+        self.batch_dead_letters = dead  # the observability stack alarms on its depth
+        return sqs.Queue(
+            self,
+            "BatchQueue",
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=key,
+            data_key_reuse=cdk.Duration.hours(1),  # fewer KMS calls per message
+            enforce_ssl=True,
+            # Six times the worker's timeout, as AWS advises for a Lambda event source.
+            visibility_timeout=cdk.Duration.seconds(6 * BATCH_WORKER_TIMEOUT_S),
+            retention_period=cdk.Duration.days(4),
+            dead_letter_queue=sqs.DeadLetterQueue(queue=dead, max_receive_count=5),
+        )
+
+    def _batch_worker(self, env: Mapping[str, str], gpu: GpuStack | None) -> lambda_.Function:
+        """The batch worker: the inference image with another command, fed by the chunk queue."""
+        worker = lambda_.DockerImageFunction(
+            self,
+            "BatchWorkerFunction",
+            description=f"aimaas {self.settings.stage} batch worker (SQS chunks)",
+            code=lambda_.DockerImageCode.from_image_asset(
+                str(REPO_ROOT),
+                file=INFERENCE_DOCKERFILE,
+                build_args={"MODELS": " ".join(self.settings.cpu_models)},
+                platform=ecr_assets.Platform.LINUX_ARM64,
+                ignore_mode=cdk.IgnoreMode.DOCKER,
+                cmd=["batch_worker_handler.handler"],
+            ),
+            architecture=lambda_.Architecture.ARM_64,
+            memory_size=max(g.memory_mb for g in MODEL_GROUPS),  # it runs every task's models
+            timeout=cdk.Duration.seconds(BATCH_WORKER_TIMEOUT_S),
+            environment=dict(env),
+            **self._role_and_logs("BatchWorker"),
+            tracing=lambda_.Tracing.ACTIVE,
+        )
+        worker.add_event_source(
+            event_sources.SqsEventSource(
+                self.batch_queue,
+                batch_size=1,  # one chunk per invocation: a failure redelivers only it
+                report_batch_item_failures=True,
+                max_concurrency=BATCH_MAX_CONCURRENCY,
+            )
+        )
+        # Keys are read for the plan's hard limit, usage recorded once per line, the job's
+        # counts updated; the pepper as the inference functions (the same authenticator).
+        self._grant_tables(
+            worker,
+            read=("AIMAAS_TENANTS_TABLE",),
+            write=("AIMAAS_USAGE_TABLE", "AIMAAS_BATCHES_TABLE"),
+        )
+        grant_batch_objects(worker, self.settings, self)
+        self._grant_pepper(worker)
+        if gpu:
+            worker.add_to_role_policy(
+                iam.PolicyStatement(
+                    actions=["sagemaker:InvokeEndpoint"], resources=[gpu.endpoint_arn]
+                )
+            )
+        return worker
 
     def _role_and_logs(self, name: str) -> dict[str, iam.Role | logs.LogGroup]:
         """A role of its own and an encrypted log group with the stage's retention.
@@ -400,9 +529,16 @@ class ServingStack(StageStack):
             "AwsSolutions-IAM5[Resource::*]": "X-Ray PutTraceSegments/PutTelemetryRecords "
             "(added by active tracing) support no resource-level scoping.",
         }
-        for name in (*(g.name.title() for g in MODEL_GROUPS), "Authorizer"):
+        batch_roles = (
+            ("Text", "BatchWorker") if "AIMAAS_BATCHES_TABLE" in self.storage.table_specs else ()
+        )
+        for name in (*(g.name.title() for g in MODEL_GROUPS), "Authorizer", *batch_roles[1:]):
             role = self.node.find_child(f"{name}Role")
             extra = {}
+            if name in batch_roles:
+                extra[batch_objects_finding(self.settings)] = (
+                    "Batch files: under batch/ only, keyed per tenant and batch at run time."
+                )
             if name == "Text" and "AIMAAS_CLASSIFIERS_TABLE" in self.storage.table_specs:
                 extra[classifier_objects_finding(self.settings)] = (
                     "Tenants' classifier objects: under classifiers/ only, keyed per tenant and "

@@ -26,7 +26,7 @@ from aimaas.metering.aggregator import STREAM_FILTER
 from aimaas.storage.tables import TABLES as SCHEMAS
 from aimaas.storage.tables import TableSchema
 from infra.assets import stage_core_layer
-from infra.grants import classifier_bucket_name
+from infra.grants import BATCH_PREFIX, BATCH_RETENTION_DAYS, classifier_bucket_name
 from infra.nag import acknowledge
 from infra.retention import retention
 from infra.settings import REPO_ROOT, InfraSettings
@@ -163,6 +163,13 @@ class StorageStack(cdk.Stack):
             versioned=False,
             server_access_logs_bucket=access_logs,
             server_access_logs_prefix="classifier-bucket/",
+            # Batch files (inputs, partial results, outputs) expire with their batch records
+            # (aimaas.batch.jobs.RETENTION, the batches table's TTL).
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    prefix=BATCH_PREFIX, expiration=cdk.Duration.days(BATCH_RETENTION_DAYS)
+                )
+            ],
             removal_policy=removal,
             auto_delete_objects=self._auto_delete(),
         )

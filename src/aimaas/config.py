@@ -89,6 +89,19 @@ class Settings:
     classifier_bucket: str | None = None
     classifiers_table: str | None = None
     kms_key_id: str | None = None
+    # Batch jobs: files "folder" (beside sqlite_path) or "s3" (batch_bucket, the stage's KMS
+    # key); jobs "sqlite" or "dynamodb" (batches_table); the queue "thread" (worker threads in
+    # this process) or "sqs" (batch_queue_url). "none" for the queue switches batches off.
+    batch_file_store: str = "folder"
+    batch_job_store: str = "sqlite"
+    batch_queue: str = "thread"
+    batch_bucket: str | None = None
+    batches_table: str | None = None
+    batch_queue_url: str | None = None
+    # Lines per queue message, and local worker threads (one keeps a batch from taking more
+    # than one model slot from synchronous traffic at a time).
+    batch_chunk_lines: int = 100
+    batch_workers: int = 1
     # GPU backend: "none", "http" (the GPU server process) or "sagemaker".
     gpu_backend: str = "none"
     gpu_url: str | None = None
@@ -141,6 +154,14 @@ class Settings:
             classifier_bucket=get("CLASSIFIER_BUCKET"),
             classifiers_table=get("CLASSIFIERS_TABLE"),
             kms_key_id=get("KMS_KEY_ID"),
+            batch_file_store=get("BATCH_FILE_STORE", "folder") or "folder",
+            batch_job_store=get("BATCH_JOB_STORE", "sqlite") or "sqlite",
+            batch_queue=get("BATCH_QUEUE", "thread") or "thread",
+            batch_bucket=get("BATCH_BUCKET"),
+            batches_table=get("BATCHES_TABLE"),
+            batch_queue_url=get("BATCH_QUEUE_URL"),
+            batch_chunk_lines=int(get("BATCH_CHUNK_LINES", "100") or 100),
+            batch_workers=int(get("BATCH_WORKERS", "1") or 1),
             gpu_backend=get("GPU_BACKEND", "none") or "none",
             gpu_url=get("GPU_URL"),
             sagemaker_endpoint=get("SAGEMAKER_ENDPOINT"),

@@ -36,6 +36,16 @@ UNIT_CONVERSIONS: Mapping[tuple[str, str], Decimal] = MappingProxyType(
 )
 
 
+#: The suffix of the billed task of a batch line (``embeddings+batch``), in the way
+#: ``audio-classification+vad`` names a variant: its own price, its own usage and invoice lines.
+BATCH_SUFFIX = "+batch"
+
+
+def batch_task(task: str) -> str:
+    """The billed task of ``task`` run as a line of a batch job."""
+    return task if task.endswith(BATCH_SUFFIX) else task + BATCH_SUFFIX
+
+
 @dataclass(frozen=True)
 class Throttle:
     """Steady-state requests per second and burst size of an API Gateway usage plan."""
@@ -83,6 +93,8 @@ class Catalog:
     model_prices: Mapping[tuple[str, str], Price] = field(default_factory=dict)
     #: A fee per billed call on top of its units (list price; the plan's multiplier applies).
     request_fee_usd: Decimal = Decimal(0)
+    #: The fraction taken off the unit price of a batch line (:func:`batch_task`).
+    batch_discount: Decimal = Decimal(0)
 
     def plan(self, name: str) -> Plan:
         """Return the plan called ``name``.
@@ -105,11 +117,17 @@ class Catalog:
         an embeddings model that scores zero-shot labels is billed as text classification, as
         the default model doing the same work is.
 
+        A batch line's task (:func:`batch_task`) has the price of its task less
+        :attr:`batch_discount`.
+
         Raises
         ------
         KeyError
             If neither the model nor the task has a price.
         """
+        if task.endswith(BATCH_SUFFIX):
+            base = self.list_price(task.removesuffix(BATCH_SUFFIX), model)
+            return Price(unit=base.unit, usd=base.usd * (1 - self.batch_discount))
         if model and (task, model) in self.model_prices:
             return self.model_prices[task, model]
         try:
@@ -230,7 +248,15 @@ def parse_catalog(data: Mapping[str, Any]) -> Catalog:
         task_prices=MappingProxyType({k: _price(v) for k, v in prices.get("tasks", {}).items()}),
         model_prices=MappingProxyType(_model_prices(prices.get("models", {}))),
         request_fee_usd=Decimal(str(prices.get("request_fee_usd", 0))),
+        batch_discount=_discount(prices.get("batch_discount", 0)),
     )
+
+
+def _discount(value: Any) -> Decimal:
+    discount = Decimal(str(value))
+    if not 0 <= discount < 1:
+        raise ValueError(f"prices.batch_discount must be in [0, 1), not {value!r}")
+    return discount
 
 
 @cache

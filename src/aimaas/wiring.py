@@ -2,15 +2,16 @@
 
 This is the one module that knows every adapter. Ports (``aimaas.auth.keys.KeyStore``,
 ``aimaas.metering.ledger.UsageLedger``, ``aimaas.registry.store.ModelStore``,
-``aimaas.backends.base.InferenceBackend``, ``aimaas.classifiers.store.ClassifierStore``) never
+``aimaas.backends.base.InferenceBackend``, ``aimaas.classifiers.store.ClassifierStore``, the
+batch ports of ``aimaas.batch.ports``) never
 import their adapters; the factory tables here do, lazily, so that importing this module costs
 nothing and a deployable loads only the adapters its configuration names (the authorizer zip
 never imports FastAPI, ONNX Runtime or urllib3).
 
 Every port is built the same way: ``build_<port>(settings)`` looks ``settings.<port>`` up in the
 port's table (``KEY_STORES``, ``LEDGERS``, ``MODEL_STORES``, ``GPU_BACKENDS``,
-``CLASSIFIER_STORES``); an unknown name or incomplete settings raise :class:`ValueError` at
-start-up.
+``CLASSIFIER_STORES``, ``FILE_STORES``, ``JOB_STORES``, ``WORK_QUEUES``); an unknown name or
+incomplete settings raise :class:`ValueError` at start-up.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ if TYPE_CHECKING:  # the adapters' modules are imported by the factories, on dem
     from aimaas.auth.authenticator import Authenticator
     from aimaas.auth.keys import KeyStore
     from aimaas.backends.base import InferenceBackend
+    from aimaas.batch.ports import FileStore, JobStore, WorkQueue
     from aimaas.classifiers.store import ClassifierStore
     from aimaas.metering.aggregator import StreamAggregator
     from aimaas.metering.ledger import UsageLedger
@@ -236,6 +238,87 @@ CLASSIFIER_STORES: Mapping[str, Callable[[Settings], ClassifierStore]] = {
 def build_classifier_store(settings: Settings) -> ClassifierStore:
     """The tenant classifier store that ``settings.classifier_store`` names."""
     return build_adapter("classifier store", CLASSIFIER_STORES, settings.classifier_store, settings)
+
+
+# ---- batch jobs: file store, job store, work queue ---------------------------------------------
+
+
+def _folder_file_store(settings: Settings) -> FileStore:
+    from aimaas.batch.local import FolderFileStore
+
+    return FolderFileStore(settings.sqlite_path.parent / "files")
+
+
+def _s3_file_store(settings: Settings) -> FileStore:
+    from aimaas.batch.aws import S3FileStore
+
+    what = "the s3 batch file store"
+    return S3FileStore(
+        _required(settings.batch_bucket, "AIMAAS_BATCH_BUCKET", what),
+        _required(settings.kms_key_id, "AIMAAS_KMS_KEY_ID", what),
+    )
+
+
+#: Batch file stores by the name ``AIMAAS_BATCH_FILE_STORE`` selects.
+FILE_STORES: Mapping[str, Callable[[Settings], FileStore]] = {
+    "folder": _folder_file_store,
+    "s3": _s3_file_store,
+}
+
+
+def build_file_store(settings: Settings) -> FileStore:
+    """The batch file store that ``settings.batch_file_store`` names."""
+    return build_adapter("batch file store", FILE_STORES, settings.batch_file_store, settings)
+
+
+def _sqlite_job_store(settings: Settings) -> JobStore:
+    from aimaas.batch.local import SqliteJobStore
+
+    return SqliteJobStore(settings.sqlite_path)
+
+
+def _dynamodb_job_store(settings: Settings) -> JobStore:
+    from aimaas.batch.aws import DynamoDbJobStore
+
+    what = "the dynamodb batch job store"
+    return DynamoDbJobStore(_required(settings.batches_table, "AIMAAS_BATCHES_TABLE", what))
+
+
+#: Batch job stores by the name ``AIMAAS_BATCH_JOB_STORE`` selects.
+JOB_STORES: Mapping[str, Callable[[Settings], JobStore]] = {
+    "sqlite": _sqlite_job_store,
+    "dynamodb": _dynamodb_job_store,
+}
+
+
+def build_job_store(settings: Settings) -> JobStore:
+    """The batch job store that ``settings.batch_job_store`` names."""
+    return build_adapter("batch job store", JOB_STORES, settings.batch_job_store, settings)
+
+
+def _thread_queue(settings: Settings) -> WorkQueue:
+    from aimaas.batch.local import ThreadWorkQueue
+
+    return ThreadWorkQueue(workers=settings.batch_workers)
+
+
+def _sqs_queue(settings: Settings) -> WorkQueue:
+    from aimaas.batch.aws import SqsWorkQueue
+
+    what = "the sqs batch queue"
+    return SqsWorkQueue(_required(settings.batch_queue_url, "AIMAAS_BATCH_QUEUE_URL", what))
+
+
+#: Work queues by the name ``AIMAAS_BATCH_QUEUE`` selects ("none": no batch jobs).
+WORK_QUEUES: Mapping[str, Callable[[Settings], WorkQueue]] = {
+    "thread": _thread_queue,
+    "sqs": _sqs_queue,
+}
+
+
+def build_work_queue(settings: Settings) -> WorkQueue:
+    """The work queue that ``settings.batch_queue`` names."""
+    return build_adapter("batch queue", WORK_QUEUES, settings.batch_queue, settings)
 
 
 # ---- GPU backend ------------------------------------------------------------------------------

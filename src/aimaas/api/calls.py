@@ -41,6 +41,9 @@ class Call:
     inline
         True where a process serves one request at a time (Lambda): blocking work then runs
         inline, since a thread-pool hop would only add latency.
+    batch
+        True for a line of a batch job: billed at the plan's batch discount
+        (:func:`aimaas.plans.batch_task`).
     state
         The request's state mapping (``scope["state"]``), shared with the middleware, which
         reads the served model from it for the ``X-Aimaas-Model`` header and metrics.
@@ -49,6 +52,7 @@ class Call:
     request_id: str
     principal: Principal
     inline: bool = False
+    batch: bool = False
     state: MutableMapping[str, Any] = field(default_factory=dict, repr=False)
     _inputs: Any = field(default=None, init=False, repr=False)
 

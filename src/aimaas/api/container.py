@@ -8,6 +8,7 @@ from aimaas.audit import AuditLog
 from aimaas.auth import Authenticator
 from aimaas.backends import BackendRouter, LocalOnnxBackend
 from aimaas.backends.admission import RunGate, default_slots
+from aimaas.batch.ports import FileStore, JobStore, WorkQueue
 from aimaas.classifiers import ClassifierStore
 from aimaas.config import Settings
 from aimaas.metering import Meter, UsageLedger
@@ -16,10 +17,29 @@ from aimaas.wiring import (
     build_audit_log,
     build_authenticator,
     build_classifier_store,
+    build_file_store,
     build_gpu_backend,
+    build_job_store,
     build_ledger,
     build_model_store,
+    build_work_queue,
 )
+
+
+@dataclass
+class BatchServices:
+    """The three batch ports (:mod:`aimaas.batch.ports`) and how lines are split into chunks."""
+
+    files: FileStore
+    jobs: JobStore
+    queue: WorkQueue
+    chunk_lines: int = 100
+
+    def close(self) -> None:
+        """Stop the queue's local workers first (they use the stores), then the stores."""
+        self.queue.close()
+        self.jobs.close()
+        self.files.close()
 
 
 @dataclass
@@ -44,6 +64,8 @@ class Container:
         Tenants' custom classifiers (None: the feature is off, its routes answer 404).
     audit
         The append-only audit log (classifier creates and deletes; None: not audited).
+    batch
+        Files, batch jobs and their queue (None: the Batch API answers 404).
     """
 
     settings: Settings
@@ -54,9 +76,12 @@ class Container:
     ledger: UsageLedger
     classifiers: ClassifierStore | None = None
     audit: AuditLog | None = None
+    batch: BatchServices | None = None
 
     def close(self) -> None:
         """Release connections of the backends and the ledger."""
+        if self.batch is not None:
+            self.batch.close()
         self.backends.close()
         self.ledger.close()
         if self.classifiers is not None:
@@ -85,7 +110,7 @@ def build_container(settings: Settings) -> Container:
     cpu = LocalOnnxBackend(registry, threads=settings.onnx_threads, gate=gate)
     backends = BackendRouter(cpu, build_gpu_backend(settings), stage.gpu_models)
     ledger = build_ledger(settings)
-    return Container(
+    container = Container(
         settings=settings,
         registry=registry,
         backends=backends,
@@ -95,3 +120,11 @@ def build_container(settings: Settings) -> Container:
         classifiers=build_classifier_store(settings),
         audit=build_audit_log(settings),
     )
+    if settings.batch_queue != "none":
+        container.batch = BatchServices(
+            build_file_store(settings),
+            build_job_store(settings),
+            build_work_queue(settings),
+            chunk_lines=max(1, settings.batch_chunk_lines),
+        )
+    return container

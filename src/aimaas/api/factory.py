@@ -43,6 +43,12 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     """
     from fastapi_offline import FastAPIOffline
 
+    # Imported here, not at the top: the batch modules import the API's task code, and this
+    # module is imported by the aimaas.api package itself, so importing a batch module first
+    # (the worker Lambda, tests) would otherwise come back to a half-initialised package.
+    from aimaas.api.batches import router as batches_router
+    from aimaas.batch.worker import start_batch_worker
+
     if container is None:
         container = build_container(settings or Settings.from_env())
     app = FastAPIOffline(
@@ -56,6 +62,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         static_url="/docs-static",
     )
     app.state.container = container
+    start_batch_worker(container)  # local mode: the worker threads of the Batch API
     install_error_handlers(app)
     settings = container.settings
     app.add_middleware(
@@ -70,4 +77,5 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     app.include_router(router)
     app.include_router(usage_router)
     app.include_router(classifiers_router, responses=ERRORS)
+    app.include_router(batches_router, responses=ERRORS)
     return app

@@ -113,7 +113,10 @@ def meter(
         The record cannot be made durable: the caller must not serve the prediction.
     """
     from aimaas.metering import UsageRecord
+    from aimaas.plans import batch_task
 
+    if call.batch:  # its own billed task, so usage, invoices and prices all show the discount
+        task = batch_task(task)
     latency_ms = (time.perf_counter() - started) * 1000.0
     principal = call.principal
     record = UsageRecord(

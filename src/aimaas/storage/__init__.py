@@ -29,10 +29,11 @@ from aimaas.storage.clock import (
 )
 from aimaas.storage.records import Stored
 from aimaas.storage.sqlite import SqliteDatabase
-from aimaas.storage.tables import AUDIT, CLASSIFIERS, TABLES, TENANTS, USAGE, TableSchema
+from aimaas.storage.tables import AUDIT, BATCHES, CLASSIFIERS, TABLES, TENANTS, USAGE, TableSchema
 
 __all__ = [
     "AUDIT",
+    "BATCHES",
     "CLASSIFIERS",
     "TABLES",
     "TENANTS",

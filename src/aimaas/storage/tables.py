@@ -5,7 +5,7 @@ Every table has a string partition key ``pk`` and sort key ``sk``, on-demand bil
 optionally global secondary indexes ``<name>`` keyed ``<name>pk`` / ``<name>sk`` (strings,
 projection ALL), a TTL attribute and a stream. What the items hold is documented by the
 adapter that writes them (:mod:`aimaas.auth.dynamodb`, :mod:`aimaas.metering.dynamodb`,
-:mod:`aimaas.audit.dynamodb`, :mod:`aimaas.classifiers.aws`).
+:mod:`aimaas.audit.dynamodb`, :mod:`aimaas.classifiers.aws`, :mod:`aimaas.batch.aws`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ class TableSchema:
     Attributes
     ----------
     role
-        ``tenants``, ``usage``, ``audit`` or ``classifiers``: the table's name suffix
+        ``tenants``, ``usage``, ``audit``, ``classifiers`` or ``batches``: the table's name suffix
         (``aimaas-<stage>-<role>``).
     env_var
         The variable that names the table for the runtime (``AIMAAS_USAGE_TABLE``, ...).
@@ -88,8 +88,10 @@ TENANTS = TableSchema("tenants", "AIMAAS_TENANTS_TABLE", gsis=("gsi1",))
 USAGE = TableSchema("usage", "AIMAAS_USAGE_TABLE", ttl_attribute="expires_at", stream="NEW_IMAGE")
 AUDIT = TableSchema("audit", "AIMAAS_AUDIT_TABLE")
 CLASSIFIERS = TableSchema("classifiers", "AIMAAS_CLASSIFIERS_TABLE")
+#: Batch jobs and their counted chunks (:mod:`aimaas.batch.aws`); both expire with their files.
+BATCHES = TableSchema("batches", "AIMAAS_BATCHES_TABLE", ttl_attribute="expires_at_epoch")
 
 #: Every table, by role.
 TABLES: Mapping[str, TableSchema] = MappingProxyType(
-    {t.role: t for t in (TENANTS, USAGE, AUDIT, CLASSIFIERS)}
+    {t.role: t for t in (TENANTS, USAGE, AUDIT, CLASSIFIERS, BATCHES)}
 )

@@ -57,7 +57,7 @@ def test_gpu_stack_endpoint_scaling_and_scoped_invoke(prod: Any) -> None:
         for statement in policy_resource["Properties"]["PolicyDocument"]["Statement"]:
             if "sagemaker:InvokeEndpoint" in json.dumps(statement["Action"]):
                 invokes.append(statement)
-    assert len(invokes) == 2  # text and media functions
+    assert len(invokes) == 3  # text and media functions, the batch worker
     for statement in invokes:
         assert statement["Action"] == "sagemaker:InvokeEndpoint"
         resource = json.dumps(statement["Resource"])

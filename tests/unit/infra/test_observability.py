@@ -22,7 +22,7 @@ def test_alarms_cover_errors_latency_throttles_and_the_ledger(dev: Any) -> None:
     assert ("AWS/ApiGateway", "Latency") in by_metric
     assert ("aimaas", "LedgerWriteFailures") in by_metric
     throttles = [a for a in alarms if a.get("MetricName") == "Throttles"]
-    assert len(throttles) == 3  # text, media, authorizer
+    assert len(throttles) == 4  # text, media, authorizer, batch worker
     p99 = next(a for a in alarms if a.get("MetricName") == "Latency")
     assert p99["ExtendedStatistic"] == "p99"
     assert all(a["AlarmActions"] for a in alarms)

@@ -21,8 +21,18 @@ def _functions(dev: Any) -> dict[str, dict[str, Any]]:
     }
 
 
+def _inference_images(synth: Any) -> dict[str, dict[str, Any]]:
+    """The model groups' image functions (the batch worker, the same image with its own
+    command, is tested in test_batch.py)."""
+    return {
+        k: p
+        for k, p in _functions(synth).items()
+        if p.get("PackageType") == "Image" and "ImageConfig" not in p
+    }
+
+
 def test_inference_functions_are_arm64_images_with_the_env_contract(dev: Any) -> None:
-    images = {k: p for k, p in _functions(dev).items() if p.get("PackageType") == "Image"}
+    images = _inference_images(dev)
     assert len(images) == 2
     memories = set()
     for props in images.values():
@@ -206,8 +216,7 @@ def test_prod_reserves_concurrency_from_its_stage_file(synth: Any) -> None:
     prod = synth(stage="prod", gpu_enabled="false")
     reserved = {
         props["MemorySize"]: props.get("ReservedConcurrentExecutions")
-        for props in _functions(prod).values()
-        if props.get("PackageType") == "Image"
+        for props in _inference_images(prod).values()
     }
     assert reserved == {
         2048: stage["text_reserved_concurrency"],
@@ -218,7 +227,7 @@ def test_prod_reserves_concurrency_from_its_stage_file(synth: Any) -> None:
 def test_deadline_below_the_function_timeout_below_the_gateway(dev: Any) -> None:
     """A request's deadline (25 s) < the function's timeout (28 s) < the gateway's (29 s), so
     no call can be billed after its client got a 504."""
-    images = [p for p in _functions(dev).values() if p.get("PackageType") == "Image"]
+    images = list(_inference_images(dev).values())
     integrations = [
         m["Properties"]["Integration"]
         for m in dev.resources("api", "AWS::ApiGateway::Method").values()

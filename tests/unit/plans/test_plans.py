@@ -85,3 +85,22 @@ def test_a_model_price_outside_a_task_is_refused() -> None:
     flat = {**raw, "prices": {**raw["prices"], "models": {"m": {"unit": "image", "usd": 1}}}}
     with pytest.raises(ValueError, match=r"prices\.models\.m"):
         parse_catalog(flat)
+
+
+def test_a_batch_line_pays_the_discounted_unit_price_and_the_whole_request_fee() -> None:
+    from aimaas.plans import batch_task
+
+    catalog = load_catalog()
+    assert catalog.batch_discount == Decimal("0.5")
+    assert batch_task("embeddings") == batch_task("embeddings+batch") == "embeddings+batch"
+    for task, model in [("embeddings", "all-minilm-l6-v2"), ("audio-classification+vad", None)]:
+        base = catalog.list_price(task, model)
+        batch = catalog.list_price(batch_task(task), model)
+        assert (batch.unit, batch.usd) == (base.unit, base.usd / 2)
+        pro = catalog.plan("pro").price_multiplier
+        fee = catalog.request_fee_usd
+        assert catalog.price(batch_task(task), model, 4, "pro") == (4 * base.usd / 2 + fee) * pro
+    with pytest.raises(KeyError, match="no price"):
+        catalog.list_price("translation+batch")
+    with pytest.raises(ValueError, match="batch_discount"):
+        parse_catalog({"plans": {}, "prices": {"batch_discount": 1.5}})
