@@ -78,6 +78,11 @@ class Call:
         """Record that this call made a new usage record (its hard-limit slot is spent)."""
         self.state[_BILLED] = True
 
+    @property
+    def billed(self) -> bool:
+        """Whether this call made a new usage record (a replay or a failure did not)."""
+        return was_billed(self.state)
+
     def mark_model(self, model_id: str) -> None:
         """Record the model serving this call (``name@version``) for headers and log lines."""
         mark_model(self.state, model_id)
