@@ -42,6 +42,7 @@ class World:
             meter=Meter(self.ledger),
             registry=None,
             backends=None,
+            batch=None,  # no Batch API here
             close=lambda: None,
         )
         return create_app(container=container)
