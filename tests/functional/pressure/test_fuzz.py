@@ -43,7 +43,8 @@ def _document() -> dict[str, Any]:
     from aimaas.api import create_app
     from aimaas.config import Settings
 
-    return create_app(container=SimpleNamespace(settings=Settings())).openapi()  # type: ignore[arg-type]
+    container = SimpleNamespace(settings=Settings(), batch=None)  # the schema needs no adapters
+    return create_app(container=container).openapi()  # type: ignore[arg-type]
 
 
 DOCUMENT = _document()
