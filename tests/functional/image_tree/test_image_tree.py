@@ -29,6 +29,7 @@ from aimaas_testing.paths import REGISTRY
 
 ROOT = Path(__file__).resolve().parents[3]
 DOCKERFILE = ROOT / "functions" / "inference" / "Dockerfile"
+SERVING = ROOT / "infra" / "stacks" / "serving.py"
 REQUIREMENTS = ROOT / "functions" / "inference" / "requirements.txt"
 EVENTS = ROOT / "tests" / "functional" / "inference" / "lambda_events.py"
 # The Dockerfile's default MODELS: the stage's default model of every task, and the encoder
@@ -207,7 +208,11 @@ print("RESULT " + json.dumps(results))
 def test_the_image_ships_only_the_runtime(tree: tuple[Path, str]) -> None:
     root, _ = tree
     ours = {name for _, name in source_copies()}
-    assert ours == {"aimaas", f"{handler_module()}.py"}  # the core and the handler, no more
+    # The core and the entry points, no more: the image's CMD and the handlers that functions
+    # built from this image name in their CDK cmd override (the batch worker).
+    entry_points = {handler_module(), *re.findall(r'cmd=\["(\w+)\.handler"\]', SERVING.read_text())}
+    assert entry_points == {"inference_handler", "batch_worker_handler"}
+    assert ours == {"aimaas", *(f"{module}.py" for module in entry_points)}
     shipped = {p.name for p in root.iterdir()}
     for package in ("aimaas_admin", "aimaas_local", "aimaas_testing", "model_export", "tests"):
         assert package not in shipped
