@@ -114,7 +114,7 @@ class RunGate:
     def _wait_for_a_slot(self, model_id: str) -> None:
         # Called holding the lock.
         if self._waiting[model_id] >= self.max_waiting:
-            raise self._refusal(model_id)
+            raise self.refusal(model_id)
         self._waiting[model_id] += 1
         try:
             free = self._free.wait_for(
@@ -125,9 +125,10 @@ class RunGate:
             if not self._waiting[model_id]:
                 del self._waiting[model_id]
         if not free:
-            raise self._refusal(model_id)
+            raise self.refusal(model_id)
 
-    def _refusal(self, model_id: str) -> Overloaded:
+    def refusal(self, model_id: str) -> Overloaded:
+        """The 503 a caller of ``model_id`` gets when the model is at capacity."""
         return Overloaded(
             f"{model_id} is at capacity right now; retry in a moment.",
             retry_after=self.retry_after_s,

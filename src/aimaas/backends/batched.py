@@ -33,12 +33,12 @@ from pydantic import BaseModel
 from aimaas import deadline
 from aimaas.backends.admission import RunGate
 from aimaas.batching import BatcherOverloaded, BatchingOptions, ThreadBatcher
-from aimaas.errors import Overloaded
 from aimaas.inference.merging import batch_key, batchable, merge_requests, rows, split_result
 from aimaas.inference.runners import ModelRunner
 from aimaas.manifest import ModelManifest
 
 __all__ = ["BatchingGate", "merges_exactly"]
+
 
 def merges_exactly(manifest: ModelManifest) -> bool:
     """Whether a request's answer from ``manifest`` is the same in a batch as alone.
@@ -86,13 +86,7 @@ class BatchingGate:
         try:
             return batcher.submit(request, timeout=deadline.bounded(self.gate.wait_s))
         except BatcherOverloaded:  # the queue is full, or the answer did not come in time
-            raise self._refusal(manifest) from None
-
-    def _refusal(self, manifest: ModelManifest) -> Overloaded:
-        return Overloaded(
-            f"{manifest.model_id} is at capacity right now; retry in a moment.",
-            retry_after=self.gate.retry_after_s,
-        )
+            raise self.gate.refusal(manifest.model_id) from None
 
     def _batcher(
         self, manifest: ModelManifest, runner: ModelRunner

@@ -8,11 +8,6 @@ compared with unbatched ones by cosine, not bit for bit; labels must not change.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
-
 import numpy as np
 import pytest
 
@@ -21,6 +16,7 @@ from aimaas.backends.admission import RunGate
 from aimaas.backends.batched import BatchingGate
 from aimaas.inference import wire
 from aimaas.registry import FolderStore, ModelRegistry
+from aimaas_testing.concurrency import at_once
 from aimaas_testing.paths import REGISTRY
 
 SENTENCES = [
@@ -33,17 +29,6 @@ SENTENCES = [
     "The parliament passed the budget late on Friday.",
     "Astronomers found water vapour on a distant planet.",
 ]
-
-
-def _concurrently(calls: int, fn: Callable[[int], Any]) -> list[Any]:
-    start = threading.Barrier(calls)
-
-    def one(index: int) -> Any:
-        start.wait()
-        return fn(index)
-
-    with ThreadPoolExecutor(calls) as pool:
-        return list(pool.map(one, range(calls)))
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +49,7 @@ def _embeddings_alone_and_batched(
     backend = LocalOnnxBackend(registry, threads=1, gate=batching)
     backend.invoke(manifest, wire.EmbeddingsRequest(texts=["warm up"]))
     try:
-        results = _concurrently(
+        results = at_once(
             32,
             lambda i: backend.invoke(
                 manifest, wire.EmbeddingsRequest(texts=[SENTENCES[i % len(SENTENCES)]])
@@ -111,7 +96,7 @@ def test_batched_image_labels_match_each_request_alone(registry: ModelRegistry) 
     batching = BatchingGate(RunGate(1, wait_s=20))
     backend = LocalOnnxBackend(registry, threads=1, gate=batching)
     try:
-        results = _concurrently(12, lambda i: backend.invoke(manifest, request[i % 3]))
+        results = at_once(12, lambda i: backend.invoke(manifest, request[i % 3]))
         stats = batching.stats()[manifest.model_id]
     finally:
         backend.close()

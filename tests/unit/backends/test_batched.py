@@ -6,7 +6,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -18,6 +17,7 @@ from aimaas.errors import Overloaded
 from aimaas.inference.wire import EmbeddingsRequest, EmbeddingsResult, TranscriptionRequest
 from aimaas.manifest import ModelManifest
 from aimaas.registry import FolderStore, ModelRegistry
+from aimaas_testing.concurrency import at_once
 from aimaas_testing.paths import REGISTRY
 
 
@@ -62,28 +62,12 @@ def gate() -> Iterator[BatchingGate]:
         batching.close()
 
 
-def _concurrently(calls: int, fn: Any) -> list[Any]:
-    start = threading.Barrier(calls)
-
-    def one(index: int) -> Any:
-        start.wait()
-        try:
-            return fn(index)
-        except Exception as exc:
-            return exc
-
-    with ThreadPoolExecutor(calls) as pool:
-        return list(pool.map(one, range(calls)))
-
-
 def test_concurrent_requests_share_runs_and_get_their_own_answers(
     gate: BatchingGate, manifest: ModelManifest
 ) -> None:
     runner = SlowEncoder()
     texts = [["x" * (i + 1), "y" * (i + 1)] for i in range(16)]  # one length bucket (<= 32)
-    results = _concurrently(
-        16, lambda i: gate.run(manifest, runner, EmbeddingsRequest(texts=texts[i]))
-    )
+    results = at_once(16, lambda i: gate.run(manifest, runner, EmbeddingsRequest(texts=texts[i])))
     for i, result in enumerate(results):
         assert result.embeddings == [[float(i + 1)], [float(i + 1)]]  # its own rows, in order
         assert result.token_counts == [i + 1, i + 1]
@@ -106,7 +90,7 @@ def test_one_bad_input_fails_only_its_own_request(
     runner.release.clear()  # hold the first run until everyone has queued behind it
     texts = ["a", "bb", "bad", "dddd", "eeeee", "ffffff"]
     threading.Timer(0.3, runner.release.set).start()
-    results = _concurrently(
+    results = at_once(
         len(texts), lambda i: gate.run(manifest, runner, EmbeddingsRequest(texts=[texts[i]]))
     )
     assert isinstance(results[2], errors.InvalidInput)
@@ -133,7 +117,7 @@ def test_requests_of_other_parameters_or_lengths_never_share_a_batch(
     texts = ["s" * 5, "t" * 6, "l" * 200, "m" * 210]  # buckets 8, 8, 256, 256
     threading.Timer(0.3, runner.release.set).start()
     try:
-        _concurrently(
+        at_once(
             len(texts),
             lambda i: batching.run(manifest, runner, EmbeddingsRequest(texts=[texts[i]])),
         )
@@ -151,7 +135,7 @@ def test_a_full_queue_is_refused_at_once(manifest: ModelManifest) -> None:
     full = EmbeddingsRequest(texts=["z"] * size)  # one full batch of rows each
     threading.Timer(0.5, runner.release.set).start()
     try:
-        results = _concurrently(4, lambda _: batching.run(manifest, runner, full))
+        results = at_once(4, lambda _: batching.run(manifest, runner, full))
     finally:
         batching.close()
     refused = [r for r in results if isinstance(r, Overloaded)]
