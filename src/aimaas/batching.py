@@ -34,15 +34,16 @@ import bisect
 import contextlib
 import logging
 import threading
+import time
 from collections import Counter, deque
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
-from aimaas.errors import BackendUnavailable
+from aimaas.errors import BackendUnavailable, Overloaded
 
 __all__ = [
     "DEFAULT_LENGTH_EDGES",
@@ -51,11 +52,13 @@ __all__ = [
     "BatcherOverloaded",
     "BatchingOptions",
     "DynamicBatcher",
+    "ThreadBatcher",
     "length_bucket",
 ]
 
 T = TypeVar("T")
 R = TypeVar("R")
+F = TypeVar("F", bound="_Done")
 
 logger = logging.getLogger(__name__)
 
@@ -88,13 +91,11 @@ def length_bucket(length: int, edges: Sequence[int] = DEFAULT_LENGTH_EDGES) -> i
     return edges[index] if index < len(edges) else length
 
 
-class BatcherOverloaded(BackendUnavailable):
+class BatcherOverloaded(Overloaded):
     """The queue is full: the caller should retry later (503 with ``Retry-After``)."""
 
-    code = "overloaded"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, headers={"Retry-After": "1"})
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message, retry_after=retry_after)
 
 
 class BatcherClosed(BackendUnavailable):
@@ -195,6 +196,34 @@ class BatchStats:
     # Recent samples only, so percentiles follow the current load and memory stays bounded.
     queue_wait_ms: deque[float] = field(default_factory=lambda: deque(maxlen=4096))
     run_ms: deque[float] = field(default_factory=lambda: deque(maxlen=4096))
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def record(
+        self,
+        batch: Sequence[_Pending[Any, Any]],
+        started: float,
+        finished: float,
+        failed: bool,
+        name: str,
+    ) -> None:
+        """Count one batch that ran from ``started`` to ``finished`` (the clock of its items'
+        ``enqueued`` times)."""
+        rows = sum(p.rows for p in batch)
+        with self._lock:
+            self.batches += 1
+            self.items += len(batch)
+            self.rows += rows
+            self.failed_batches += int(failed)
+            self.batch_rows[rows] += 1
+            self.run_ms.append((finished - started) * 1000.0)
+            self.queue_wait_ms.extend((started - p.enqueued) * 1000.0 for p in batch)
+        logger.debug(
+            "batch model=%s items=%d rows=%d run_ms=%.2f",
+            name,
+            len(batch),
+            rows,
+            (finished - started) * 1000.0,
+        )
 
     def snapshot(self) -> dict[str, object]:
         """A JSON-ready summary: counts, mean batch size, queue-wait and run-time percentiles."""
@@ -222,12 +251,123 @@ class BatchStats:
         }
 
 
+class _Done(Protocol):
+    def done(self) -> bool: ...
+
+
 @dataclass(eq=False)
-class _Pending(Generic[T, R]):
+class _Pending(Generic[T, F]):
     item: T
     rows: int
-    future: asyncio.Future[R]
+    future: F  # an asyncio or a concurrent.futures future: what the caller waits on
     enqueued: float
+
+
+class _BucketQueue(Generic[T, F]):
+    """The queues of one batcher, one per bucket, and the policy that cuts batches from them.
+
+    Not thread-safe and not async: the async and the thread batcher both hold it under their
+    own exclusion (the event loop, or a lock) and share this one policy.
+    """
+
+    def __init__(self, options: BatchingOptions) -> None:
+        self.options = options
+        self.buckets: dict[Hashable, deque[_Pending[T, F]]] = {}
+        self.bucket_rows: dict[Hashable, int] = {}
+        self.skips: dict[Hashable, int] = {}
+        self.queued_rows = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.buckets)
+
+    def items(self) -> int:
+        return sum(len(q) for q in self.buckets.values())
+
+    def refuse_if_full(self, rows: int, name: str) -> None:
+        if self.queued_rows + rows > self.options.max_queue:
+            raise BatcherOverloaded(
+                f"model {name} has {self.queued_rows} rows queued; retry shortly"
+            )
+
+    def add(self, key: Hashable, pending: _Pending[T, F]) -> None:
+        self.buckets.setdefault(key, deque()).append(pending)
+        self.bucket_rows[key] = self.bucket_rows.get(key, 0) + pending.rows
+        self.queued_rows += pending.rows
+
+    def ready(self, now: float, max_wait: float) -> tuple[list[Hashable], float]:
+        """Buckets whose head waited ``max_wait`` or that fill a batch; the next head deadline."""
+        ready: list[Hashable] = []
+        next_deadline = float("inf")
+        for key, queue in self.buckets.items():
+            head_deadline = queue[0].enqueued + max_wait
+            if head_deadline <= now or self.bucket_rows[key] >= self.options.max_batch_size:
+                ready.append(key)
+            next_deadline = min(next_deadline, head_deadline)
+        return ready, next_deadline
+
+    def choose(self, ready: list[Hashable]) -> Hashable:
+        """Fullest ready bucket first (big batches are what a busy device needs), but a
+        bucket passed over ``_MAX_SKIPS`` times goes next, so a rare length never starves."""
+        starving = [k for k in ready if self.skips.get(k, 0) >= _MAX_SKIPS]
+        if starving:
+            chosen = min(starving, key=lambda k: self.buckets[k][0].enqueued)
+        else:
+            chosen = max(ready, key=lambda k: (self.bucket_rows[k], -self.buckets[k][0].enqueued))
+        for key in ready:
+            self.skips[key] = 0 if key == chosen else self.skips.get(key, 0) + 1
+        return chosen
+
+    def take(self, key: Hashable) -> list[_Pending[T, F]]:
+        """Up to ``max_batch_size`` rows from the head of ``key``'s queue (at least one item);
+        items whose caller went away (future done) are dropped, not run."""
+        queue = self.buckets[key]
+        batch: list[_Pending[T, F]] = []
+        rows = 0
+        while queue and (not batch or rows + queue[0].rows <= self.options.max_batch_size):
+            pending = queue.popleft()
+            self.queued_rows -= pending.rows
+            self.bucket_rows[key] -= pending.rows
+            if pending.future.done():  # the caller went away (cancelled): skip its work
+                continue
+            batch.append(pending)
+            rows += pending.rows
+        if not queue:
+            del self.buckets[key], self.bucket_rows[key]
+            self.skips.pop(key, None)
+        return batch
+
+    def drain(self) -> list[_Pending[T, F]]:
+        """Everything still queued, removed."""
+        pending = [p for queue in self.buckets.values() for p in queue]
+        self.buckets.clear()
+        self.bucket_rows.clear()
+        self.skips.clear()
+        self.queued_rows = 0
+        return pending
+
+
+def _run_isolating(
+    run_batch: Callable[[Sequence[T]], Sequence[R | BaseException]], items: list[T], name: str
+) -> tuple[list[R | BaseException], bool]:
+    """Run one batch; on a batch-wide failure run its items one by one, so the error reaches
+    only the callers it belongs to. Returns the per-item results and whether it failed."""
+    try:
+        results = list(run_batch(items))
+        if len(results) != len(items):
+            raise RuntimeError(
+                f"batch function returned {len(results)} results for {len(items)} items"
+            )
+        return results, False
+    except Exception as exc:
+        if len(items) == 1:
+            return [exc], True
+        logger.warning(
+            "batch of %d failed for %s (%s); running its items one by one",
+            len(items),
+            name,
+            type(exc).__name__,
+        )
+        return [_run_isolating(run_batch, [item], name)[0][0] for item in items], True
 
 
 class DynamicBatcher(Generic[T, R]):
@@ -278,22 +418,18 @@ class DynamicBatcher(Generic[T, R]):
         self._executor: Executor = executor or ThreadPoolExecutor(
             max_workers=self.options.max_concurrent_batches, thread_name_prefix=f"batch-{name}"
         )
-        self._buckets: dict[Hashable, deque[_Pending[T, R]]] = {}
-        self._bucket_rows: dict[Hashable, int] = {}
-        self._skips: dict[Hashable, int] = {}
+        self._queue: _BucketQueue[T, asyncio.Future[R]] = _BucketQueue(self.options)
         self._running_rows = 0
-        self._queued_rows = 0
         self._wakeup = asyncio.Event()
         self._slots = asyncio.Semaphore(self.options.max_concurrent_batches)
         self._scheduler: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[None]] = set()
         self._closed = False
-        self._stats_lock = threading.Lock()
 
     @property
     def queued_rows(self) -> int:
         """Rows waiting for a batch right now."""
-        return self._queued_rows
+        return self._queue.queued_rows
 
     async def submit(self, item: T) -> R:
         """Queue ``item`` and wait for its result.
@@ -320,18 +456,14 @@ class DynamicBatcher(Generic[T, R]):
         if self._closed:
             raise BatcherClosed(f"model {self.name} is shutting down")
         rows = max(1, int(self._rows_of(item))) if self._rows_of else 1
-        if self._queued_rows + rows > self.options.max_queue:
-            raise BatcherOverloaded(
-                f"model {self.name} has {self._queued_rows} rows queued; retry shortly"
-            )
+        self._queue.refuse_if_full(rows, self.name)
         loop = asyncio.get_running_loop()
         if self._scheduler is None:
             self._scheduler = loop.create_task(self._schedule(), name=f"batcher-{self.name}")
         key = self._bucket_of(item) if self._bucket_of else None
-        pending: _Pending[T, R] = _Pending(item, rows, loop.create_future(), loop.time())
-        self._buckets.setdefault(key, deque()).append(pending)
-        self._bucket_rows[key] = self._bucket_rows.get(key, 0) + rows
-        self._queued_rows += rows
+        future: asyncio.Future[R] = loop.create_future()
+        pending = _Pending(item, rows, future, loop.time())
+        self._queue.add(key, pending)
         self._wakeup.set()
         return await pending.future
 
@@ -342,13 +474,9 @@ class DynamicBatcher(Generic[T, R]):
             self._scheduler.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._scheduler
-        for queue in self._buckets.values():
-            for pending in queue:
-                if not pending.future.done():
-                    pending.future.set_exception(BatcherClosed(f"model {self.name} closed"))
-        self._buckets.clear()
-        self._bucket_rows.clear()
-        self._queued_rows = 0
+        for pending in self._queue.drain():
+            if not pending.future.done():
+                pending.future.set_exception(BatcherClosed(f"model {self.name} closed"))
         if self._running:
             await asyncio.gather(*self._running, return_exceptions=True)
         if self._own_executor:
@@ -370,21 +498,16 @@ class DynamicBatcher(Generic[T, R]):
             self._running.add(task)
             task.add_done_callback(self._running.discard)
 
-    async def _next_batch(self) -> list[_Pending[T, R]]:
+    async def _next_batch(self) -> list[_Pending[T, asyncio.Future[R]]]:
         loop = asyncio.get_running_loop()
         while True:
             self._wakeup.clear()
             now = loop.time()
-            max_wait = self._wait_s()
-            ready: list[Hashable] = []
-            next_deadline = float("inf")
-            for key, queue in self._buckets.items():
-                head_deadline = queue[0].enqueued + max_wait
-                if head_deadline <= now or self._bucket_rows[key] >= self.options.max_batch_size:
-                    ready.append(key)
-                next_deadline = min(next_deadline, head_deadline)
+            ready, next_deadline = self._queue.ready(now, self._wait_s())
             if ready:
-                return self._take(self._choose(ready))
+                batch = self._queue.take(self._queue.choose(ready))
+                self._running_rows += sum(p.rows for p in batch)
+                return batch
             timeout = None if next_deadline == float("inf") else max(0.0, next_deadline - now)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
@@ -396,44 +519,10 @@ class DynamicBatcher(Generic[T, R]):
         if not self.options.adaptive_wait:
             return wait
         # Alone (one queued item, nothing running): nobody is coming to share its batch soon.
-        alone = (
-            self._running_rows == 0
-            and len(self._buckets) == 1
-            and sum(len(q) for q in self._buckets.values()) == 1
-        )
+        alone = self._running_rows == 0 and self._queue.items() == 1
         return 0.0 if alone else wait
 
-    def _choose(self, ready: list[Hashable]) -> Hashable:
-        """Fullest ready bucket first (big batches are what a busy device needs), but a
-        bucket passed over ``_MAX_SKIPS`` times goes next, so a rare length never starves."""
-        starving = [k for k in ready if self._skips.get(k, 0) >= _MAX_SKIPS]
-        if starving:
-            chosen = min(starving, key=lambda k: self._buckets[k][0].enqueued)
-        else:
-            chosen = max(ready, key=lambda k: (self._bucket_rows[k], -self._buckets[k][0].enqueued))
-        for key in ready:
-            self._skips[key] = 0 if key == chosen else self._skips.get(key, 0) + 1
-        return chosen
-
-    def _take(self, key: Hashable) -> list[_Pending[T, R]]:
-        queue = self._buckets[key]
-        batch: list[_Pending[T, R]] = []
-        rows = 0
-        while queue and (not batch or rows + queue[0].rows <= self.options.max_batch_size):
-            pending = queue.popleft()
-            self._queued_rows -= pending.rows
-            self._bucket_rows[key] -= pending.rows
-            if pending.future.done():  # the caller went away (cancelled): skip its work
-                continue
-            batch.append(pending)
-            rows += pending.rows
-        if not queue:
-            del self._buckets[key], self._bucket_rows[key]
-            self._skips.pop(key, None)
-        self._running_rows += rows
-        return batch
-
-    async def _execute(self, batch: list[_Pending[T, R]]) -> None:
+    async def _execute(self, batch: list[_Pending[T, asyncio.Future[R]]]) -> None:
         loop = asyncio.get_running_loop()
         running = sum(p.rows for p in batch)
         try:
@@ -442,7 +531,9 @@ class DynamicBatcher(Generic[T, R]):
             started = loop.time()
             items = [p.item for p in batch]
             try:
-                results, failed = await loop.run_in_executor(self._executor, self._call, items)
+                results, failed = await loop.run_in_executor(
+                    self._executor, _run_isolating, self._run_batch, items, self.name
+                )
             except Exception as exc:  # the executor itself failed (e.g. shut down)
                 results, failed = [exc] * len(batch), True
             finished = loop.time()
@@ -453,49 +544,155 @@ class DynamicBatcher(Generic[T, R]):
                     pending.future.set_exception(result)
                 else:
                     pending.future.set_result(result)
-            self._record(batch, started, finished, failed)
+            self.stats.record(batch, started, finished, failed, self.name)
         finally:
             self._running_rows -= running
             self._slots.release()
             self._wakeup.set()
 
-    def _call(self, items: list[T]) -> tuple[list[R | BaseException], bool]:
-        """Run one batch (worker thread); on a batch-wide failure isolate the culprit(s)."""
-        try:
-            results = list(self._run_batch(items))
-            if len(results) != len(items):
-                raise RuntimeError(
-                    f"batch function returned {len(results)} results for {len(items)} items"
-                )
-            return results, False
-        except Exception as exc:
-            if len(items) == 1:
-                return [exc], True
-            logger.warning(
-                "batch of %d failed for %s (%s); running its items one by one",
-                len(items),
-                self.name,
-                type(exc).__name__,
-            )
-            return [self._call([item])[0][0] for item in items], True
 
-    def _record(
-        self, batch: list[_Pending[T, R]], started: float, finished: float, failed: bool
+class ThreadBatcher(Generic[T, R]):
+    """The same batching for callers on threads: no event loop, no hand-off for a lone caller.
+
+    A server that answers sync code on a pool of worker threads (FastAPI's sync routes) gains
+    little from :class:`DynamicBatcher`: every request would hop from its worker to a loop
+    thread and on to an executor thread and back, which costs more than one small ONNX run
+    saves. Here the callers run the batches themselves: a caller queues its item and, while
+    fewer than ``max_concurrent_batches`` batches run, cuts one from the queue (the same
+    :class:`_BucketQueue` policy: fullest bucket first, none starved) and runs it on its own
+    thread, then hands each result to its caller. Whoever finds every slot busy waits; when a
+    batch ends, the next waiter cuts the next batch from what queued meanwhile. A lone caller
+    so runs its own item at once, with a lock taken and released, and never waits for company
+    (``max_wait_ms`` is not used: on a CPU a batch forms from what arrives while the model
+    is busy).
+
+    Parameters
+    ----------
+    run_batch, options, bucket_of, rows_of, name
+        As for :class:`DynamicBatcher`.
+    """
+
+    def __init__(
+        self,
+        run_batch: Callable[[Sequence[T]], Sequence[R | BaseException]],
+        options: BatchingOptions | None = None,
+        *,
+        bucket_of: Callable[[T], Hashable] | None = None,
+        rows_of: Callable[[T], int] | None = None,
+        name: str = "batcher",
     ) -> None:
-        rows = sum(p.rows for p in batch)
-        stats = self.stats
-        with self._stats_lock:
-            stats.batches += 1
-            stats.items += len(batch)
-            stats.rows += rows
-            stats.failed_batches += int(failed)
-            stats.batch_rows[rows] += 1
-            stats.run_ms.append((finished - started) * 1000.0)
-            stats.queue_wait_ms.extend((started - p.enqueued) * 1000.0 for p in batch)
-        logger.debug(
-            "batch model=%s items=%d rows=%d run_ms=%.2f",
-            self.name,
-            len(batch),
-            rows,
-            (finished - started) * 1000.0,
-        )
+        self.options = options or BatchingOptions()
+        self.name = name
+        self.stats = BatchStats()
+        self._run_batch = run_batch
+        self._bucket_of = bucket_of
+        self._rows_of = rows_of
+        self._queue: _BucketQueue[T, Future[R]] = _BucketQueue(self.options)
+        self._running = 0
+        self._changed = threading.Condition()
+        self._closed = False
+
+    @property
+    def queued_rows(self) -> int:
+        """Rows waiting for a batch right now."""
+        return self._queue.queued_rows
+
+    def submit(self, item: T, timeout: float | None = None) -> R:
+        """Queue ``item``, take part in running the batches, and return its result.
+
+        Parameters
+        ----------
+        item
+            One request's input.
+        timeout
+            Longest wait for the result, in seconds (None: no limit).
+
+        Raises
+        ------
+        BatcherOverloaded
+            The queue already holds ``max_queue`` rows, or the result did not come within
+            ``timeout`` (the item is then dropped from the queue, or its answer discarded).
+        BatcherClosed
+            The batcher is closed.
+        Exception
+            Whatever ``run_batch`` raised or returned for this item.
+        """
+        rows = max(1, int(self._rows_of(item))) if self._rows_of else 1
+        future: Future[R] = Future()
+        give_up = None if timeout is None else time.monotonic() + timeout
+        with self._changed:
+            if self._closed:
+                raise BatcherClosed(f"model {self.name} is shutting down")
+            alone = not self._queue and self._running < self.options.max_concurrent_batches
+            if alone:  # nobody to wait for or to merge with: run now, skip the bucket key
+                self._running += 1
+        if alone:
+            self._execute([_Pending(item, rows, future, time.monotonic())])
+            return future.result()
+        key = self._bucket_of(item) if self._bucket_of else None  # outside the lock: tokenizes
+        with self._changed:
+            if self._closed:
+                raise BatcherClosed(f"model {self.name} is shutting down")
+            self._queue.refuse_if_full(rows, self.name)
+            self._queue.add(key, _Pending(item, rows, future, time.monotonic()))
+        while not future.done():
+            batch = self._next_batch(future, give_up)
+            if batch is None:  # gave up waiting
+                if future.cancel():  # still queued: the batch that takes it skips it
+                    raise BatcherOverloaded(
+                        f"model {self.name} did not answer in {timeout:.1f} s; retry shortly"
+                    )
+                break  # it was answered meanwhile
+            if batch:
+                self._execute(batch)
+        return future.result()
+
+    def _next_batch(
+        self, own: Future[R], give_up: float | None
+    ) -> list[_Pending[T, Future[R]]] | None:
+        """A batch for this caller to run ([] when its own item got answered meanwhile), or
+        None when ``give_up`` passed first."""
+        with self._changed:
+            while not own.done():
+                if self._running < self.options.max_concurrent_batches and self._queue:
+                    ready = list(self._queue.buckets)
+                    batch = self._queue.take(self._queue.choose(ready))
+                    if batch:
+                        self._running += 1
+                        return batch
+                    continue  # only cancelled items were left in that bucket
+                left = None if give_up is None else give_up - time.monotonic()
+                if left is not None and left <= 0:
+                    return None
+                self._changed.wait(left)
+            return []
+
+    def _execute(self, batch: list[_Pending[T, Future[R]]]) -> None:
+        started = time.monotonic()
+        try:
+            results, failed = _run_isolating(self._run_batch, [p.item for p in batch], self.name)
+            finished = time.monotonic()
+            for pending, result in zip(batch, results, strict=True):
+                if not pending.future.set_running_or_notify_cancel():
+                    continue  # its caller gave up
+                if isinstance(result, BaseException):
+                    pending.future.set_exception(result)
+                else:
+                    pending.future.set_result(result)
+        finally:
+            # Answers first, then the slot: a caller answered here returns instead of taking
+            # the next batch, which goes to one whose item still waits.
+            with self._changed:
+                self._running -= 1
+                self._changed.notify_all()
+        self.stats.record(batch, started, finished, failed, self.name)
+
+    def close(self) -> None:
+        """Refuse new items and fail what is still queued; running batches finish."""
+        with self._changed:
+            self._closed = True
+            pending = self._queue.drain()
+            self._changed.notify_all()
+        for item in pending:
+            if item.future.set_running_or_notify_cancel():
+                item.future.set_exception(BatcherClosed(f"model {self.name} closed"))

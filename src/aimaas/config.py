@@ -124,6 +124,9 @@ class Settings:
     max_concurrent_runs: int = -1
     max_waiting_runs: int = 64
     run_wait_s: float = 20.0
+    # Concurrent requests for one model merged into one ONNX batch (aimaas.backends.batched),
+    # within the same bounds. Off in the Lambda image: one request per process.
+    cpu_batching: bool = True
     # Every AIMAAS_* variable, for adapters with settings of their own; kept out of repr() since
     # it can hold secrets (AIMAAS_KEY_PEPPER).
     extra: Mapping[str, str] = field(default_factory=dict, repr=False)
@@ -175,6 +178,7 @@ class Settings:
             max_concurrent_runs=int(get("MAX_CONCURRENT_RUNS", "-1") or -1),
             max_waiting_runs=int(get("MAX_WAITING_RUNS", "64") or 64),
             run_wait_s=float(get("RUN_WAIT_S", "20") or 20),
+            cpu_batching=_flag(get("CPU_BATCHING"), True),
             extra={k: v for k, v in env.items() if k.startswith("AIMAAS_")},
         )
 

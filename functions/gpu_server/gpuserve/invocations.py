@@ -33,12 +33,13 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from aimaas import errors
+from aimaas.inference.merging import rows
 from aimaas.inference.wire import REQUEST_ADAPTER, RESULT_ADAPTER, TARGET_MODEL_HEADER
 from aimaas.registry import ModelRegistry
 from aimaas.wiring import build_model_store
 
 from .engine import build_target
-from .models import ModelPool, rows
+from .models import ModelPool
 from .settings import ServerSettings
 
 logger = logging.getLogger("gpuserve")

@@ -1,12 +1,9 @@
 """Loaded models of the GPU server: one task runner and one dynamic batcher per model version.
 
-A request of the wire format (:mod:`aimaas.inference.wire`) carries a list of inputs
-(``texts``, ``images`` or ``audio``). Concurrent requests for the same model are queued in a
-:class:`aimaas.batching.DynamicBatcher`; a batch of requests is *merged* into one request (their
-input lists concatenated), run once by the model's runner, and the result is *split* back by
-each request's row count. Requests only share a batch when their other parameters (``top_k``)
-are equal and, for text, when their longest text falls in the same token-length bucket, so a
-batch pads little.
+Concurrent requests for the same model are queued in a :class:`aimaas.batching.DynamicBatcher`;
+a batch of requests is merged into one request, run once by the model's runner, and the result
+is split back by each request's row count (:mod:`aimaas.inference.merging`, which the CPU
+backend of the runtime core batches with too).
 """
 
 from __future__ import annotations
@@ -25,7 +22,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
-from aimaas.batching import DEFAULT_LENGTH_EDGES, BatchingOptions, DynamicBatcher, length_bucket
+from aimaas.batching import BatchingOptions, DynamicBatcher
+from aimaas.inference.merging import batch_key, merge_requests, rows, split_result
 from aimaas.inference.runners import RUNNERS, ModelRunner, load_runner
 from aimaas.manifest import ModelManifest
 from aimaas.registry import ModelRegistry
@@ -33,61 +31,6 @@ from aimaas.registry import ModelRegistry
 from .engine import ExecutionTarget, LoadedSession, probe_feeds
 
 logger = logging.getLogger(__name__)
-
-#: The list field that holds a request's inputs, one of which every request type has.
-INPUT_FIELDS = ("texts", "images", "audio")
-
-
-def input_field(request: BaseModel) -> str:
-    """Name of the field of ``request`` that holds its inputs."""
-    for name in INPUT_FIELDS:
-        if name in type(request).model_fields:
-            return name
-    raise TypeError(f"not an inference request: {type(request).__name__}")
-
-
-def rows(request: BaseModel) -> int:
-    """Number of inputs in ``request``."""
-    return len(getattr(request, input_field(request)))
-
-
-def params_key(request: BaseModel) -> tuple[tuple[str, Any], ...]:
-    """Every field but the inputs: requests batch together only when these are equal."""
-    field_name = input_field(request)
-    return tuple(sorted(request.model_dump(exclude={field_name}).items()))
-
-
-def merge_requests(requests: Sequence[BaseModel]) -> BaseModel:
-    """One request holding the inputs of ``requests`` in order (their parameters are equal)."""
-    if len(requests) == 1:
-        return requests[0]
-    field_name = input_field(requests[0])
-    merged = [item for request in requests for item in getattr(request, field_name)]
-    return requests[0].model_copy(update={field_name: merged})
-
-
-def split_result(result: BaseModel, sizes: Sequence[int]) -> list[BaseModel]:
-    """Cut a merged result into one result per request of ``sizes`` rows.
-
-    Every list field with one entry per row is sliced; other fields are copied.
-    """
-    if len(sizes) == 1:
-        return [result]
-    total = sum(sizes)
-    per_row = {
-        name: value
-        for name in type(result).model_fields
-        if isinstance(value := getattr(result, name), list) and len(value) == total
-    }
-    if not per_row:
-        raise RuntimeError(f"{type(result).__name__} has no per-row field of length {total}")
-    parts: list[BaseModel] = []
-    start = 0
-    for size in sizes:
-        update = {name: value[start : start + size] for name, value in per_row.items()}
-        parts.append(result.model_copy(update=update))
-        start += size
-    return parts
 
 
 @dataclass
@@ -146,11 +89,7 @@ class ModelWorker:
 
     def bucket(self, request: BaseModel) -> Hashable:
         """The batcher bucket of ``request``: its parameters and, for text, a length bucket."""
-        key: tuple[Any, ...] = params_key(request)
-        if self._encoder is not None:
-            longest = max(self._encoder.count_tokens(request.texts))  # type: ignore[attr-defined]
-            key = (*key, length_bucket(longest, DEFAULT_LENGTH_EDGES))
-        return key
+        return batch_key(request, self._encoder)
 
     async def infer(self, request: BaseModel) -> BaseModel:
         """Run ``request`` through the batcher and return its own result.

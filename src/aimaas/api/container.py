@@ -8,6 +8,8 @@ from aimaas.audit import AuditLog
 from aimaas.auth import Authenticator
 from aimaas.backends import BackendRouter, LocalOnnxBackend
 from aimaas.backends.admission import RunGate, default_slots
+from aimaas.backends.batched import BatchingGate
+from aimaas.backends.local import RunPolicy
 from aimaas.batch.ports import FileStore, JobStore, WorkQueue
 from aimaas.classifiers import ClassifierStore
 from aimaas.config import Settings
@@ -88,6 +90,20 @@ class Container:
             self.classifiers.close()
 
 
+def build_run_policy(settings: Settings) -> RunPolicy:
+    """Admission control of in-process runs: a gate per model, with dynamic batching unless
+    ``cpu_batching`` is off or the runs are unlimited (``max_concurrent_runs = 0``)."""
+    slots = settings.max_concurrent_runs
+    gate = RunGate(
+        default_slots(settings.onnx_threads) if slots < 0 else slots,
+        max_waiting=settings.max_waiting_runs,
+        wait_s=settings.run_wait_s,
+    )
+    if not settings.cpu_batching or gate.slots == 0:
+        return gate
+    return BatchingGate(gate)
+
+
 def build_container(settings: Settings) -> Container:
     """Wire the adapters named by ``settings``.
 
@@ -101,13 +117,7 @@ def build_container(settings: Settings) -> Container:
     """
     stage = settings.stage_config
     registry = ModelRegistry(build_model_store(settings), stage.default_models)
-    slots = settings.max_concurrent_runs
-    gate = RunGate(
-        default_slots(settings.onnx_threads) if slots < 0 else slots,
-        max_waiting=settings.max_waiting_runs,
-        wait_s=settings.run_wait_s,
-    )
-    cpu = LocalOnnxBackend(registry, threads=settings.onnx_threads, gate=gate)
+    cpu = LocalOnnxBackend(registry, threads=settings.onnx_threads, gate=build_run_policy(settings))
     backends = BackendRouter(cpu, build_gpu_backend(settings), stage.gpu_models)
     ledger = build_ledger(settings)
     container = Container(

@@ -22,9 +22,14 @@ import threading
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 from aimaas import deadline
 from aimaas.errors import Overloaded
+
+if TYPE_CHECKING:
+    from aimaas.inference.runners import ModelRunner
+    from aimaas.manifest import ModelManifest
 
 
 def default_slots(threads_per_run: int) -> int:
@@ -92,10 +97,24 @@ class RunGate:
                     del self._running[model_id]
                 self._free.notify_all()  # waiters of other models ignore it
 
+    def run(self, manifest: ModelManifest, runner: ModelRunner, request: Any) -> Any:
+        """Answer ``request`` on ``runner`` once a slot of its model is free.
+
+        Raises
+        ------
+        aimaas.errors.Overloaded
+            As :meth:`admit`.
+        """
+        with self.admit(manifest.model_id):
+            return runner.run(request)
+
+    def close(self) -> None:
+        """Nothing to release: the gate holds no threads."""
+
     def _wait_for_a_slot(self, model_id: str) -> None:
         # Called holding the lock.
         if self._waiting[model_id] >= self.max_waiting:
-            raise self._refusal(model_id)
+            raise self.refusal(model_id)
         self._waiting[model_id] += 1
         try:
             free = self._free.wait_for(
@@ -106,9 +125,10 @@ class RunGate:
             if not self._waiting[model_id]:
                 del self._waiting[model_id]
         if not free:
-            raise self._refusal(model_id)
+            raise self.refusal(model_id)
 
-    def _refusal(self, model_id: str) -> Overloaded:
+    def refusal(self, model_id: str) -> Overloaded:
+        """The 503 a caller of ``model_id`` gets when the model is at capacity."""
         return Overloaded(
             f"{model_id} is at capacity right now; retry in a moment.",
             retry_after=self.retry_after_s,

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
-from aimaas.backends.admission import RunGate
 from aimaas.backends.base import InferenceBackend
 from aimaas.inference.runners import ModelRunner, RunnerCache, load_runner
 from aimaas.manifest import ModelManifest
 from aimaas.registry import ModelRegistry
+
+
+class RunPolicy(Protocol):
+    """How runs of loaded models are admitted: :class:`~aimaas.backends.admission.RunGate`
+    (bounded concurrency per model) or :class:`~aimaas.backends.batched.BatchingGate` (the
+    same bounds, with concurrent requests merged into batches)."""
+
+    def run(self, manifest: ModelManifest, runner: ModelRunner, request: Any) -> Any: ...
+
+    def close(self) -> None: ...
 
 
 class LocalOnnxBackend(InferenceBackend):
@@ -23,8 +32,8 @@ class LocalOnnxBackend(InferenceBackend):
     providers
         Execution providers (default CPU); the GPU server passes CUDA here.
     gate
-        Admission control of the runs (:class:`~aimaas.backends.admission.RunGate`; None:
-        every caller runs at once, as the GPU server's own batcher wants).
+        Admission control of the runs (a :class:`RunPolicy`; None: every caller runs at once,
+        as the GPU server's own batcher wants).
     """
 
     name = "local"
@@ -34,7 +43,7 @@ class LocalOnnxBackend(InferenceBackend):
         registry: ModelRegistry,
         threads: int = 0,
         providers: list[str] | None = None,
-        gate: RunGate | None = None,
+        gate: RunPolicy | None = None,
     ) -> None:
         self.registry = registry
         self.threads = threads
@@ -54,5 +63,8 @@ class LocalOnnxBackend(InferenceBackend):
         runner = self.runner(manifest)
         if self.gate is None:
             return runner.run(request)
-        with self.gate.admit(manifest.model_id):
-            return runner.run(request)
+        return self.gate.run(manifest, runner, request)
+
+    def close(self) -> None:
+        if self.gate is not None:
+            self.gate.close()

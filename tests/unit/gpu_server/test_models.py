@@ -11,18 +11,13 @@ import pytest
 from aimaas import errors
 from aimaas.batching import BatchingOptions
 from aimaas.inference import wire
+from aimaas.inference.merging import merge_requests, params_key, rows, split_result
 from aimaas.manifest import ModelManifest
 from aimaas.registry import FolderStore, ModelRegistry
 from aimaas_testing.paths import REGISTRY
 from functions.gpu_server.gpuserve.engine import CpuTarget, EngineOptions
 from functions.gpu_server.gpuserve.invocations import custom_attribute, parse_target_model
-from functions.gpu_server.gpuserve.models import (
-    ModelPool,
-    merge_requests,
-    params_key,
-    rows,
-    split_result,
-)
+from functions.gpu_server.gpuserve.models import ModelPool
 from functions.gpu_server.gpuserve.settings import ServerSettings
 
 REPO = Path(__file__).resolve().parents[3]
