@@ -17,7 +17,7 @@ from aimaas.auth import KeyRecord, KeyStore, Tenant, issue_key, revoke_key
 from aimaas.auth.keys import new_tenant_id, now_utc, usage_identifier
 from aimaas.config import Settings
 from aimaas.metering import UsageLedger, UsageSummary, usage_summary
-from aimaas.metering.invoice import Invoice, build_invoice_from_cells, month_bounds
+from aimaas.metering.invoice import Invoice, month_invoice
 from aimaas.plans import Catalog, load_catalog
 from aimaas.wiring import build_key_store, build_ledger, pepper_from
 from aimaas_admin.audit import (
@@ -257,10 +257,8 @@ class AdminService:
         """The invoice of ``month`` (``YYYY-MM``) at the tenant's current plan."""
         with self._audited("invoice.build", tenant_id, month=month):
             tenant = self._tenant(tenant_id)
-            start, end = month_bounds(month)
-            last_day = (end - timedelta(days=1)).date().isoformat()
-            return build_invoice_from_cells(
-                self.ledger.daily_cells(tenant_id, start.date().isoformat(), last_day),
+            return month_invoice(
+                self.ledger,
                 tenant_id=tenant_id,
                 tenant_name=tenant.name,
                 plan=tenant.plan,

@@ -7,6 +7,7 @@ from functools import partial
 from fastapi import FastAPI
 
 from aimaas import __version__
+from aimaas.api.account import router as account_router
 from aimaas.api.classifiers import router as classifiers_router
 from aimaas.api.container import Container, build_container
 from aimaas.api.handlers import install_error_handlers
@@ -76,6 +77,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     app.include_router(health_router)
     app.include_router(router)
     app.include_router(usage_router)
+    app.include_router(account_router, responses=ERRORS)
     app.include_router(classifiers_router, responses=ERRORS)
     app.include_router(batches_router, responses=ERRORS)
     return app
