@@ -3,8 +3,8 @@
 These routes are what the browser console (``/console``) calls with the customer's key; they
 give a key no power over anything but its own tenant. Key management (``/v1/keys``) is
 self-service only where the tenant's plan says so (``self_service_keys`` in ``plans.toml``),
-and goes through the same core functions as the admin CLI (:func:`aimaas.auth.issue_key`,
-:func:`aimaas.auth.revoke_key`), with an audit event for every change. Another tenant's key
+and goes through the same :class:`~aimaas.auth.lifecycle.KeyLifecycle` as the admin CLI (key
+store and API Gateway key together), with an audit event for every change. Another tenant's key
 id is a 404, the same as one that never existed, so ids cannot be probed.
 """
 
@@ -22,7 +22,7 @@ from aimaas.api.calls import Call
 from aimaas.api.classifiers import audit
 from aimaas.api.container import Container
 from aimaas.api.dependencies import ContainerDep, IdentifiedCallDep
-from aimaas.auth import KeyRecord, issue_key, revoke_key
+from aimaas.auth import KeyRecord
 from aimaas.errors import Forbidden, InvalidInput, NotFound
 from aimaas.metering.invoice import month_invoice, render_csv
 from aimaas.plans import load_catalog
@@ -155,10 +155,7 @@ def _own_key(container: Container, call: Call, key_id: str) -> KeyRecord:
 
 
 def _issue(container: Container, call: Call, label: str) -> tuple[KeyRecord, str]:
-    authenticator = container.authenticator
-    return issue_key(
-        authenticator.store, call.principal.tenant_id, authenticator.pepper, label=label
-    )
+    return container.keys().create(call.principal.tenant_id, label=label)
 
 
 @router.get("/v1/account", response_model=AccountOut, summary="Your tenant, plan and limit")
@@ -253,7 +250,7 @@ async def revoke_own_key(
 
     def build() -> KeyOut:
         _own_key(container, call, key_id)
-        record = revoke_key(container.authenticator.store, key_id)
+        record = container.keys().revoke(key_id)
         audit(container, call, "key.revoke", key_id)
         return _key_out(record)
 
@@ -271,7 +268,7 @@ async def rotate_own_key(
         if old.status != "active":
             raise InvalidInput(f"Key {key_id!r} is {old.status}; issue a new key instead.")
         record, key = _issue(container, call, old.label)
-        revoke_key(container.authenticator.store, key_id)
+        container.keys().revoke(key_id)
         audit(container, call, "key.rotate", key_id, new_key_id=record.key_id)
         return NewKeyOut(key=key, record=_key_out(record), replaced=key_id)
 

@@ -25,14 +25,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from playwright import sync_api as playwright_api
 
 from aimaas_testing.auth import tenant_key
 from aimaas_testing.paths import REGISTRY, REPO_ROOT
 from aimaas_testing.servers import ServerProcess, launch_local_server
 
 pytestmark = pytest.mark.browser
-
-playwright_api = pytest.importorskip("playwright.sync_api")
 
 SCREENSHOTS = REPO_ROOT / "build" / "screenshots"
 #: Script that would run if the console ever parsed data as HTML.
