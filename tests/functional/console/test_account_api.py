@@ -18,6 +18,8 @@ from aimaas_testing.auth import tenant_key
 from aimaas_testing.paths import REGISTRY, REPO_ROOT
 from aimaas_testing.servers import launch_local_server
 
+CONSOLE_ORIGIN = "https://console.example.com"
+
 
 @dataclass
 class Server:
@@ -37,7 +39,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         db=folder / "aimaas.db",
         log_path=folder / "server.log",
         args=["--log-level", "warning"],
-        env={"AIMAAS_ONNX_THREADS": "1", "PYTHONPATH": str(REPO_ROOT / "src")},
+        env={
+            "AIMAAS_ONNX_THREADS": "1",
+            "PYTHONPATH": str(REPO_ROOT / "src"),
+            "AIMAAS_CONSOLE_ORIGIN": CONSOLE_ORIGIN,
+        },
     )
     try:
         yield Server(running.url, folder / "aimaas.db")
@@ -103,3 +109,20 @@ def test_the_routes_are_in_openapi(server: Server) -> None:
     for path in ("/v1/account", "/v1/invoices/{month}", "/v1/keys", "/v1/keys/{key_id}/revoke",
                  "/v1/keys/{key_id}/rotate", "/v1/audit"):  # fmt: skip
         assert path in paths
+
+
+def test_cors_admits_only_the_consoles_origin(server: Server) -> None:
+    def preflight(origin: str) -> httpx.Response:
+        headers = {
+            "Origin": origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type",
+        }
+        return httpx.options(server.url + "/v1/keys", headers=headers, timeout=30)
+
+    allowed = preflight(CONSOLE_ORIGIN)
+    assert allowed.status_code == 200
+    assert allowed.headers["access-control-allow-origin"] == CONSOLE_ORIGIN
+    assert "access-control-allow-credentials" not in allowed.headers
+    refused = preflight("https://evil.example.com")
+    assert "access-control-allow-origin" not in refused.headers
