@@ -30,9 +30,12 @@ $(VENV)/.installed: $(REQUIREMENTS) pyproject.toml
 	$(BIN)/pip install -q --no-deps -e .
 	touch $@
 
+# Chromium (and a CJK font, for the Chinese UI text) run the console's browser tests.
 system-deps:
-	@command -v espeak-ng >/dev/null || { apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null; }
+	@command -v espeak-ng >/dev/null && command -v chromium >/dev/null && \
+		fc-list 2>/dev/null | grep -qi microhei || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng chromium \
+		fonts-wqy-microhei >/dev/null; }
 
 models: setup
 	$(BIN)/python -m model_export build --all --registry $(REGISTRY)

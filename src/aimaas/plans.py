@@ -72,6 +72,8 @@ class Plan:
     quota: Quota
     monthly_requests: int  # the hard limit, enforced by the platform from its ledger
     price_multiplier: Decimal
+    #: Whether the tenant's own keys may create, revoke and rotate keys (``/v1/keys``).
+    self_service_keys: bool = False
 
 
 @dataclass(frozen=True)
@@ -238,6 +240,7 @@ def parse_catalog(data: Mapping[str, Any]) -> Catalog:
             quota=Quota(limit=int(body["quota"]["limit"]), period=str(body["quota"]["period"])),
             monthly_requests=int(body["hard_limits"]["monthly_requests"]),
             price_multiplier=Decimal(str(body.get("price_multiplier", 1))),
+            self_service_keys=bool(body.get("self_service_keys", False)),
         )
         for name, body in data["plans"].items()
     }

@@ -25,6 +25,8 @@ if TYPE_CHECKING:  # the adapters' modules are imported by the factories, on dem
     from aimaas.audit import AuditLog
     from aimaas.auth.authenticator import Authenticator
     from aimaas.auth.keys import KeyStore
+    from aimaas.auth.lifecycle import KeyLifecycle
+    from aimaas.auth.provisioner import KeyProvisioner
     from aimaas.backends.base import InferenceBackend
     from aimaas.batch.ports import FileStore, JobStore, WorkQueue
     from aimaas.classifiers.store import ClassifierStore
@@ -99,6 +101,36 @@ KEY_STORES: Mapping[str, Callable[[Settings], KeyStore]] = {
 def build_key_store(settings: Settings) -> KeyStore:
     """The key store that ``settings.key_store`` names."""
     return build_adapter("key store", KEY_STORES, settings.key_store, settings)
+
+
+def _no_provisioner(settings: Settings) -> KeyProvisioner:
+    from aimaas.auth.provisioner import NoProvisioner
+
+    return NoProvisioner()
+
+
+def _api_gateway_provisioner(settings: Settings) -> KeyProvisioner:
+    from aimaas.auth.provisioner import ApiGatewayProvisioner
+
+    return ApiGatewayProvisioner(settings.stage)
+
+
+#: The gateway side of keys, chosen with the key store (local SQLite has no gateway).
+PROVISIONERS: Mapping[str, Callable[[Settings], KeyProvisioner]] = {
+    "sqlite": _no_provisioner,
+    "dynamodb": _api_gateway_provisioner,
+}
+
+
+def build_key_lifecycle(
+    settings: Settings, store: KeyStore, pepper: str | Callable[[], str]
+) -> KeyLifecycle:
+    """Issue and revoke keys in ``store`` with the gateway that goes with ``settings.key_store``
+    (callers build it on first use: the AWS one makes an ``apigateway`` client)."""
+    from aimaas.auth.lifecycle import KeyLifecycle
+
+    provisioner = build_adapter("key provisioner", PROVISIONERS, settings.key_store, settings)
+    return KeyLifecycle(store, provisioner, pepper)
 
 
 # ---- usage ledger -----------------------------------------------------------------------------

@@ -13,13 +13,14 @@ from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from aimaas.auth import KeyRecord, KeyStore, Tenant, issue_key, revoke_key
-from aimaas.auth.keys import new_tenant_id, now_utc, usage_identifier
+from aimaas.auth import KeyRecord, KeyStore, Tenant
+from aimaas.auth.keys import new_tenant_id, now_utc
+from aimaas.auth.lifecycle import KeyLifecycle
 from aimaas.config import Settings
 from aimaas.metering import UsageLedger, UsageSummary, usage_summary
-from aimaas.metering.invoice import Invoice, build_invoice_from_cells, month_bounds
+from aimaas.metering.invoice import Invoice, month_invoice
 from aimaas.plans import Catalog, load_catalog
-from aimaas.wiring import build_key_store, build_ledger, pepper_from
+from aimaas.wiring import PROVISIONERS, build_key_store, build_ledger, pepper_from
 from aimaas_admin.audit import (
     AuditEvent,
     AuditLog,
@@ -27,16 +28,10 @@ from aimaas_admin.audit import (
     default_actor,
     default_host,
 )
-from aimaas_admin.provisioner import ApiGatewayProvisioner, KeyProvisioner, NoProvisioner
+from aimaas_admin.provisioner import ApiGatewayProvisioner, KeyProvisioner
 from aimaas_admin.reconcile import ReconcileReport, reconcile
 
 _TENANT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-
-#: The gateway side of keys, chosen with the key store (local SQLite has no gateway).
-PROVISIONERS: dict[str, Callable[[Settings], KeyProvisioner]] = {
-    "sqlite": lambda settings: NoProvisioner(),
-    "dynamodb": lambda settings: ApiGatewayProvisioner(settings.stage),
-}
 
 
 class AdminService:
@@ -77,6 +72,7 @@ class AdminService:
         self.catalog = catalog or load_catalog()
         self.pepper = pepper_from(settings)
         self.clock = clock
+        self.keys = KeyLifecycle(self.store, self.provisioner, self.pepper, clock)
 
     @contextmanager
     def _audited(self, action: str, target: str, **details: Any) -> Iterator[dict[str, Any]]:
@@ -163,24 +159,10 @@ class AdminService:
             ``(key_id, key)``. Show ``key`` once; only its hash is stored.
         """
         with self._audited("key.create", tenant_id, label=label) as extra:
-            tenant = self._tenant(tenant_id)
-            record, key = issue_key(
-                self.store, tenant_id, self.pepper, label=label, at=self.clock()
-            )
+            record, key = self.keys.create(tenant_id, label=label)
             extra["key_id"] = record.key_id
-            try:
-                apigw_key_id = self.provisioner.key_created(
-                    tenant_id,
-                    record.key_id,
-                    tenant.plan,
-                    usage_identifier(record.key_id, self.pepper),
-                )
-            except Exception:
-                revoke_key(self.store, record.key_id, at=self.clock())
-                raise
-            if apigw_key_id:
-                self.store.save_key(replace(record, apigw_key_id=apigw_key_id))
-                extra["apigw_key_id"] = apigw_key_id
+            if record.apigw_key_id:
+                extra["apigw_key_id"] = record.apigw_key_id
         return record.key_id, key
 
     def list_keys(self, tenant_id: str) -> list[KeyRecord]:
@@ -191,10 +173,7 @@ class AdminService:
     def revoke_key(self, key_id: str) -> KeyRecord:
         """Revoke a key now, and delete its API Gateway key."""
         with self._audited("key.revoke", key_id):
-            record = revoke_key(self.store, key_id, at=self.clock())
-            tenant = self.store.get_tenant(record.tenant_id)
-            self.provisioner.key_revoked(record.apigw_key_id, tenant.plan if tenant else "free")
-        return record
+            return self.keys.revoke(key_id)
 
     def rotate_key(self, key_id: str, grace_seconds: int = 0) -> tuple[str, str]:
         """Issue a replacement key; the old one is revoked now or expires after the grace.
@@ -257,10 +236,8 @@ class AdminService:
         """The invoice of ``month`` (``YYYY-MM``) at the tenant's current plan."""
         with self._audited("invoice.build", tenant_id, month=month):
             tenant = self._tenant(tenant_id)
-            start, end = month_bounds(month)
-            last_day = (end - timedelta(days=1)).date().isoformat()
-            return build_invoice_from_cells(
-                self.ledger.daily_cells(tenant_id, start.date().isoformat(), last_day),
+            return month_invoice(
+                self.ledger,
                 tenant_id=tenant_id,
                 tenant_name=tenant.name,
                 plan=tenant.plan,

@@ -37,6 +37,7 @@ def banner(base_url: str, key: str | None, registry: Path, key_file: Path) -> st
 aimaas local server  {base_url}   (models from {registry})
   demo API key:  {shown}
   docs:          {base_url}/docs
+  console:       {base_url}/console/
 
   export AIMAAS_KEY="$({load})"
 
@@ -79,6 +80,9 @@ def serve(args: argparse.Namespace) -> int:
         return 2
     credentials = ensure_demo_key(settings)
     app = create_app(settings)
+    from aimaas_local.console import mount_console
+
+    mount_console(app)  # the browser console at /console (static files, the same API)
     # The key goes to the operator's terminal; into a log or a pipe only when asked for.
     show = args.show_key or sys.stdout.isatty()
     key_file = Path(settings.sqlite_path).parent / DEMO_FILE

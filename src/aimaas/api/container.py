@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aimaas.audit import AuditLog
 from aimaas.auth import Authenticator
+from aimaas.auth.lifecycle import KeyLifecycle
 from aimaas.backends import BackendRouter, LocalOnnxBackend
 from aimaas.backends.admission import RunGate, default_slots
 from aimaas.backends.batched import BatchingGate
@@ -22,6 +23,7 @@ from aimaas.wiring import (
     build_file_store,
     build_gpu_backend,
     build_job_store,
+    build_key_lifecycle,
     build_ledger,
     build_model_store,
     build_work_queue,
@@ -79,6 +81,15 @@ class Container:
     classifiers: ClassifierStore | None = None
     audit: AuditLog | None = None
     batch: BatchServices | None = None
+    _keys: KeyLifecycle | None = field(default=None, repr=False)
+
+    def keys(self) -> KeyLifecycle:
+        """Issue and revoke the caller's keys (``/v1/keys``), the admin CLI's way; built on
+        first use, so a cold start that never manages keys makes no ``apigateway`` client."""
+        if self._keys is None:
+            auth = self.authenticator
+            self._keys = build_key_lifecycle(self.settings, auth.store, lambda: auth.pepper)
+        return self._keys
 
     def close(self) -> None:
         """Release connections of the backends and the ledger."""

@@ -7,6 +7,7 @@ from functools import partial
 from fastapi import FastAPI
 
 from aimaas import __version__
+from aimaas.api.account import router as account_router
 from aimaas.api.classifiers import router as classifiers_router
 from aimaas.api.container import Container, build_container
 from aimaas.api.handlers import install_error_handlers
@@ -73,9 +74,26 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         max_uploads=settings.max_uploads,
         deadline_s=settings.request_deadline_s,
     )
+    console_origin = settings.extra.get("AIMAAS_CONSOLE_ORIGIN")
+    if console_origin:
+        # The console served from its own origin (CloudFront) calls the API from the browser:
+        # only that origin may, with the key in a header and never a cookie. Added last, so it
+        # is the outermost layer and answers a preflight before anything asks for a key.
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=[console_origin],
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "x-api-key"],
+            expose_headers=["X-Request-Id"],
+            allow_credentials=False,
+            max_age=600,
+        )
     app.include_router(health_router)
     app.include_router(router)
     app.include_router(usage_router)
+    app.include_router(account_router, responses=ERRORS)
     app.include_router(classifiers_router, responses=ERRORS)
     app.include_router(batches_router, responses=ERRORS)
     return app

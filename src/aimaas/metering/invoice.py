@@ -237,6 +237,46 @@ def build_invoice_from_cells(
     )
 
 
+def month_invoice(
+    ledger: Any,
+    *,
+    tenant_id: str,
+    tenant_name: str,
+    plan: str,
+    month: str,
+    catalog: Catalog | None = None,
+    issued_at: datetime | None = None,
+) -> Invoice:
+    """The invoice of ``month`` (``YYYY-MM``) from the ledger's daily counters.
+
+    The one way an invoice is made: the admin CLI and the customer's ``/v1/invoices`` both
+    call it, so the two can never disagree.
+
+    Parameters
+    ----------
+    ledger
+        A :class:`~aimaas.metering.UsageLedger` (its ``daily_cells``).
+    tenant_id, tenant_name, plan, month, catalog, issued_at
+        As :func:`build_invoice_from_cells`.
+
+    Returns
+    -------
+    Invoice
+        The priced month.
+    """
+    start, end = month_bounds(month)
+    last_day = (end - timedelta(days=1)).date().isoformat()
+    return build_invoice_from_cells(
+        ledger.daily_cells(tenant_id, start.date().isoformat(), last_day),
+        tenant_id=tenant_id,
+        tenant_name=tenant_name,
+        plan=plan,
+        month=month,
+        catalog=catalog,
+        issued_at=issued_at,
+    )
+
+
 def render_json(invoice: Invoice) -> str:
     """The invoice as indented JSON."""
     return json.dumps(invoice.as_dict(), indent=2) + "\n"
