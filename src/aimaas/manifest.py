@@ -181,8 +181,28 @@ class SpeechPreprocessing(_Strict):
     gpu_compute_type: str = "float16"
 
 
+class GenerationPreprocessing(_Strict):
+    """A language model served by ONNX Runtime GenAI (``genai_config.json`` beside it).
+
+    The chat template is chosen here by name and implemented in reviewed code
+    (:mod:`aimaas.generation.chat`); a template shipped inside the weights file is never run.
+    ``context_length`` bounds prompt plus completion tokens (the platform's limit, at most the
+    model's own); ``max_new_tokens`` caps one completion; ``max_prompt_chars`` refuses a huge
+    prompt before it is tokenised.
+    """
+
+    kind: Literal["generation"] = "generation"
+    chat_template: Literal["chatml"] = "chatml"
+    default_system: str = ""
+    context_length: int = Field(gt=0)
+    max_new_tokens: int = Field(gt=0)
+    max_prompt_chars: int = Field(gt=0)
+    languages: list[str] = Field(min_length=1)
+
+
 Preprocessing = Annotated[
-    TextPreprocessing
+    GenerationPreprocessing
+    | TextPreprocessing
     | ImagePreprocessing
     | DetectionPreprocessing
     | AudioPreprocessing

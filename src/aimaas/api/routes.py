@@ -273,7 +273,10 @@ _ENDPOINTS = {
     "audio-classification": "/v1/audio-classification",
     "voice-activity-detection": "/v1/models/{model}/predict",
     "automatic-speech-recognition": "/v1/audio/transcriptions",
+    "text-generation": "/v1/chat/completions",
 }
+#: OpenAI's ``owned_by`` of every catalogue entry: the platform serves (and answers for) them.
+OWNED_BY = "aimaas"
 
 
 def model_info(container: Container, name: str) -> api.ModelInfo:
@@ -296,6 +299,9 @@ def model_info(container: Container, name: str) -> api.ModelInfo:
     speech = manifest.preprocessing
     speech = speech if isinstance(speech, SpeechPreprocessing) else None
     return api.ModelInfo(
+        id=manifest.name,
+        created=int(manifest.created_at.timestamp()),
+        owned_by=OWNED_BY,
         name=manifest.name,
         task=manifest.task,
         description=manifest.description,

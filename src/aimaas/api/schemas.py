@@ -293,6 +293,14 @@ class ModelSchema(_Out):
 
 
 class ModelInfo(_Out):
+    """One model of the catalogue, in OpenAI's model shape (``id``, ``object``, ``created``,
+    ``owned_by``) with the platform's own fields beside it, so OpenAI clients that pick a model
+    by ``id`` and clients of the richer catalogue read the same document."""
+
+    id: str = Field(description="the model's name, as OpenAI clients pass it in `model`")
+    object: Literal["model"] = "model"
+    created: int = Field(description="Unix time the newest version was built")
+    owned_by: str = Field(description="who serves the model")
     name: str
     task: str
     description: str

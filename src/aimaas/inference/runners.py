@@ -318,7 +318,10 @@ RUNNERS: Mapping[str, type[ModelRunner]] = {
 #: Loaders of the models that another engine than ONNX Runtime runs, by manifest ``runtime``,
 #: as ``module:function`` (imported on first use: the engine's import cost and memory are paid
 #: only where such a model is served).
-RUNTIMES: Mapping[str, str] = {"ctranslate2": "aimaas.speech.runner:load_speech_runner"}
+RUNTIMES: Mapping[str, str] = {
+    "ctranslate2": "aimaas.speech.runner:load_speech_runner",
+    "onnxruntime-genai": "aimaas.generation.runner:load_generation_runner",
+}
 
 
 def load_runner(

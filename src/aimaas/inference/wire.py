@@ -39,6 +39,7 @@ from pydantic import (
     PlainSerializer,
     TypeAdapter,
     WithJsonSchema,
+    model_validator,
 )
 
 TARGET_MODEL_HEADER = "X-Amzn-SageMaker-Target-Model"
@@ -171,8 +172,36 @@ class TranscriptionRequest(_Wire):
     )
 
 
+class ChatMessage(_Wire):
+    """One turn of a conversation (already validated and flattened to text at the edge)."""
+
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class GenerationRequest(_Wire):
+    """Text generation: a conversation (``messages``, put through the model's fixed chat
+    template) or a raw ``prompt`` (completions), and how to sample the continuation."""
+
+    task: Literal["text-generation"] = "text-generation"
+    messages: list[ChatMessage] | None = None
+    prompt: str | None = None
+    max_tokens: int = Field(ge=1)
+    temperature: float = Field(default=1.0, ge=0.0, le=2.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    seed: int | None = None
+    stop: list[str] = Field(default_factory=list, max_length=4)
+
+    @model_validator(mode="after")
+    def _one_input(self) -> GenerationRequest:
+        if (self.messages is None) == (self.prompt is None):
+            raise ValueError("give messages or a prompt")
+        return self
+
+
 InferenceRequest = Annotated[
-    EmbeddingsRequest
+    GenerationRequest
+    | EmbeddingsRequest
     | TextClassificationRequest
     | ImageClassificationRequest
     | ObjectDetectionRequest
@@ -252,8 +281,31 @@ class TranscriptionResult(_Wire):
     durations_s: list[float] = Field(description="decoded audio seconds (billed)")
 
 
+FinishReason = Literal["stop", "length"]
+
+
+class GenerationChunk(_Wire):
+    """A piece of a streamed generation: new text, the token counts so far (the billed
+    quantities: a stream abandoned after this piece is billed for them), and on the last piece
+    why it ended."""
+
+    text: str = ""
+    finish_reason: FinishReason | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class GenerationResult(_Wire):
+    task: Literal["text-generation"] = "text-generation"
+    text: str
+    finish_reason: FinishReason
+    prompt_tokens: int
+    completion_tokens: int
+
+
 InferenceResult = Annotated[
-    EmbeddingsResult
+    GenerationResult
+    | EmbeddingsResult
     | TextClassificationResult
     | ImageClassificationResult
     | ObjectDetectionResult
@@ -273,4 +325,6 @@ def batch_size(request: Any) -> int:
         items = getattr(request, field, None)
         if items is not None:
             return len(items)
+    if isinstance(request, GenerationRequest):
+        return 1  # one conversation; its size is held by the context length instead
     raise TypeError(f"not an inference request: {type(request).__name__}")

@@ -170,6 +170,20 @@ def test_demo_key_works(server: Server) -> None:
     assert response.status_code == 200 and response.json()["data"]
 
 
+def test_openai_client_lists_models_by_id(server: Server, api_key: str) -> None:
+    from openai import OpenAI
+
+    client = OpenAI(api_key=api_key, base_url=f"{server.url}/v1", max_retries=0)
+    listed = list(client.models.list())
+    expected = sorted(p.name for p in REGISTRY.iterdir() if (p / "").is_dir() and p.name[0] != ".")
+    assert sorted(m.id for m in listed) == expected
+    assert {m.object for m in listed} == {"model"} and {m.owned_by for m in listed} == {"aimaas"}
+    assert all(isinstance(m.created, int) and m.created > 1_600_000_000 for m in listed)
+    one = client.models.retrieve("all-minilm-l6-v2")
+    # Our own catalogue fields are still there beside OpenAI's.
+    assert one.id == "all-minilm-l6-v2" and one.model_extra["task"] == "embeddings"
+
+
 def test_openai_client_embeddings(server: Server, api_key: str) -> None:
     from openai import OpenAI
 

@@ -1,0 +1,1 @@
+"""Text generation: the fixed chat templates and the ONNX Runtime GenAI runner."""
