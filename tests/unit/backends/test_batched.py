@@ -12,7 +12,7 @@ import pytest
 
 from aimaas import errors
 from aimaas.backends.admission import RunGate
-from aimaas.backends.batched import BatchingGate
+from aimaas.backends.batched import CPU_MAX_BATCH_ROWS, BatchingGate
 from aimaas.errors import Overloaded
 from aimaas.inference.wire import EmbeddingsRequest, EmbeddingsResult, TranscriptionRequest
 from aimaas.manifest import ModelManifest
@@ -74,7 +74,7 @@ def test_concurrent_requests_share_runs_and_get_their_own_answers(
     assert sum(len(run) for run in runner.runs) == 32  # every text ran exactly once
     assert len(runner.runs) < 16  # while one run went on, the others queued and merged
     assert max(len(run) for run in runner.runs) > 2
-    assert all(len(run) <= manifest.batching.max_batch_size for run in runner.runs)
+    assert all(len(run) <= CPU_MAX_BATCH_ROWS for run in runner.runs)
 
 
 def test_a_lone_request_runs_alone(gate: BatchingGate, manifest: ModelManifest) -> None:
