@@ -27,6 +27,9 @@ const TEXT = {
     "pg.image": "Image classification", "pg.input": "Text", "pg.labels": "Candidate labels (comma-separated, optional)",
     "pg.run": "Run", "pg.a": "First text", "pg.b": "Second text", "pg.similarity": "Cosine similarity",
     "pg.file": "Image (JPEG or PNG)", "pg.code": "The same call", "pg.cost": "Billed",
+    "pg.audio": "Speech recognition", "pg.audiofile": "Audio file (WAV, MP3, FLAC, OGG, M4A, WebM)",
+    "pg.record": "Record", "pg.stop": "Stop", "pg.recording": "Recording…", "pg.recorded": "Recorded",
+    "pg.nomic": "No microphone could be used", "pg.transcript": "Transcript",
     "models.title": "Models", "error": "Error",
   },
   zh: {
@@ -54,6 +57,9 @@ const TEXT = {
     "pg.input": "文本", "pg.labels": "候选标签（逗号分隔，可选）", "pg.run": "运行", "pg.a": "第一段文本",
     "pg.b": "第二段文本", "pg.similarity": "余弦相似度", "pg.file": "图片（JPEG 或 PNG）",
     "pg.code": "同样的调用", "pg.cost": "计费", "models.title": "模型", "error": "错误",
+    "pg.audio": "语音识别", "pg.audiofile": "音频文件（WAV、MP3、FLAC、OGG、M4A、WebM）",
+    "pg.record": "录音", "pg.stop": "停止", "pg.recording": "正在录音…", "pg.recorded": "已录音",
+    "pg.nomic": "无法使用麦克风", "pg.transcript": "转写结果",
   },
 };
 
