@@ -404,14 +404,31 @@ async function playgroundPage(page) {
   select("text");
 }
 
+// Figures from each model's manifest (the export gate): tiny differences are shown in
+// scientific notation rather than rounded to 0.
+const figure = (v) => (typeof v !== "number" ? String(v)
+  : v !== 0 && Math.abs(v) < 0.001 ? v.toExponential(1) : num(v, 4));
+function parityCell(m) {
+  const p = m.parity;
+  if (!p) return "—";
+  return el("span", { class: "parity", "data-model": m.name },
+    el("strong", { text: p.passed ? `✓ ${t("models.passed")}` : `✗ ${t("models.failed")}` }),
+    ` ${t("models.vs")} ${p.reference} (n=${p.samples}): `,
+    Object.entries(p.metrics).map(([k, v]) => `${k} ${figure(v)}`).join(", "));
+}
+function accuracyCell(m) {
+  return el("span", { class: "accuracy", "data-model": m.name }, ...(m.accuracy || []).map((a, i) =>
+    el("span", { title: a.dataset, text: `${i ? "; " : ""}${a.metric} ${figure(a.value)} (n=${a.samples})` })));
+}
+
 async function modelsPage(page) {
   const models = await api("/v1/models");
   page.append(el("h1", { text: t("models.title") }), table([
     { title: "col.name", value: (m) => m.name }, { title: "col.task", value: (m) => m.task },
     { title: "col.labels", value: (m) => (m.labels || []).slice(0, 12).join(", ") + ((m.labels || []).length > 12 ? " …" : "") },
     { title: "col.price", num: true, value: (m) => (m.price ? `${money(m.price.usd, m.price.currency)} / ${m.price.unit}` : "—") },
-    { title: "col.accuracy", value: (m) => (m.accuracy || []).map((a) => Object.entries(a).map(([k, v]) =>
-      `${k}: ${typeof v === "number" ? num(v, 4) : v}`).join(" ")).join("; ") },
+    { title: "col.parity", value: parityCell },
+    { title: "col.accuracy", value: accuracyCell },
   ], models.data));
 }
 

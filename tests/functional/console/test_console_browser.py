@@ -226,10 +226,31 @@ def test_download_the_invoice(page: object, console: Console, tmp_path: Path) ->
 
 def test_models_page_lists_the_catalogue(page: object, console: Console) -> None:
     show(page, "models")
-    names = [m["name"] for m in console.api("GET", "/v1/models").json()["data"]]
+    models = console.api("GET", "/v1/models").json()["data"]
+    names = [m["name"] for m in models]
     shown = page.locator("tbody tr td:first-child").all_text_contents()
     assert shown == names
+    # Each model's parity and accuracy figures, as its manifest holds them.
+    for model in models:
+        parity = page.text_content(f".parity[data-model='{model['name']}']")
+        report = model["parity"]
+        assert parity.startswith("✓ passed" if report["passed"] else "✗ failed")
+        assert f"vs {report['reference']} (n={report['samples']})" in parity
+        for metric, value in report["metrics"].items():
+            assert f"{metric} {figure(value)}" in parity, (model["name"], parity)
+        accuracy = page.text_content(f".accuracy[data-model='{model['name']}']")
+        for check in model["accuracy"]:
+            assert f"{check['metric']} {figure(check['value'])} (n={check['samples']})" in accuracy
+    assert any(m["accuracy"] for m in models)  # the figures exist to be shown
     snap(page, "models")
+
+
+def figure(value: float) -> str:
+    """A figure as the console shows it (en-US): tiny ones in JavaScript's exponent form."""
+    if value != 0 and abs(value) < 0.001:
+        mantissa, exponent = f"{value:.1e}".split("e")
+        return f"{mantissa}e{int(exponent):+d}".replace("+", "+" if int(exponent) >= 0 else "")
+    return f"{round(value, 4):,.4f}".rstrip("0").rstrip(".")
 
 
 def test_csp_blocks_injected_inline_script(page: object, console: Console) -> None:
