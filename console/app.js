@@ -44,11 +44,12 @@ const key = () => sessionStorage.getItem(KEY);
 
 async function api(path, { method = "GET", body, type, raw = false } = {}) {
   const headers = { Authorization: `Bearer ${key()}` };
+  const form = body instanceof FormData; // the browser writes its multipart Content-Type
   if (type) headers["Content-Type"] = type;
-  else if (body !== undefined) headers["Content-Type"] = "application/json";
+  else if (body !== undefined && !form) headers["Content-Type"] = "application/json";
   const response = await fetch(apiBase + path, {
     method, headers, cache: "no-store", credentials: "omit", referrerPolicy: "no-referrer",
-    body: body === undefined || type ? body : JSON.stringify(body),
+    body: body === undefined || type || form ? body : JSON.stringify(body),
   });
   if (!response.ok) {
     let message = `${response.status}`;
@@ -243,9 +244,18 @@ async function keysPage(page) {
 
 // The code shown for a call: the key is always the variable, never its value.
 const shellQuote = (text) => `'${text.replaceAll("'", "'\\''")}'`;
-function snippets(path, { json, file, type }) {
-  const url = `${location.origin}${apiBase}${path}`;
+function snippets(path, { json, file, type, fields }) {
+  // apiBase is a full URL where the console has its own origin (CloudFront), a path locally.
+  const url = /^https:\/\//.test(apiBase) ? `${apiBase}${path}` : `${location.origin}${apiBase}${path}`;
   const payload = json ? JSON.stringify(json) : null;
+  if (fields) { // a multipart form: the file and its fields, as curl -F and requests' files=
+    const curl = [`curl -s ${url}`, `-H "Authorization: Bearer $AIMAAS_KEY"`,
+      `-F ${shellQuote(`file=@${file}`)}`,
+      ...Object.entries(fields).map(([k, v]) => `-F ${shellQuote(`${k}=${v}`)}`)].join(" \\\n  ");
+    const python = `import os, requests\nwith open(${JSON.stringify(file)}, "rb") as f:\n    r = requests.post(${JSON.stringify(url)},\n        headers={"Authorization": "Bearer " + os.environ["AIMAAS_KEY"]},\n        files={"file": f},\n        data=${JSON.stringify(fields)})\nprint(r.json())`;
+    return el("div", { id: "snippets" }, el("h2", { text: t("pg.code") }),
+      el("pre", { id: "curl" }, el("code", { text: curl })), el("pre", { id: "python" }, el("code", { text: python })));
+  }
   const curl = json
     ? `curl -s ${url} \\\n  -H "Authorization: Bearer $AIMAAS_KEY" \\\n  -H 'Content-Type: application/json' \\\n  -d ${shellQuote(payload)}`
     : `curl -s ${url} \\\n  -H "Authorization: Bearer $AIMAAS_KEY" \\\n  -H 'Content-Type: ${type}' \\\n  --data-binary @${shellQuote(file)}`;
@@ -273,7 +283,8 @@ async function playgroundPage(page) {
   const out = el("div", { id: "result", "aria-live": "polite" });
   const error = el("p", { class: "error", role: "alert" });
   const panel = el("div");
-  const tabs = [["text", "pg.text", textPanel], ["embed", "pg.embed", embedPanel], ["image", "pg.image", imagePanel]];
+  const tabs = [["text", "pg.text", textPanel], ["embed", "pg.embed", embedPanel], ["image", "pg.image", imagePanel],
+    ["audio", "pg.audio", audioPanel]];
   const bar = el("div", { class: "tabs", role: "tablist" });
   const select = (id) => {
     for (const b of bar.children) b.setAttribute("aria-selected", String(b.dataset.tab === id));
@@ -344,7 +355,70 @@ async function playgroundPage(page) {
     } }, el("label", { for: "pg-file", text: t("pg.file") }), file,
     el("button", { type: "submit", id: "pg-run", text: t("pg.run") }), preview));
   }
+  function audioPanel() {
+    // A file, or a recording from the microphone (MediaRecorder, WebM/Opus in Chromium); either
+    // goes up as OpenAI's multipart form, the file field plus the model.
+    const file = el("input", { id: "pg-audio-file", type: "file", accept: "audio/*" });
+    const player = el("audio", { id: "pg-player", controls: true, hidden: true });
+    const status = el("span", { id: "pg-rec-status", "aria-live": "polite" });
+    let recorded = null, recorder = null;
+    const record = el("button", { type: "button", id: "pg-record", class: "secondary", text: t("pg.record"), onclick: async () => {
+      if (recorder) { recorder.stop(); return; }
+      try {
+        const stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+        const chunks = [];
+        recorder = new MediaRecorder(stream);
+        recorder.addEventListener("dataavailable", (e) => { if (e.data.size) chunks.push(e.data); });
+        recorder.addEventListener("stop", () => {
+          for (const track of stream.getTracks()) track.stop();
+          const type = (recorder.mimeType || "audio/webm").split(";")[0];
+          recorded = new File(chunks, `recording.${type.split("/")[1] || "webm"}`, { type });
+          recorder = null;
+          file.value = "";
+          player.src = URL.createObjectURL(recorded); player.hidden = false;
+          record.textContent = t("pg.record");
+          status.textContent = `${t("pg.recorded")}: ${recorded.name} (${num(recorded.size / 1024, 1)} kB)`;
+        });
+        recorder.start();
+        record.textContent = t("pg.stop");
+        status.textContent = t("pg.recording");
+      } catch (e) { error.textContent = `${t("pg.nomic")}: ${e.message}`; recorder = null; }
+    } });
+    file.addEventListener("change", () => { recorded = null; player.hidden = true; status.textContent = ""; });
+    panel.append(el("form", { onsubmit: async (event) => {
+      event.preventDefault();
+      const chosen = file.files[0] || recorded;
+      if (!chosen) return;
+      const fields = { model: "whisper-1" };
+      const form = new FormData();
+      form.append("file", chosen, chosen.name);
+      for (const [k, v] of Object.entries(fields)) form.append(k, v);
+      const result = await run("/v1/audio/transcriptions", { method: "POST", body: form }, (r) => el("div", {},
+        el("p", {}, el("span", { id: "pg-filename", text: chosen.name }), ` (${num(r.usage.seconds)} s)`),
+        el("h2", { text: t("pg.transcript") }), el("blockquote", { id: "pg-transcript", text: r.text })));
+      if (result) out.append(snippets("/v1/audio/transcriptions", { file: chosen.name, fields }));
+    } }, el("label", { for: "pg-audio-file", text: t("pg.audiofile") }), file,
+    el("p", {}, record, " ", status), player,
+    el("button", { type: "submit", id: "pg-run", text: t("pg.run") })));
+  }
   select("text");
+}
+
+// Figures from each model's manifest (the export gate): tiny differences are shown in
+// scientific notation rather than rounded to 0.
+const figure = (v) => (typeof v !== "number" ? String(v)
+  : v !== 0 && Math.abs(v) < 0.001 ? v.toExponential(1) : num(v, 4));
+function parityCell(m) {
+  const p = m.parity;
+  if (!p) return "—";
+  return el("span", { class: "parity", "data-model": m.name },
+    el("strong", { text: p.passed ? `✓ ${t("models.passed")}` : `✗ ${t("models.failed")}` }),
+    ` ${t("models.vs")} ${p.reference} (n=${p.samples}): `,
+    Object.entries(p.metrics).map(([k, v]) => `${k} ${figure(v)}`).join(", "));
+}
+function accuracyCell(m) {
+  return el("span", { class: "accuracy", "data-model": m.name }, ...(m.accuracy || []).map((a, i) =>
+    el("span", { title: a.dataset, text: `${i ? "; " : ""}${a.metric} ${figure(a.value)} (n=${a.samples})` })));
 }
 
 async function modelsPage(page) {
@@ -353,8 +427,8 @@ async function modelsPage(page) {
     { title: "col.name", value: (m) => m.name }, { title: "col.task", value: (m) => m.task },
     { title: "col.labels", value: (m) => (m.labels || []).slice(0, 12).join(", ") + ((m.labels || []).length > 12 ? " …" : "") },
     { title: "col.price", num: true, value: (m) => (m.price ? `${money(m.price.usd, m.price.currency)} / ${m.price.unit}` : "—") },
-    { title: "col.accuracy", value: (m) => (m.accuracy || []).map((a) => Object.entries(a).map(([k, v]) =>
-      `${k}: ${typeof v === "number" ? num(v, 4) : v}`).join(" ")).join("; ") },
+    { title: "col.parity", value: parityCell },
+    { title: "col.accuracy", value: accuracyCell },
   ], models.data));
 }
 
@@ -415,7 +489,18 @@ async function signIn(event) {
   }
 }
 
+// A sign-in link (`python -m aimaas_admin console-link`) carries a short-lived key in the URL
+// fragment, which no server ever receives. Take it into this tab's storage and wipe it from the
+// address bar and the history entry before anything else runs.
+function consumeSignInLink() {
+  const match = /^#signin=(amk_[A-Za-z0-9_-]+)$/.exec(location.hash);
+  if (!location.hash.startsWith("#signin=")) return;
+  history.replaceState(null, "", `${location.pathname}${location.search}#usage`);
+  if (match) sessionStorage.setItem(KEY, match[1]);
+}
+
 async function start() {
+  consumeSignInLink();
   try { // where the API is, for a console served from another origin (CloudFront)
     const config = await (await fetch("config.json", { cache: "no-store" })).json();
     apiBase = config.api_base || API;

@@ -16,6 +16,7 @@ const TEXT = {
     "col.status": "Status", "col.created": "Created", "col.last_used": "Last used", "col.actions": "Actions",
     "col.when": "When", "col.action": "Action", "col.target": "Target", "col.actor": "Actor",
     "col.name": "Name", "col.labels": "Labels", "col.price": "Price", "col.accuracy": "Accuracy",
+    "col.parity": "ONNX parity", "models.passed": "passed", "models.failed": "failed", "models.vs": "vs",
     "col.schema": "Input", "usage.none": "No usage in this period.",
     "inv.title": "Invoices", "inv.view": "Show", "inv.csv": "Download CSV", "inv.json": "Download JSON",
     "inv.due": "Amount due", "inv.print": "Print",
@@ -27,6 +28,9 @@ const TEXT = {
     "pg.image": "Image classification", "pg.input": "Text", "pg.labels": "Candidate labels (comma-separated, optional)",
     "pg.run": "Run", "pg.a": "First text", "pg.b": "Second text", "pg.similarity": "Cosine similarity",
     "pg.file": "Image (JPEG or PNG)", "pg.code": "The same call", "pg.cost": "Billed",
+    "pg.audio": "Speech recognition", "pg.audiofile": "Audio file (WAV, MP3, FLAC, OGG, M4A, WebM)",
+    "pg.record": "Record", "pg.stop": "Stop", "pg.recording": "Recording…", "pg.recorded": "Recorded",
+    "pg.nomic": "No microphone could be used", "pg.transcript": "Transcript",
     "models.title": "Models", "error": "Error",
   },
   zh: {
@@ -43,6 +47,7 @@ const TEXT = {
     "col.status": "状态", "col.created": "创建时间", "col.last_used": "最近使用", "col.actions": "操作",
     "col.when": "时间", "col.action": "操作", "col.target": "对象", "col.actor": "执行者",
     "col.name": "名称", "col.labels": "标签", "col.price": "价格", "col.accuracy": "准确率",
+    "col.parity": "ONNX 一致性", "models.passed": "通过", "models.failed": "未通过", "models.vs": "对比",
     "col.schema": "输入", "usage.none": "此期间没有用量。",
     "inv.title": "账单", "inv.view": "查看", "inv.csv": "下载 CSV", "inv.json": "下载 JSON",
     "inv.due": "应付金额", "inv.print": "打印",
@@ -54,6 +59,9 @@ const TEXT = {
     "pg.input": "文本", "pg.labels": "候选标签（逗号分隔，可选）", "pg.run": "运行", "pg.a": "第一段文本",
     "pg.b": "第二段文本", "pg.similarity": "余弦相似度", "pg.file": "图片（JPEG 或 PNG）",
     "pg.code": "同样的调用", "pg.cost": "计费", "models.title": "模型", "error": "错误",
+    "pg.audio": "语音识别", "pg.audiofile": "音频文件（WAV、MP3、FLAC、OGG、M4A、WebM）",
+    "pg.record": "录音", "pg.stop": "停止", "pg.recording": "正在录音…", "pg.recorded": "已录音",
+    "pg.nomic": "无法使用麦克风", "pg.transcript": "转写结果",
   },
 };
 

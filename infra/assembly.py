@@ -15,6 +15,7 @@ from infra.integrations import build_backend
 from infra.nag import add_nag_checks
 from infra.settings import REPO_ROOT, InfraSettings
 from infra.stacks.api import ApiStack
+from infra.stacks.console import ConsoleStack
 from infra.stacks.gpu import GpuStack
 from infra.stacks.observability import ObservabilityStack
 from infra.stacks.serving import ServingStack
@@ -50,6 +51,7 @@ class Stacks:
     serving: ServingStack | None = None
     gpu: GpuStack | None = None
     observability: ObservabilityStack | None = None
+    console: ConsoleStack | None = None
     all: list[cdk.Stack] = field(default_factory=list)
 
 
@@ -73,6 +75,9 @@ def _context(app: cdk.App) -> dict[str, Any]:
         "media_reserved_concurrency",
         "alarm_email",
         "registry",
+        "console_origin",
+        "console_domain",
+        "console_certificate_arn",
     )
     return {key: app.node.try_get_context(key) for key in keys}
 
@@ -145,11 +150,26 @@ def build_app(app: cdk.App, *, nag: bool = True) -> Stacks:
             batch_dead_letters=serving.batch_dead_letters,
             **props("observability"),
         )
-    stacks = [s for s in (storage, gpu, serving, api, observability) if s is not None]
+    console = None
+    if features.console_cdn:
+        # After the API: the console's CSP and config.json name the API's URL.
+        api_base = (
+            f"https://{api.api.rest_api_id}.execute-api.{api.region}.{api.url_suffix}"
+            f"/{settings.stage}"
+        )
+        console = ConsoleStack(
+            app,
+            f"{p}-console",
+            settings=settings,
+            storage=storage,
+            api_base=api_base,
+            **props("console"),
+        )
+    stacks = [s for s in (storage, gpu, serving, api, observability, console) if s is not None]
     for stack in stacks:
         cdk.Tags.of(stack).add("project", "aimaas")
         cdk.Tags.of(stack).add("stage", settings.stage)
         cdk.Tags.of(stack).add("profile", settings.profile)
     if nag:
         add_nag_checks(app)
-    return Stacks(settings, storage, api, serving, gpu, observability, stacks)
+    return Stacks(settings, storage, api, serving, gpu, observability, console, stacks)

@@ -7,7 +7,13 @@ missing) and installed the pinned CDK CLI:
 2. what preflight found missing and can be created: ``cdk bootstrap``, the key pepper
    (a random SecureString; CloudFormation cannot create one);
 3. ``cdk deploy --all``; a stage with the GPU first deploys its storage stack and publishes the
-   models to the bucket, because the endpoint loads them when it starts.
+   models to the bucket, because the endpoint loads them when it starts;
+4. the console's origin: the API lets only the console's origin call it from a browser (CORS),
+   and that is the CloudFront distribution's domain, known once the console stack exists (it
+   comes after the API, whose URL its CSP names). A stage without a custom ``console_domain``
+   therefore takes ``console_origin`` from the deployed console stack's ``ConsoleUrl``: read
+   before the deploy when the stack exists, else read after it and the serving and API stacks
+   deployed again with it (the first deploy of a stage only).
 
 Destroy: ``cdk destroy --all`` (a stage whose ``removal_policy`` is ``retain`` keeps its data
 and has termination protection: AWS refuses to delete it until that is lifted by hand).
@@ -104,7 +110,38 @@ def deploy_steps(
         steps.append(Step(f"deploy {storage}", (CDK, "deploy", storage, *context, *NO_PROMPT)))
         steps.append(Step("publish the models for the GPU endpoint", action=publish))
     steps.append(Step("deploy every stack", (CDK, "deploy", "--all", *context, *NO_PROMPT)))
+    if settings.features.console_cdn and not settings.console_origin:
+        console = f"{settings.prefix}-console"
+
+        def allow_console() -> None:
+            origin = stack_output(cloudformation, console, "ConsoleUrl")
+            run(
+                (
+                    *(CDK, "deploy", f"{settings.prefix}-serving", f"{settings.prefix}-api"),
+                    *context,
+                    *("-c", f"console_origin={origin}"),
+                    *NO_PROMPT,
+                )
+            )
+
+        steps.append(Step("let the console's origin call the API (CORS)", action=allow_console))
     return steps
+
+
+def deployed_console_origin(cloudformation: Any, settings: InfraSettings) -> str | None:
+    """The deployed console stack's ``ConsoleUrl``, or None where it is not deployed yet."""
+    from botocore.exceptions import ClientError
+
+    if not settings.features.console_cdn:
+        return None
+    try:
+        return stack_output(cloudformation, f"{settings.prefix}-console", "ConsoleUrl")
+    except ClientError as error:  # "Stack with id ... does not exist"
+        if error.response.get("Error", {}).get("Code") == "ValidationError":
+            return None
+        raise
+    except KeyError:
+        return None
 
 
 def destroy_steps(context: Sequence[str]) -> list[Step]:
@@ -153,7 +190,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(report(checks), flush=True)
     if blocked(checks):
         return 1
-    steps = deploy_steps(settings, checks, context, clients, session.client("cloudformation"), _run)
+    cloudformation = session.client("cloudformation")
+    if not settings.console_origin:
+        # Keep the API's CORS origin on a redeploy: the console's domain does not change.
+        origin = deployed_console_origin(cloudformation, settings)
+        if origin:
+            extra["console_origin"] = origin
+            context = cdk_context(args.stage, extra)
+            settings = InfraSettings.from_context({**extra, "stage": args.stage})
+    steps = deploy_steps(settings, checks, context, clients, cloudformation, _run)
     execute(steps)
     return 0
 

@@ -9,6 +9,7 @@ number is parsed here and nowhere else. What a deployment target can run is one 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,6 +76,9 @@ class Profile:
     max_body_bytes
         The largest raw request body the target can carry to the code; the stacks pass it to the
         runtime as ``AIMAAS_MAX_BODY_BYTES`` (413 above it) and output it as ``MaxBodyBytes``.
+    console_cdn
+        The browser console is hosted here (S3 behind CloudFront, deployed by a Lambda-backed
+        custom resource): the console stack exists.
     """
 
     name: str
@@ -89,6 +93,7 @@ class Profile:
     bootstrapped: bool
     termination_protection: bool
     max_body_bytes: int
+    console_cdn: bool = False
 
 
 #: The deployment targets. LocalStack community (no Docker) runs API Gateway with API keys, S3,
@@ -108,6 +113,7 @@ PROFILES: Mapping[str, Profile] = MappingProxyType(
             bootstrapped=True,
             termination_protection=True,
             max_body_bytes=LAMBDA_PROXY_MAX_BODY_BYTES,
+            console_cdn=True,
         ),
         "localstack": Profile(
             name="localstack",
@@ -173,6 +179,14 @@ class InfraSettings:
     text_reserved_concurrency: int = 0
     media_reserved_concurrency: int = 0
     alarm_email: str | None = None
+    #: The browser console's origin (``https://host``) the API lets call it (CORS), or None
+    #: (no cross-origin calls). Known before a deploy only with a custom domain; otherwise the
+    #: distribution's domain, which ``make deploy`` reads from the console stack's output.
+    console_origin: str | None = None
+    #: A custom domain for the console and its ACM certificate (us-east-1), both or neither:
+    #: only a custom certificate lets CloudFront refuse TLS below 1.2.
+    console_domain: str | None = None
+    console_certificate_arn: str | None = None
     raw_stage: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -239,6 +253,16 @@ class InfraSettings:
             value = context.get(key)
             return data.get(key, default) if value is None or value == "" else value
 
+        console_domain = pick("console_domain") or None
+        console_certificate_arn = pick("console_certificate_arn") or None
+        if bool(console_domain) != bool(console_certificate_arn):
+            raise ValueError("console_domain and console_certificate_arn go together")
+        console_origin = pick("console_origin") or (
+            f"https://{console_domain}" if console_domain else None
+        )
+        if console_origin and not re.fullmatch(r"https://[a-z0-9.-]+(:[0-9]+)?", console_origin):
+            raise ValueError(f"console_origin must be https://host, not {console_origin!r}")
+
         upstream_url = context.get("upstream_url")
         if features.integration == "http_proxy" and not upstream_url:
             raise ValueError(f"the {profile} profile needs -c upstream_url=http://127.0.0.1:PORT")
@@ -268,5 +292,8 @@ class InfraSettings:
             text_reserved_concurrency=_int(pick("text_reserved_concurrency"), 0),
             media_reserved_concurrency=_int(pick("media_reserved_concurrency"), 0),
             alarm_email=pick("alarm_email"),
+            console_origin=console_origin,
+            console_domain=console_domain,
+            console_certificate_arn=console_certificate_arn,
             raw_stage=data,
         )

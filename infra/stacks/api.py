@@ -16,6 +16,12 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
+from aimaas.console_policy import (
+    CORS_ALLOW_HEADERS,
+    CORS_ALLOW_METHODS,
+    CORS_EXPOSE_HEADERS,
+    CORS_MAX_AGE_S,
+)
 from aimaas.plans import Plan
 from infra.integrations import ApiBackend, Route
 from infra.nag import acknowledge
@@ -252,8 +258,10 @@ class ApiStack(StageStack):
             )
 
         self.prediction_methods: list[apigw.Method] = []
+        keyed_resources: list[apigw.IResource] = []
         for route in backend.routes():
             resource = self._resource(route.path)
+            keyed_resources.append(resource)
             for http_method in route.methods:
                 method = resource.add_method(
                     http_method,
@@ -282,6 +290,9 @@ class ApiStack(StageStack):
                     )
                 acknowledge(method, reasons)
                 self.prediction_methods.append(method)
+
+        if settings.console_origin:
+            self._console_preflight(keyed_resources, settings.console_origin)
 
         self.usage_plans: dict[str, apigw.UsagePlan] = {}
         for plan in settings.plans:
@@ -339,6 +350,33 @@ class ApiStack(StageStack):
             resource = resource.get_resource(part) or resource.add_resource(part)
         return resource
 
+    def _console_preflight(self, resources: Sequence[apigw.IResource], origin: str) -> None:
+        """The gateway answers the console's CORS preflights itself.
+
+        A browser sends ``OPTIONS`` without the key, so the keyed methods (authorizer, API key
+        required) would refuse it before the app's CORS middleware could answer; a mock
+        ``OPTIONS`` per keyed resource answers with the app's own rules
+        (:mod:`aimaas.console_policy`) for the one console origin.
+        """
+        for resource in resources:
+            preflight = resource.add_cors_preflight(
+                allow_origins=[origin],
+                allow_methods=list(CORS_ALLOW_METHODS),
+                allow_headers=list(CORS_ALLOW_HEADERS),
+                expose_headers=list(CORS_EXPOSE_HEADERS),
+                allow_credentials=False,
+                max_age=cdk.Duration.seconds(CORS_MAX_AGE_S),
+            )
+            acknowledge(
+                preflight,
+                {
+                    "AwsSolutions-APIG4": "CORS preflight (OPTIONS): browsers send it without "
+                    "credentials; a mock integration answers it with headers only.",
+                    "AwsSolutions-COG4": "CORS preflight (OPTIONS): browsers send it without "
+                    "credentials; no Cognito by design.",
+                },
+            )
+
     def _execution_logs(self) -> None:
         """The stage's execution log group, made here so it has a retention and the stage's key.
 
@@ -360,13 +398,22 @@ class ApiStack(StageStack):
 
     def _error_responses(self) -> None:
         """Gateway-made errors in the platform's one error shape (``aimaas.errors``)."""
+        headers = {"X-Request-Id": "context.requestId"}
+        if self.settings.console_origin:
+            # The console must read the gateway's own errors too (a bad key, a quota, a
+            # throttle): without these a browser hides them behind a CORS failure.
+            headers |= {
+                "Access-Control-Allow-Origin": f"'{self.settings.console_origin}'",
+                "Access-Control-Expose-Headers": f"'{','.join(CORS_EXPOSE_HEADERS)}'",
+                "Vary": "'Origin'",
+            }
         for error in GATEWAY_ERRORS:
             message = json.dumps(error.message) if error.message else "$context.error.messageString"
             self.api.add_gateway_response(
                 f"Response{error.response_type.response_type}",
                 type=error.response_type,
                 status_code=str(error.status) if error.status else None,
-                response_headers={"X-Request-Id": "context.requestId"},
+                response_headers=headers,
                 templates={"application/json": ERROR_TEMPLATE % (error.code, message)},
             )
 

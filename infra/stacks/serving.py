@@ -76,6 +76,8 @@ BATCH_WORKER_TIMEOUT_S = 300
 #: cannot starve the synchronous functions. Per-tenant fairness is not enforced yet.
 BATCH_MAX_CONCURRENCY = 10
 BATCH_SERVICE = "aimaas-batch-worker"
+#: The tags :class:`aimaas.auth.provisioner.ApiGatewayProvisioner` puts on each API key.
+API_KEY_TAGS = ("aimaas:tenant", "aimaas:key_id")
 
 
 @dataclass(frozen=True)
@@ -192,6 +194,10 @@ class ServingStack(StageStack):
             }
             if gpu:
                 env["AIMAAS_SAGEMAKER_ENDPOINT"] = gpu.endpoint_name
+            if settings.console_origin:
+                # The browser console's origin (its distribution or custom domain): the one
+                # origin whose pages may call the API (the app's CORS middleware).
+                env["AIMAAS_CONSOLE_ORIGIN"] = settings.console_origin
             classifiers = group.name == "text" and "AIMAAS_CLASSIFIERS_TABLE" in tables
             if classifiers:  # /v1/classifiers and their predictions reach the text group
                 env["AIMAAS_CLASSIFIER_STORE"] = "aws"
@@ -238,6 +244,9 @@ class ServingStack(StageStack):
                 )
             if classifiers:
                 self._grant_classifiers(function)
+            if group.name == "text" and "AIMAAS_AUDIT_TABLE" in tables:
+                # /v1/keys and /v1/audit reach the text group (the /v1 catch-all).
+                self._grant_self_service_keys(function)
             # The app builds the same authenticator at start-up (admin routes, local parity).
             self._grant_pepper(function)
             if gpu:
@@ -450,6 +459,54 @@ class ServingStack(StageStack):
             iam.PolicyStatement(actions=["dynamodb:PutItem"], resources=[audit])
         )
 
+    def _grant_self_service_keys(self, function: lambda_.IFunction) -> None:
+        """What :class:`aimaas.auth.lifecycle.KeyLifecycle` does for ``/v1/keys``, and what
+        ``/v1/audit`` reads; nothing else.
+
+        - the key store: new key items and revocations, ``PutItem``/``UpdateItem`` only on
+          items whose partition key is ``KEY#...`` (``dynamodb:LeadingKeys``), so the function
+          can never write a tenant (its plan or status);
+        - the audit log: append (``PutItem``) and the console's list (``Query``);
+        - API Gateway (:class:`aimaas.auth.provisioner.ApiGatewayProvisioner`): find the usage
+          plan by name (``GET /usageplans``), create the key with its two tags, add it to the
+          plan; disable, delete and take it out of the plan on revocation. The usage plans are
+          the API stack's, made after this one: their ids cannot be named here (a cycle), so
+          the plan-key paths take any plan id; the API keys have generated ids.
+        """
+        (tenants, *_) = self._table_arns("AIMAAS_TENANTS_TABLE")
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["dynamodb:PutItem", "dynamodb:UpdateItem"],
+                resources=[tenants],
+                conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["KEY#*"]}},
+            )
+        )
+        (audit,) = self._table_arns("AIMAAS_AUDIT_TABLE")
+        function.add_to_role_policy(
+            iam.PolicyStatement(actions=["dynamodb:PutItem", "dynamodb:Query"], resources=[audit])
+        )
+        gateway = f"arn:{self.partition}:apigateway:{self.region}::"
+        for actions, paths, conditions in (
+            (["apigateway:GET"], ["/usageplans"], None),
+            (["apigateway:POST"], ["/apikeys", "/usageplans/*/keys"], None),
+            (["apigateway:PATCH", "apigateway:DELETE"], ["/apikeys/*"], None),
+            (["apigateway:DELETE"], ["/usageplans/*/keys/*"], None),
+            # Tag-on-create (CreateApiKey's tags are a TagResource, PUT /tags/<arn>), limited
+            # to the provisioner's two tag keys.
+            (
+                ["apigateway:PUT"],
+                ["/tags/*"],
+                {"ForAllValues:StringEquals": {"aws:TagKeys": list(API_KEY_TAGS)}},
+            ),
+        ):
+            function.add_to_role_policy(
+                iam.PolicyStatement(
+                    actions=actions,
+                    resources=[f"{gateway}{path}" for path in paths],
+                    conditions=conditions,
+                )
+            )
+
     @property
     def pepper_parameter(self) -> str:
         """The SSM SecureString holding the key-hash pepper (``make deploy`` creates it once);
@@ -543,5 +600,18 @@ class ServingStack(StageStack):
                 extra[classifier_objects_finding(self.settings)] = (
                     "Tenants' classifier objects: under classifiers/ only, keyed per tenant and "
                     "classifier at run time."
+                )
+            if name == "Text" and "AIMAAS_AUDIT_TABLE" in self.storage.table_specs:
+                gateway = "arn:<AWS::Partition>:apigateway:<AWS::Region>::"
+                why = (
+                    "Self-service keys (KeyLifecycle): API Gateway API keys get generated ids, "
+                    "and the usage plans are made by the API stack after this one, so their "
+                    "ids cannot be named here without a cross-stack cycle."
+                )
+                for path in ("/apikeys/*", "/usageplans/*/keys", "/usageplans/*/keys/*"):
+                    extra[f"AwsSolutions-IAM5[Resource::{gateway}{path}]"] = why
+                extra[f"AwsSolutions-IAM5[Resource::{gateway}/tags/*]"] = (
+                    "Tag-on-create of the self-service API keys; only the provisioner's two tag "
+                    "keys (aws:TagKeys condition)."
                 )
             acknowledge(role.node.find_child("DefaultPolicy"), {**reasons, **extra})

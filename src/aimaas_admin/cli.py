@@ -237,6 +237,52 @@ def key_sweep() -> None:
     typer.echo(json.dumps({"revoked": swept}))
 
 
+# console -------------------------------------------------------------------------------
+
+#: Where ``console-link`` points when neither ``--console`` nor ``AIMAAS_CONSOLE_URL`` says:
+#: the local server's console.
+LOCAL_CONSOLE_URL = "http://127.0.0.1:8000/console/"
+
+
+def console_link(console_url: str, key: str) -> str:
+    """The sign-in link: the console's URL with the key in the fragment.
+
+    A fragment is never sent to a server (not to CloudFront, not in a ``Referer``), so the key
+    reaches no access log; the console reads it, signs in and removes it from the address bar.
+    """
+    base = console_url.split("#", 1)[0]
+    if "?" in base:
+        raise ValueError("the console URL must not carry a query")
+    return f"{base}#signin={key}"
+
+
+@app.command("console-link")
+def console_link_command(
+    tenant: Annotated[str, typer.Option("--tenant", help="The tenant to sign in as.")],
+    minutes: Annotated[
+        int, typer.Option(min=1, max=60, help="How long the link's key works.")
+    ] = 15,
+    console: Annotated[
+        str | None,
+        typer.Option(
+            "--console",
+            envvar="AIMAAS_CONSOLE_URL",
+            help="The console's URL (the console stack's ConsoleUrl output in AWS).",
+        ),
+    ] = None,
+) -> None:
+    """Print a short-lived console sign-in link for a tenant (its key in the URL fragment)."""
+    url = console or LOCAL_CONSOLE_URL
+    try:
+        console_link(url, "x")  # refuse a bad URL before issuing anything
+        record, key = service().create_console_link_key(tenant, timedelta(minutes=minutes))
+    except (KeyError, LookupError, ValueError) as error:
+        _fail(error)
+    typer.echo(console_link(url, key))
+    expires = record.expires_at.isoformat() if record.expires_at else "?"
+    typer.echo(f"Key {record.key_id} expires at {expires}; share the link privately.", err=True)
+
+
 # plan ----------------------------------------------------------------------------------
 
 

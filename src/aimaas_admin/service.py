@@ -165,6 +165,35 @@ class AdminService:
                 extra["apigw_key_id"] = record.apigw_key_id
         return record.key_id, key
 
+    def create_console_link_key(
+        self, tenant_id: str, ttl: timedelta = timedelta(minutes=15)
+    ) -> tuple[KeyRecord, str]:
+        """Issue a short-lived key for a console sign-in link.
+
+        An ordinary key (same plan, same gateway key) that the authenticator refuses once
+        ``ttl`` has passed (``expires_at``); ``key sweep`` later revokes it and deletes its
+        gateway key. The audit event names the key id and expiry, never the key.
+
+        Returns
+        -------
+        tuple
+            ``(record, key)``: ``key`` goes into the link's fragment and nowhere else.
+
+        Raises
+        ------
+        ValueError
+            ``ttl`` is not between one minute and one hour.
+        """
+        if not timedelta(minutes=1) <= ttl <= timedelta(hours=1):
+            raise ValueError("a console link lives between 1 and 60 minutes")
+        with self._audited("key.console_link", tenant_id, ttl_s=int(ttl.total_seconds())) as extra:
+            record, key = self.keys.create(tenant_id, label="console link")
+            record = replace(record, expires_at=self.clock() + ttl)
+            self.store.save_key(record)
+            extra["key_id"] = record.key_id
+            extra["expires_at"] = record.expires_at.isoformat() if record.expires_at else None
+        return record, key
+
     def list_keys(self, tenant_id: str) -> list[KeyRecord]:
         """The tenant's key records (hashes, never keys)."""
         with self._audited("key.list", tenant_id):

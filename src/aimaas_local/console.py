@@ -17,21 +17,18 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
+from aimaas.console_policy import SECURITY_HEADERS as BROWSER_HEADERS
+from aimaas.console_policy import content_security_policy
+
 #: The console's folder in a checkout (the package is installed editable from ``src/``).
 CONSOLE_DIR = Path(__file__).resolve().parents[2] / "console"
 
-#: One policy for local mode and CloudFront (infra reads this constant too, when it exists).
-CONTENT_SECURITY_POLICY = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
-    "connect-src 'self'; form-action 'none'; base-uri 'none'; frame-ancestors 'none'"
-)
+#: One policy for local mode and CloudFront (:mod:`aimaas.console_policy`); the API serves the
+#: console here, so the console calls its own origin.
+CONTENT_SECURITY_POLICY = content_security_policy("'self'")
 SECURITY_HEADERS: dict[str, str] = {
     "content-security-policy": CONTENT_SECURITY_POLICY,
-    "x-content-type-options": "nosniff",
-    "x-frame-options": "DENY",
-    "referrer-policy": "no-referrer",
-    "cache-control": "no-store",
-    "cross-origin-opener-policy": "same-origin",
+    **BROWSER_HEADERS,
 }
 
 Scope = MutableMapping[str, Any]

@@ -81,14 +81,21 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         # is the outermost layer and answers a preflight before anything asks for a key.
         from fastapi.middleware.cors import CORSMiddleware
 
+        from aimaas.console_policy import (
+            CORS_ALLOW_HEADERS,
+            CORS_ALLOW_METHODS,
+            CORS_EXPOSE_HEADERS,
+            CORS_MAX_AGE_S,
+        )
+
         app.add_middleware(
             CORSMiddleware,
             allow_origins=[console_origin],
-            allow_methods=["GET", "POST", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "x-api-key"],
-            expose_headers=["X-Request-Id"],
+            allow_methods=list(CORS_ALLOW_METHODS),
+            allow_headers=list(CORS_ALLOW_HEADERS),
+            expose_headers=list(CORS_EXPOSE_HEADERS),
             allow_credentials=False,
-            max_age=600,
+            max_age=CORS_MAX_AGE_S,
         )
     app.include_router(health_router)
     app.include_router(router)

@@ -318,7 +318,8 @@ def model_info(container: Container, name: str) -> api.ModelInfo:
             outputs=[api.TensorInfo(**t.model_dump()) for t in manifest.outputs],
         ),
         licence=manifest.source.licence,
-        accuracy=[a.model_dump() for a in manifest.accuracy],
+        parity=api.ParityOut(**manifest.parity.model_dump()),
+        accuracy=[api.AccuracyOut(**a.model_dump()) for a in manifest.accuracy],
         languages=speech.languages if speech else None,
         limits={"min_seconds": speech.min_seconds, "max_seconds": speech.max_seconds}
         if speech

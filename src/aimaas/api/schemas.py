@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -292,6 +292,28 @@ class ModelSchema(_Out):
     outputs: list[TensorInfo]
 
 
+class ParityOut(_Out):
+    """How closely the served ONNX graph matches the framework model it was exported from: the
+    export gate's measurement (the model's manifest), which a model must pass to be served."""
+
+    reference: str = Field(description="what ONNX was compared with, e.g. pytorch-eager-fp32")
+    samples: int = Field(description="inputs compared")
+    metrics: dict[str, float] = Field(
+        description="measured agreement, e.g. top1_agreement, max_logit_diff, min_cosine"
+    )
+    tolerances: dict[str, float] = Field(description="the limits the metrics had to meet")
+    passed: bool
+
+
+class AccuracyOut(_Out):
+    """Accuracy measured on labelled data not used to build the model (the model's manifest)."""
+
+    dataset: str = Field(description="what was measured on, in words")
+    metric: str
+    value: float
+    samples: int
+
+
 class ModelInfo(_Out):
     """One model of the catalogue, in OpenAI's model shape (``id``, ``object``, ``created``,
     ``owned_by``) with the platform's own fields beside it, so OpenAI clients that pick a model
@@ -313,7 +335,10 @@ class ModelInfo(_Out):
     max_batch_size: int
     schema_: ModelSchema = Field(alias="schema", serialization_alias="schema")
     licence: str
-    accuracy: list[dict[str, Any]]
+    parity: ParityOut = Field(description="ONNX against its reference, from the export gate")
+    accuracy: list[AccuracyOut] = Field(
+        description="accuracy checks on held-out labelled data (may be empty)"
+    )
     languages: list[str] | None = Field(
         default=None, description="speech models: ISO-639-1 codes they transcribe"
     )

@@ -19,6 +19,8 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +53,7 @@ def chromium() -> str:
 class Console:
     server: ServerProcess
     key: str
+    db: Path
 
     @property
     def url(self) -> str:
@@ -73,7 +76,8 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
         env={"AIMAAS_ONNX_THREADS": "1", "PYTHONPATH": str(REPO_ROOT / "src")},
     )
     try:
-        yield Console(server, tenant_key(folder / "aimaas.db", plan="pro", label=TENANT_NAME))
+        db = folder / "aimaas.db"
+        yield Console(server, tenant_key(db, plan="pro", label=TENANT_NAME), db)
     finally:
         server.stop()
 
@@ -81,7 +85,15 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     with playwright_api.sync_playwright() as pw:
-        launched = pw.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+        launched = pw.chromium.launch(
+            executable_path=chromium(),
+            # A synthetic microphone (a beep), granted without a prompt: the recorder's test.
+            args=[
+                "--no-sandbox",
+                "--use-fake-device-for-media-stream",
+                "--use-fake-ui-for-media-stream",
+            ],
+        )
         try:
             yield launched
         finally:
@@ -214,10 +226,31 @@ def test_download_the_invoice(page: object, console: Console, tmp_path: Path) ->
 
 def test_models_page_lists_the_catalogue(page: object, console: Console) -> None:
     show(page, "models")
-    names = [m["name"] for m in console.api("GET", "/v1/models").json()["data"]]
+    models = console.api("GET", "/v1/models").json()["data"]
+    names = [m["name"] for m in models]
     shown = page.locator("tbody tr td:first-child").all_text_contents()
     assert shown == names
+    # Each model's parity and accuracy figures, as its manifest holds them.
+    for model in models:
+        parity = page.text_content(f".parity[data-model='{model['name']}']")
+        report = model["parity"]
+        assert parity.startswith("✓ passed" if report["passed"] else "✗ failed")
+        assert f"vs {report['reference']} (n={report['samples']})" in parity
+        for metric, value in report["metrics"].items():
+            assert f"{metric} {figure(value)}" in parity, (model["name"], parity)
+        accuracy = page.text_content(f".accuracy[data-model='{model['name']}']")
+        for check in model["accuracy"]:
+            assert f"{check['metric']} {figure(check['value'])} (n={check['samples']})" in accuracy
+    assert any(m["accuracy"] for m in models)  # the figures exist to be shown
     snap(page, "models")
+
+
+def figure(value: float) -> str:
+    """A figure as the console shows it (en-US): tiny ones in JavaScript's exponent form."""
+    if value != 0 and abs(value) < 0.001:
+        mantissa, exponent = f"{value:.1e}".split("e")
+        return f"{mantissa}e{int(exponent):+d}".replace("+", "+" if int(exponent) >= 0 else "")
+    return f"{round(value, 4):,.4f}".rstrip("0").rstrip(".")
 
 
 def test_csp_blocks_injected_inline_script(page: object, console: Console) -> None:
@@ -268,5 +301,136 @@ def test_phone_sized_dark_window_is_readable(browser: object, console: Console) 
         assert background == "rgb(18, 20, 23)"  # the dark palette followed the system
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         tab.screenshot(path=str(SCREENSHOTS / "usage-phone-dark.png"), full_page=True)
+    finally:
+        context.close()
+
+
+def test_console_link_signs_in_and_leaves_no_key_in_the_address_bar(
+    browser: object, console: Console
+) -> None:
+    tenant = console.api("GET", "/v1/account").json()["tenant_id"]
+    made = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "aimaas_admin",
+            "--db",
+            str(console.db),
+            "--actor",
+            "ops-test",
+            "console-link",
+            "--tenant",
+            tenant,
+            "--console",
+            console.url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT / "src")},
+    )
+    link = made.stdout.strip()
+    key = link.split("#signin=")[1]
+    assert link == f"{console.url}#signin={key}" and key.startswith("amk_")
+    context = browser.new_context(locale="en-US")  # type: ignore[attr-defined]
+    tab = context.new_page()
+    requested: list[str] = []
+    tab.on("request", lambda request: requested.append(request.url))
+    try:
+        tab.goto(link)
+        tab.wait_for_selector("#page[data-ready=usage]")
+        # Signed in as the tenant, with the link's key; the fragment is gone from the address
+        # bar and from the history entry (Back does not bring it back).
+        assert TENANT_NAME in tab.text_content("#who")
+        assert tab.evaluate("location.hash") == "#usage"
+        assert key not in tab.url
+        assert tab.evaluate("sessionStorage.getItem('aimaas.key')") == key
+        # The key went to the API only in the Authorization header: no request URL (the
+        # document's included, a fragment is never sent) and no server log line carries it.
+        assert requested and all(key not in url for url in requested)
+        assert key not in console.server.logs()
+        tab.go_back()  # the entry before is the blank tab: the link's entry was replaced
+        assert key not in tab.url
+        # A link with no key in it signs nobody in (a new tab: sessionStorage is per tab).
+        tab = context.new_page()
+        tab.goto(f"{console.url}#signin=<img src=x onerror=window.__xss=1>")
+        tab.wait_for_selector("#signin:not([hidden])")
+        assert "signin" not in tab.evaluate("location.hash")
+        assert tab.evaluate("window.__xss") is None
+    finally:
+        context.close()
+
+
+def test_upload_speech_and_read_its_transcript(page: object, console: Console) -> None:
+    from aimaas_testing.audio import beckett_path
+
+    speech = beckett_path().read_bytes()
+    show(page, "playground")
+    page.click("#tab-audio")
+    name = f"{XSS}.wav"
+    page.set_input_files(
+        "#pg-audio-file", {"name": name, "mimeType": "audio/wav", "buffer": speech}
+    )
+    page.click("#pg-run")
+    page.wait_for_selector("#pg-transcript", timeout=120_000)
+    answer = httpx.post(
+        console.server.url + "/v1/audio/transcriptions",
+        headers={"Authorization": f"Bearer {console.key}"},
+        files={"file": ("beckett.wav", speech, "audio/wav")},
+        data={"model": "whisper-1"},
+        timeout=120,
+    ).json()
+    assert page.text_content("#pg-transcript") == answer["text"]
+    assert "fail better" in answer["text"].lower()  # the real model heard the real speech
+    assert page.text_content("#pg-filename") == name  # as text: no element made from it
+    assert page.evaluate("window.__xss") is None
+    curl, python = page.text_content("#curl"), page.text_content("#python")
+    assert f"{console.server.url}/v1/audio/transcriptions" in curl
+    assert "-F 'model=whisper-1'" in curl and "-F 'file=@" in curl
+    assert '"Authorization: Bearer $AIMAAS_KEY"' in curl
+    assert 'os.environ["AIMAAS_KEY"]' in python and 'files={"file": f}' in python
+    assert console.key not in curl + python
+    billed = json.loads(page.text_content("#billed").split(": ", 1)[1])
+    assert billed["seconds"] == answer["usage"]["seconds"] >= 10  # beckett.wav is ~10 s
+    snap(page, "playground-audio")
+
+
+def test_record_from_the_microphone_and_transcribe(browser: object, console: Console) -> None:
+    context = browser.new_context(locale="en-US", permissions=["microphone"])  # type: ignore[attr-defined]
+    tab = context.new_page()
+    posted: list[object] = []
+    tab.on(
+        "request",
+        lambda r: posted.append(r) if r.url.endswith("/v1/audio/transcriptions") else None,
+    )
+    try:
+        tab.goto(console.url)
+        tab.fill("#key", console.key)
+        tab.press("#key", "Enter")
+        tab.wait_for_selector("#page[data-ready=usage]")
+        show(tab, "playground")
+        tab.click("#tab-audio")
+        tab.click("#pg-record")
+        # (wait_for_function would eval a string, which the console's CSP refuses)
+        tab.wait_for_selector("#pg-rec-status:has-text('Recording')")
+        tab.wait_for_timeout(1500)
+        tab.click("#pg-record")  # stop
+        tab.wait_for_selector("#pg-player:not([hidden])")
+        assert tab.text_content("#pg-rec-status").startswith("Recorded: recording.webm")
+        before = console.api("GET", "/v1/account").json()["month_to_date_calls"]
+        tab.click("#pg-run")
+        # A beep may transcribe to nothing: the element is there, perhaps empty.
+        tab.wait_for_selector("#pg-transcript", state="attached", timeout=120_000)
+        # The recording went up as a multipart form (Playwright does not expose a Blob body) and
+        # was transcribed and billed once: a beep, whatever the model makes of it, for at least
+        # the second recorded.
+        (request,) = posted
+        assert request.headers["content-type"].startswith("multipart/form-data; boundary=")
+        assert console.api("GET", "/v1/account").json()["month_to_date_calls"] == before + 1
+        assert tab.text_content("#pg-filename") == "recording.webm"
+        billed = json.loads(tab.text_content("#billed").split(": ", 1)[1])
+        assert billed["seconds"] >= 1
+        assert "-F 'file=@recording.webm'" in tab.text_content("#curl")
     finally:
         context.close()

@@ -261,3 +261,27 @@ def test_catalogue_lists_every_model_with_price_and_schema(harness) -> None:
     one = harness.client.get("/v1/models/all-minilm-l6-v2", headers=AUTH).json()
     assert one["price"]["usd"] == 0.00015  # the model's own price overrides its task's
     assert harness.client.get("/v1/models/nope", headers=AUTH).status_code == 404
+
+
+def test_catalogue_carries_each_manifests_parity_and_accuracy(harness) -> None:
+    """The export gate's figures, as the manifest holds them, typed in the OpenAPI contract."""
+    listed = harness.client.get("/v1/models", headers=AUTH).json()["data"]
+    for model in listed:
+        manifest = harness.container.registry.resolve(model["name"])
+        assert model["parity"] == manifest.parity.model_dump(), model["name"]
+        assert model["accuracy"] == [a.model_dump() for a in manifest.accuracy], model["name"]
+    mobilenet = next(m for m in listed if m["name"] == "mobilenet-v2")
+    assert mobilenet["parity"]["passed"] is True
+    assert {"top1_agreement", "max_logit_diff"} <= set(mobilenet["parity"]["metrics"])
+    schemas = harness.client.get("/openapi.json").json()["components"]["schemas"]
+    info = schemas["ModelInfo"]["properties"]
+    assert info["parity"]["$ref"].endswith("/ParityOut")
+    assert info["accuracy"]["items"]["$ref"].endswith("/AccuracyOut")
+    assert set(schemas["ParityOut"]["required"]) == {
+        "reference",
+        "samples",
+        "metrics",
+        "tolerances",
+        "passed",
+    }
+    assert schemas["AccuracyOut"]["properties"]["dataset"]["description"]

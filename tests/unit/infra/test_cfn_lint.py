@@ -21,7 +21,16 @@ def test_templates_pass_cfn_lint(synth: Any, stage: str, profile: str) -> None:
     context = {"stage": stage, "profile": profile}
     if profile == "localstack":
         context["upstream_url"] = UPSTREAM
-    synthesized = synth(**context)
+    _lint(synth(**context))
+
+
+def test_templates_with_the_console_origin_pass_cfn_lint(synth: Any) -> None:
+    """A stage whose API answers the console (CORS preflight, gateway error headers); the same
+    context as tests/unit/infra/test_console.py, so it is synthesised once."""
+    _lint(synth(stage="dev", console_origin="https://d111111abcdef8.cloudfront.net"))
+
+
+def _lint(synthesized: Any) -> None:
     templates = sorted(synthesized.outdir.glob("*.template.json"))
     assert len(templates) == len(synthesized.templates)
     result = subprocess.run(

@@ -56,6 +56,7 @@ def test_cdk_cli_synth_offline_and_lean_assets(tmp_path: Path) -> None:
         "aimaas-dev-serving",
         "aimaas-dev-api",
         "aimaas-dev-observability",
+        "aimaas-dev-console",
     }
 
     assets = {p: _size(p) for p in tmp_path.glob("asset.*") if p.is_dir()}

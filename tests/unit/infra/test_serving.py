@@ -129,8 +129,10 @@ def test_data_access_is_scoped_to_the_stage_tables(dev: Any) -> None:
 
 
 def test_inference_functions_cannot_touch_the_audit_log_or_delete_usage(dev: Any) -> None:
-    """They add usage; the text function also appends classifier events to the audit log and
-    deletes its tenants' classifier items, and nothing else is ever deleted or rewritten."""
+    """They add usage; the text function also appends classifier and key events to the audit
+    log (and lists them for /v1/audit), deletes its tenants' classifier items and writes key
+    items (self-service keys, ``KEY#`` items only), and nothing else is ever deleted or
+    rewritten."""
     import json
 
     for name, policy in dev.resources("serving", "AWS::IAM::Policy").items():
@@ -145,7 +147,15 @@ def test_inference_functions_cannot_touch_the_audit_log_or_delete_usage(dev: Any
                 assert "aimaas-dev-classifiers" in resources, name
                 assert "usage" not in resources and "audit" not in resources, name
             if "aimaas-dev-audit" in resources:
-                assert name.startswith("TextRole") and statement["Action"] == "dynamodb:PutItem"
+                assert name.startswith("TextRole"), name
+                assert set(
+                    json.loads(actions) if actions.startswith("[") else [statement["Action"]]
+                ) <= {"dynamodb:PutItem", "dynamodb:Query"}
+            elif "aimaas-dev-tenants" in resources and ("PutItem" in actions):
+                assert name.startswith("TextRole"), name
+                assert statement["Condition"] == {
+                    "ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["KEY#*"]}
+                }
             elif "PutItem" in actions or "UpdateItem" in actions:
                 assert "aimaas-dev-usage" in resources or "aimaas-dev-classifiers" in resources, (
                     name
@@ -255,10 +265,17 @@ def test_inference_functions_never_read_the_model_bucket(dev: Any) -> None:
 
 def test_no_function_may_read_api_gateway_keys(dev: Any) -> None:
     """The authorizer derives usage identifiers (aimaas.auth.keys.usage_identifier): it needs
-    no apigateway:GET, which on /apikeys/* would read every API key in the region."""
+    no apigateway:GET, which on /apikeys/* would read every API key in the region. Only the
+    text function (self-service keys) touches API Gateway, and it reads nothing but the usage
+    plan list (tests/unit/infra/test_console.py has its exact grant)."""
     import json
 
     for name, policy in dev.resources("serving", "AWS::IAM::Policy").items():
         document = json.dumps(policy["Properties"]["PolicyDocument"])
-        assert "apigateway:" not in document, name
-        assert "/apikeys/" not in document, name
+        if not name.startswith("TextRole"):
+            assert "apigateway:" not in document, name
+            continue
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            if "apigateway:GET" in json.dumps(statement["Action"]):
+                assert statement["Action"] == "apigateway:GET", name
+                assert json.dumps(statement["Resource"]).endswith('::/usageplans"]]}'), name
