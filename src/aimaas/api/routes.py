@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from aimaas import __version__, errors
-from aimaas.api import bodies, tasks, transcriptions
+from aimaas.api import bodies, generation, tasks, transcriptions
 from aimaas.api import schemas as api
 from aimaas.api.calls import Call
 from aimaas.api.classifiers import is_classifier_id
@@ -263,6 +263,60 @@ async def create_translation(
     return await call.run(transcriptions.transcribe, container, call, inputs, manifest, True)
 
 
+SSE_RESPONSE = {
+    "200": {
+        "content": {
+            "text/event-stream": {
+                "schema": {"type": "string"},
+                "description": (
+                    "with stream=true: `data: <chunk JSON>` events, the last `data: [DONE]`"
+                ),
+            }
+        }
+    }
+}
+
+
+@router.post(
+    "/chat/completions",
+    response_model=api.ChatCompletionOut,
+    dependencies=[Depends(bodies.require_json)],
+    summary="Chat with a language model (OpenAI-compatible; stream=true for server-sent events)",
+    openapi_extra={"responses": SSE_RESPONSE},
+)
+async def create_chat_completion(
+    body: api.ChatCompletionIn, container: ContainerDep, call: CallDep
+) -> Response:
+    manifest = generation.resolve(container, body.model)
+    request = generation.chat_request(body, manifest, call.principal.plan)
+    shape = generation.ChatShape(call, manifest)
+    return await generation.answer(
+        container, call, manifest, request, shape, bool(body.stream), _include_usage(body)
+    )
+
+
+@router.post(
+    "/completions",
+    response_model=api.CompletionOut,
+    dependencies=[Depends(bodies.require_json)],
+    summary="Continue a prompt (OpenAI's legacy completions; stream=true for server-sent events)",
+    openapi_extra={"responses": SSE_RESPONSE},
+)
+async def create_completion(
+    body: api.CompletionIn, container: ContainerDep, call: CallDep
+) -> Response:
+    manifest = generation.resolve(container, body.model)
+    request = generation.completion_request(body, manifest, call.principal.plan)
+    shape = generation.Shape(call, manifest)
+    return await generation.answer(
+        container, call, manifest, request, shape, bool(body.stream), _include_usage(body)
+    )
+
+
+def _include_usage(body: api.ChatCompletionIn | api.CompletionIn) -> bool:
+    return bool(body.stream_options and body.stream_options.include_usage)
+
+
 # ---- catalogue and generic predict ------------------------------------------------------------
 
 _ENDPOINTS = {
@@ -288,11 +342,14 @@ def model_info(container: Container, name: str) -> api.ModelInfo:
     catalog = load_catalog()
     try:
         list_price = catalog.list_price(manifest.task, manifest.name)
+        tokens = catalog.token_prices.get(manifest.task)
         price = api.Price(
             unit=list_price.unit,
             usd=float(list_price.usd),
             request_fee_usd=float(catalog.request_fee_usd),
             currency=catalog.currency,
+            input_usd_per_1k=float(tokens.input_usd) if tokens else None,
+            output_usd_per_1k=float(tokens.output_usd) if tokens else None,
         )
     except KeyError:
         price = None
