@@ -263,18 +263,33 @@ async def create_translation(
     return await call.run(transcriptions.transcribe, container, call, inputs, manifest, True)
 
 
-SSE_RESPONSE = {
-    "200": {
-        "content": {
-            "text/event-stream": {
-                "schema": {"type": "string"},
-                "description": (
-                    "with stream=true: `data: <chunk JSON>` events, the last `data: [DONE]`"
-                ),
-            }
-        }
+#: Models that only stream events carry (added to the document's components by the factory).
+EVENT_MODELS: tuple[type[BaseModel], ...] = (api.ChatCompletionChunk, api.CompletionOut)
+
+
+def sse_response(chunk: type[BaseModel]) -> dict[str, Any]:
+    """The documented ``text/event-stream`` answer of a route whose events carry ``chunk``.
+
+    Before OpenAPI 3.2 a stream's ``schema`` describes one event: its ``data`` is the chunk's
+    JSON (``contentMediaType``/``contentSchema``), or ``[DONE]`` at the end.
+    """
+    name = chunk.__name__
+    payload = {
+        "type": "string",
+        "contentMediaType": "application/json",
+        "contentSchema": {"$ref": f"#/components/schemas/{name}"},
     }
-}
+    event = {
+        "type": "object",
+        "required": ["data"],
+        "properties": {"data": {"anyOf": [{"const": "[DONE]"}, payload]}},
+        "description": (
+            f"With stream=true: server-sent events `data: <{name} JSON>` and a blank line "
+            "each, the last `data: [DONE]`; with stream_options.include_usage the event "
+            "before it has `choices: []` and the usage."
+        ),
+    }
+    return {"200": {"content": {"text/event-stream": {"schema": event}}}}
 
 
 @router.post(
@@ -282,7 +297,7 @@ SSE_RESPONSE = {
     response_model=api.ChatCompletionOut,
     dependencies=[Depends(bodies.require_json)],
     summary="Chat with a language model (OpenAI-compatible; stream=true for server-sent events)",
-    openapi_extra={"responses": SSE_RESPONSE},
+    openapi_extra={"responses": sse_response(api.ChatCompletionChunk)},
 )
 async def create_chat_completion(
     body: api.ChatCompletionIn, container: ContainerDep, call: CallDep
@@ -300,7 +315,7 @@ async def create_chat_completion(
     response_model=api.CompletionOut,
     dependencies=[Depends(bodies.require_json)],
     summary="Continue a prompt (OpenAI's legacy completions; stream=true for server-sent events)",
-    openapi_extra={"responses": SSE_RESPONSE},
+    openapi_extra={"responses": sse_response(api.CompletionOut)},
 )
 async def create_completion(
     body: api.CompletionIn, container: ContainerDep, call: CallDep

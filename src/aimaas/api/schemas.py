@@ -450,7 +450,10 @@ class _SamplingIn(_OpenAiIn):
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
     stop: Stop = Field(default=None, description="Up to 4 sequences that end the answer.")
     seed: int | None = Field(
-        default=None, ge=0, lt=2**32, description="Same seed, same request: same answer."
+        default=None,
+        ge=-(2**63),
+        lt=2**63,
+        description="Same seed, same request, same model: same answer (with temperature > 0).",
     )
     n: int | None = Field(default=None, description="Only 1 is served.")
     stream: bool | None = Field(default=False, description="Answer as server-sent events.")

@@ -31,6 +31,10 @@ from aimaas.manifest import GenerationPreprocessing, ModelManifest
 PREFILL_CHUNK = 128
 
 
+#: Seeds ONNX Runtime GenAI takes (a non-negative int32).
+SEED_RANGE = 2**31
+
+
 def _out_of_time() -> bool:
     """Whether too little of the request's deadline is left to take one more model step."""
     left = deadline.time_left()
@@ -138,7 +142,9 @@ class GenerationRunner:
             search |= {"do_sample": True, "temperature": request.temperature, "top_k": 0}
             search |= {"top_p": request.top_p}
             if request.seed is not None:
-                search["random_seed"] = request.seed
+                # The runtime takes an int32 seed, and -1 means "pick one at random": any
+                # integer a client sends maps onto the non-negative int32 range, repeatably.
+                search["random_seed"] = request.seed % SEED_RANGE
         else:  # temperature 0 is greedy decoding, as OpenAI documents it
             search["do_sample"] = False
         generator_params = og.GeneratorParams(self.model)

@@ -138,9 +138,14 @@ def test_openai_client_chat_stream_with_usage(server: Server) -> None:
         model=MODEL,
         messages=[
             {"role": "developer", "content": "Answer in one short sentence."},
-            {"role": "user", "content": [{"type": "text", "text": "What is the capital of"},
-                                         {"type": "text", "text": "France?"}]},
-        ],  # fmt: skip
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "What is the capital of"},
+                    {"type": "text", "text": "France?"},
+                ],
+            },
+        ],
         max_tokens=16,
         temperature=0,
         stream=True,
