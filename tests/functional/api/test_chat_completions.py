@@ -449,3 +449,16 @@ def test_a_generation_never_holds_a_worker_past_the_deadline(
             assert 0 < usage["completion_tokens"] < 1000
     finally:
         running.stop()
+
+
+def test_a_retried_request_is_billed_once_and_a_reused_key_is_refused(server: Server) -> None:
+    key = _key(server)
+    headers = _headers(key, **{"Idempotency-Key": f"retry-{uuid.uuid4().hex}"})
+    body = {"messages": FRANCE, "max_tokens": 4, "temperature": 0}
+    url = f"{server.url}/v1/chat/completions"
+    first = httpx.post(url, headers=headers, json=body, timeout=60)
+    again = httpx.post(url, headers=headers, json=body, timeout=60)
+    assert first.status_code == again.status_code == 200
+    other = httpx.post(url, headers=headers, json={**body, "max_tokens": 5}, timeout=60)
+    assert other.status_code == 409 and other.json()["error"]["code"] == "idempotency_key_reused"
+    assert len(_records(server, key)) == 1
