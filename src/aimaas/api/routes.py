@@ -18,7 +18,7 @@ from aimaas.api.classifiers import is_classifier_id
 from aimaas.api.container import Container
 from aimaas.api.dependencies import CallDep, ContainerDep, IdentifiedCallDep
 from aimaas.inference.wire import DEFAULT_DETECTION_THRESHOLD, MAX_DETECTIONS
-from aimaas.manifest import ModelManifest, SpeechPreprocessing
+from aimaas.manifest import GenerationPreprocessing, ModelManifest, SpeechPreprocessing
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": api.ErrorBody, "description": text}
@@ -348,6 +348,28 @@ _ENDPOINTS = {
 OWNED_BY = "aimaas"
 
 
+def _limits(
+    manifest: ModelManifest, catalog: Any
+) -> tuple[dict[str, float] | None, api.TokenPrices | None]:
+    """A model's input limits for the catalogue, and a language model's token prices."""
+    params = manifest.preprocessing
+    if isinstance(params, SpeechPreprocessing):
+        return {"min_seconds": params.min_seconds, "max_seconds": params.max_seconds}, None
+    if not isinstance(params, GenerationPreprocessing):
+        return None, None
+    limits = {
+        "context_length": params.context_length,
+        "max_new_tokens": params.max_new_tokens,
+        "max_prompt_chars": params.max_prompt_chars,
+    }
+    prices = catalog.token_prices.get(manifest.task)
+    if prices is None:
+        return limits, None
+    return limits, api.TokenPrices(
+        input_usd_per_1k=float(prices.input_usd), output_usd_per_1k=float(prices.output_usd)
+    )
+
+
 def model_info(container: Container, name: str) -> api.ModelInfo:
     """The catalogue entry of ``name`` (its newest version's manifest)."""
     from aimaas.plans import load_catalog
@@ -357,19 +379,17 @@ def model_info(container: Container, name: str) -> api.ModelInfo:
     catalog = load_catalog()
     try:
         list_price = catalog.list_price(manifest.task, manifest.name)
-        tokens = catalog.token_prices.get(manifest.task)
         price = api.Price(
             unit=list_price.unit,
             usd=float(list_price.usd),
             request_fee_usd=float(catalog.request_fee_usd),
             currency=catalog.currency,
-            input_usd_per_1k=float(tokens.input_usd) if tokens else None,
-            output_usd_per_1k=float(tokens.output_usd) if tokens else None,
         )
     except KeyError:
         price = None
     speech = manifest.preprocessing
     speech = speech if isinstance(speech, SpeechPreprocessing) else None
+    limits, tokens = _limits(manifest, catalog)
     return api.ModelInfo(
         id=manifest.name,
         created=int(manifest.created_at.timestamp()),
@@ -392,9 +412,8 @@ def model_info(container: Container, name: str) -> api.ModelInfo:
         licence=manifest.source.licence,
         accuracy=[a.model_dump() for a in manifest.accuracy],
         languages=speech.languages if speech else None,
-        limits={"min_seconds": speech.min_seconds, "max_seconds": speech.max_seconds}
-        if speech
-        else None,
+        limits=limits,
+        token_prices=tokens,
     )
 
 

@@ -278,12 +278,14 @@ class Price(_Out):
     usd: float
     request_fee_usd: float = 0.0
     currency: str = "USD"
-    input_usd_per_1k: float | None = Field(
-        default=None, description="language models: USD per 1k prompt tokens"
-    )
-    output_usd_per_1k: float | None = Field(
-        default=None, description="language models: USD per 1k completion tokens"
-    )
+
+
+class TokenPrices(_Out):
+    """A language model's list prices per token kind (before the plan's multiplier); a call is
+    billed ``usd`` per ``unit`` of their charge (``micro_usd``) plus the request fee."""
+
+    input_usd_per_1k: float = Field(description="USD per 1k prompt tokens")
+    output_usd_per_1k: float = Field(description="USD per 1k completion tokens")
 
 
 class TensorInfo(_Out):
@@ -324,7 +326,14 @@ class ModelInfo(_Out):
         default=None, description="speech models: ISO-639-1 codes they transcribe"
     )
     limits: dict[str, float] | None = Field(
-        default=None, description="speech models: min_seconds / max_seconds of a recording"
+        default=None,
+        description=(
+            "speech models: min_seconds / max_seconds of a recording; language models: "
+            "context_length, max_new_tokens and max_prompt_chars"
+        ),
+    )
+    token_prices: TokenPrices | None = Field(
+        default=None, description="language models: input and output token prices"
     )
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)

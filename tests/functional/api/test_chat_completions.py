@@ -462,3 +462,16 @@ def test_a_retried_request_is_billed_once_and_a_reused_key_is_refused(server: Se
     other = httpx.post(url, headers=headers, json={**body, "max_tokens": 5}, timeout=60)
     assert other.status_code == 409 and other.json()["error"]["code"] == "idempotency_key_reused"
     assert len(_records(server, key)) == 1
+
+
+def test_the_catalogue_shows_token_prices_limits_and_the_route(server: Server) -> None:
+    info = _openai(server, _key(server)).models.retrieve(MODEL)
+    extra = info.model_extra
+    prices = load_catalog().token_prices["text-generation"]
+    assert extra["schema"]["endpoint"] == "/v1/chat/completions"
+    assert extra["price"]["unit"] == MICRO_USD
+    assert extra["token_prices"] == {
+        "input_usd_per_1k": float(prices.input_usd),
+        "output_usd_per_1k": float(prices.output_usd),
+    }
+    assert extra["limits"]["context_length"] == 4096
