@@ -480,3 +480,22 @@ def test_the_catalogue_shows_token_prices_limits_and_the_route(server: Server) -
         "output_usd_per_1k": float(prices.output_usd),
     }
     assert extra["limits"]["context_length"] == 4096
+
+
+def test_the_hard_monthly_limit_admits_generations_like_any_call(server: Server) -> None:
+    from aimaas_testing.metering import bump_sqlite_month_counter
+
+    key = _key(server, "free")
+    tenant = httpx.get(f"{server.url}/v1/usage", headers=_headers(key), timeout=30).json()
+    limit = load_catalog().plan("free").monthly_requests
+    bump_sqlite_month_counter(server.db, tenant["tenant_id"], limit, datetime.now(UTC))
+    for stream in (False, True):
+        refused = httpx.post(
+            f"{server.url}/v1/chat/completions",
+            headers=_headers(key),
+            json={"messages": FRANCE, "max_tokens": 2, "stream": stream},
+            timeout=30,
+        )
+        assert refused.status_code == 429 and refused.json()["error"]["code"] == "quota_exceeded"
+        assert int(refused.headers["retry-after"]) >= 1
+    assert _records(server, key) == []
