@@ -13,6 +13,14 @@ A price is quoted per billing unit (``1k_tokens``, ``image``, ``audio_second``).
 may carry its units in a finer unit; :data:`UNIT_CONVERSIONS` converts ``tokens`` to
 ``1k_tokens`` and ``audio_ms`` to ``audio_second``. Any other mismatch is an error, never a
 silent guess.
+
+Token-priced tasks
+------------------
+A language model's prompt (input) and completion (output) tokens cost different amounts
+(``[prices.tokens]``: USD per 1k tokens of each). One call is still one usage record with one
+quantity: its tokens' charge at list price in millionths of a dollar (:data:`MICRO_USD`,
+:meth:`Catalog.token_charge`, exact). Priced at ``0.000001`` USD per ``micro_usd`` it goes
+through the same multiplier, request fee, usage lines and invoices as every other task.
 """
 
 from __future__ import annotations
@@ -34,6 +42,13 @@ UNIT_CONVERSIONS: Mapping[tuple[str, str], Decimal] = MappingProxyType(
         ("audio_ms", "audio_second"): Decimal("0.001"),
     }
 )
+
+
+#: The billing unit of token-priced tasks: the list-price charge of a call's input and output
+#: tokens, in millionths of a US dollar (:meth:`Catalog.token_charge`).
+MICRO_USD = "micro_usd"
+_MICRO_USD_PRICE = Decimal("0.000001")
+_PER_1K_IN_MICRO = Decimal(1000)  # USD per 1k tokens -> micro-USD per token: x 1e6 / 1e3
 
 
 #: The suffix of the billed task of a batch line (``embeddings+batch``), in the way
@@ -74,6 +89,8 @@ class Plan:
     price_multiplier: Decimal
     #: Whether the tenant's own keys may create, revoke and rotate keys (``/v1/keys``).
     self_service_keys: bool = False
+    #: Most completion tokens one language-model call may ask for (None: the model's limit).
+    max_completion_tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +99,14 @@ class Price:
 
     unit: str
     usd: Decimal
+
+
+@dataclass(frozen=True)
+class TokenPrice:
+    """List prices of a token-priced task: USD per 1k input and per 1k output tokens."""
+
+    input_usd: Decimal
+    output_usd: Decimal
 
 
 @dataclass(frozen=True)
@@ -97,6 +122,8 @@ class Catalog:
     request_fee_usd: Decimal = Decimal(0)
     #: The fraction taken off the unit price of a batch line (:func:`batch_task`).
     batch_discount: Decimal = Decimal(0)
+    #: Tasks whose input and output tokens have prices of their own (language models).
+    token_prices: Mapping[str, TokenPrice] = field(default_factory=dict)
 
     def plan(self, name: str) -> Plan:
         """Return the plan called ``name``.
@@ -132,10 +159,28 @@ class Catalog:
             return Price(unit=base.unit, usd=base.usd * (1 - self.batch_discount))
         if model and (task, model) in self.model_prices:
             return self.model_prices[task, model]
+        if task in self.token_prices:  # recorded as its tokens' charge (token_charge)
+            return Price(unit=MICRO_USD, usd=_MICRO_USD_PRICE)
         try:
             return self.task_prices[task]
         except KeyError:
             raise KeyError(f"no price for task {task!r} (model {model!r})") from None
+
+    def token_charge(self, task: str, input_tokens: int, output_tokens: int) -> Decimal:
+        """The list-price charge of a call's tokens in :data:`MICRO_USD` (exact; the plan's
+        multiplier and the request fee are applied later, as for any quantity).
+
+        Raises
+        ------
+        KeyError
+            ``task`` has no token prices.
+        """
+        try:
+            prices = self.token_prices[task]
+        except KeyError:
+            raise KeyError(f"no token prices for task {task!r}") from None
+        usd_1k = input_tokens * prices.input_usd + output_tokens * prices.output_usd
+        return usd_1k * _PER_1K_IN_MICRO
 
     def price(
         self,
@@ -241,6 +286,7 @@ def parse_catalog(data: Mapping[str, Any]) -> Catalog:
             monthly_requests=int(body["hard_limits"]["monthly_requests"]),
             price_multiplier=Decimal(str(body.get("price_multiplier", 1))),
             self_service_keys=bool(body.get("self_service_keys", False)),
+            max_completion_tokens=_optional_int(body.get("max_completion_tokens")),
         )
         for name, body in data["plans"].items()
     }
@@ -252,7 +298,25 @@ def parse_catalog(data: Mapping[str, Any]) -> Catalog:
         model_prices=MappingProxyType(_model_prices(prices.get("models", {}))),
         request_fee_usd=Decimal(str(prices.get("request_fee_usd", 0))),
         batch_discount=_discount(prices.get("batch_discount", 0)),
+        token_prices=MappingProxyType(
+            {
+                task: TokenPrice(
+                    input_usd=Decimal(str(body["input_usd"])),
+                    output_usd=Decimal(str(body["output_usd"])),
+                )
+                for task, body in prices.get("tokens", {}).items()
+            }
+        ),
     )
+
+
+def _optional_int(value: Any) -> int | None:
+    if value is None:
+        return None
+    number = int(value)
+    if number < 1:
+        raise ValueError(f"max_completion_tokens must be at least 1, not {value!r}")
+    return number
 
 
 def _discount(value: Any) -> Decimal:

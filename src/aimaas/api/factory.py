@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -12,7 +13,7 @@ from aimaas.api.classifiers import router as classifiers_router
 from aimaas.api.container import Container, build_container
 from aimaas.api.handlers import install_error_handlers
 from aimaas.api.middleware import RequestContextMiddleware
-from aimaas.api.routes import ERRORS, health_router, router
+from aimaas.api.routes import ERRORS, EVENT_MODELS, health_router, router
 from aimaas.api.security import identify_caller
 from aimaas.api.usage import router as usage_router
 from aimaas.config import Settings
@@ -103,4 +104,28 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     app.include_router(account_router, responses=ERRORS)
     app.include_router(classifiers_router, responses=ERRORS)
     app.include_router(batches_router, responses=ERRORS)
+    _document_event_models(app)
     return app
+
+
+def _document_event_models(app: FastAPI) -> None:
+    """Add the models of streamed events to the OpenAPI components: routes name them only in
+    their ``text/event-stream`` answers, which FastAPI does not read models from."""
+    from pydantic.json_schema import models_json_schema
+
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = build()
+            _, extra = models_json_schema(
+                [(model, "serialization") for model in EVENT_MODELS],
+                ref_template="#/components/schemas/{model}",
+            )
+            schemas = document.setdefault("components", {}).setdefault("schemas", {})
+            for name, body in extra.get("$defs", {}).items():
+                schemas.setdefault(name, body)
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -11,14 +11,14 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from aimaas import __version__, errors
-from aimaas.api import bodies, tasks, transcriptions
+from aimaas.api import bodies, generation, tasks, transcriptions
 from aimaas.api import schemas as api
 from aimaas.api.calls import Call
 from aimaas.api.classifiers import is_classifier_id
 from aimaas.api.container import Container
 from aimaas.api.dependencies import CallDep, ContainerDep, IdentifiedCallDep
 from aimaas.inference.wire import DEFAULT_DETECTION_THRESHOLD, MAX_DETECTIONS
-from aimaas.manifest import ModelManifest, SpeechPreprocessing
+from aimaas.manifest import GenerationPreprocessing, ModelManifest, SpeechPreprocessing
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": api.ErrorBody, "description": text}
@@ -263,6 +263,75 @@ async def create_translation(
     return await call.run(transcriptions.transcribe, container, call, inputs, manifest, True)
 
 
+#: Models that only stream events carry (added to the document's components by the factory).
+EVENT_MODELS: tuple[type[BaseModel], ...] = (api.ChatCompletionChunk, api.CompletionOut)
+
+
+def sse_response(chunk: type[BaseModel]) -> dict[str, Any]:
+    """The documented ``text/event-stream`` answer of a route whose events carry ``chunk``.
+
+    Before OpenAPI 3.2 a stream's ``schema`` describes one event: its ``data`` is the chunk's
+    JSON (``contentMediaType``/``contentSchema``), or ``[DONE]`` at the end.
+    """
+    name = chunk.__name__
+    payload = {
+        "type": "string",
+        "contentMediaType": "application/json",
+        "contentSchema": {"$ref": f"#/components/schemas/{name}"},
+    }
+    event = {
+        "type": "object",
+        "required": ["data"],
+        "properties": {"data": {"anyOf": [{"const": "[DONE]"}, payload]}},
+        "description": (
+            f"With stream=true: server-sent events `data: <{name} JSON>` and a blank line "
+            "each, the last `data: [DONE]`; with stream_options.include_usage the event "
+            "before it has `choices: []` and the usage."
+        ),
+    }
+    return {"200": {"content": {"text/event-stream": {"schema": event}}}}
+
+
+@router.post(
+    "/chat/completions",
+    response_model=api.ChatCompletionOut,
+    dependencies=[Depends(bodies.require_json)],
+    summary="Chat with a language model (OpenAI-compatible; stream=true for server-sent events)",
+    openapi_extra={"responses": sse_response(api.ChatCompletionChunk)},
+)
+async def create_chat_completion(
+    body: api.ChatCompletionIn, container: ContainerDep, call: CallDep
+) -> Response:
+    manifest = generation.resolve(container, body.model)
+    request = generation.chat_request(body, manifest, call.principal.plan)
+    shape = generation.ChatShape(call, manifest)
+    return await generation.answer(
+        container, call, manifest, request, shape, bool(body.stream), _include_usage(body)
+    )
+
+
+@router.post(
+    "/completions",
+    response_model=api.CompletionOut,
+    dependencies=[Depends(bodies.require_json)],
+    summary="Continue a prompt (OpenAI's legacy completions; stream=true for server-sent events)",
+    openapi_extra={"responses": sse_response(api.CompletionOut)},
+)
+async def create_completion(
+    body: api.CompletionIn, container: ContainerDep, call: CallDep
+) -> Response:
+    manifest = generation.resolve(container, body.model)
+    request = generation.completion_request(body, manifest, call.principal.plan)
+    shape = generation.Shape(call, manifest)
+    return await generation.answer(
+        container, call, manifest, request, shape, bool(body.stream), _include_usage(body)
+    )
+
+
+def _include_usage(body: api.ChatCompletionIn | api.CompletionIn) -> bool:
+    return bool(body.stream_options and body.stream_options.include_usage)
+
+
 # ---- catalogue and generic predict ------------------------------------------------------------
 
 _ENDPOINTS = {
@@ -277,6 +346,28 @@ _ENDPOINTS = {
 }
 #: OpenAI's ``owned_by`` of every catalogue entry: the platform serves (and answers for) them.
 OWNED_BY = "aimaas"
+
+
+def _limits(
+    manifest: ModelManifest, catalog: Any
+) -> tuple[dict[str, float] | None, api.TokenPrices | None]:
+    """A model's input limits for the catalogue, and a language model's token prices."""
+    params = manifest.preprocessing
+    if isinstance(params, SpeechPreprocessing):
+        return {"min_seconds": params.min_seconds, "max_seconds": params.max_seconds}, None
+    if not isinstance(params, GenerationPreprocessing):
+        return None, None
+    limits = {
+        "context_length": params.context_length,
+        "max_new_tokens": params.max_new_tokens,
+        "max_prompt_chars": params.max_prompt_chars,
+    }
+    prices = catalog.token_prices.get(manifest.task)
+    if prices is None:
+        return limits, None
+    return limits, api.TokenPrices(
+        input_usd_per_1k=float(prices.input_usd), output_usd_per_1k=float(prices.output_usd)
+    )
 
 
 def model_info(container: Container, name: str) -> api.ModelInfo:
@@ -298,6 +389,7 @@ def model_info(container: Container, name: str) -> api.ModelInfo:
         price = None
     speech = manifest.preprocessing
     speech = speech if isinstance(speech, SpeechPreprocessing) else None
+    limits, tokens = _limits(manifest, catalog)
     return api.ModelInfo(
         id=manifest.name,
         created=int(manifest.created_at.timestamp()),
@@ -321,9 +413,8 @@ def model_info(container: Container, name: str) -> api.ModelInfo:
         parity=api.ParityOut(**manifest.parity.model_dump()),
         accuracy=[api.AccuracyOut(**a.model_dump()) for a in manifest.accuracy],
         languages=speech.languages if speech else None,
-        limits={"min_seconds": speech.min_seconds, "max_seconds": speech.max_seconds}
-        if speech
-        else None,
+        limits=limits,
+        token_prices=tokens,
     )
 
 

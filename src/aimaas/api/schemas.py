@@ -280,6 +280,14 @@ class Price(_Out):
     currency: str = "USD"
 
 
+class TokenPrices(_Out):
+    """A language model's list prices per token kind (before the plan's multiplier); a call is
+    billed ``usd`` per ``unit`` of their charge (``micro_usd``) plus the request fee."""
+
+    input_usd_per_1k: float = Field(description="USD per 1k prompt tokens")
+    output_usd_per_1k: float = Field(description="USD per 1k completion tokens")
+
+
 class TensorInfo(_Out):
     name: str
     dtype: str
@@ -343,7 +351,14 @@ class ModelInfo(_Out):
         default=None, description="speech models: ISO-639-1 codes they transcribe"
     )
     limits: dict[str, float] | None = Field(
-        default=None, description="speech models: min_seconds / max_seconds of a recording"
+        default=None,
+        description=(
+            "speech models: min_seconds / max_seconds of a recording; language models: "
+            "context_length, max_new_tokens and max_prompt_chars"
+        ),
+    )
+    token_prices: TokenPrices | None = Field(
+        default=None, description="language models: input and output token prices"
     )
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
@@ -410,3 +425,183 @@ class VerboseTranscriptionOut(_Out):
     segments: list[TranscriptSegment] | None = None
     words: list[Word] | None = None
     usage: TranscriptionUsage
+
+
+# ---- language model (OpenAI's chat completions and completions) ---------------------------
+
+#: Most messages in one conversation (the prompt-size and context limits bind long before).
+MAX_MESSAGES = 1000
+#: Longest text of one message or prompt, in characters (the model's prompt limit, 16,000
+#: characters for the CPU model, is checked after the template).
+MAX_MESSAGE_CHARS = 100_000
+
+
+class _OpenAiIn(BaseModel):
+    # Unknown OpenAI fields (user, metadata, store...) must not break clients.
+    model_config = ConfigDict(extra="ignore")
+
+
+class TextPart(_OpenAiIn):
+    """A ``{"type": "text", "text": ...}`` content part (other part types are refused)."""
+
+    type: Literal["text"]
+    text: Annotated[str, Field(max_length=MAX_MESSAGE_CHARS)]
+
+
+class ChatMessageIn(_OpenAiIn):
+    """One turn: ``developer`` is read as ``system``; content parts are joined by newlines."""
+
+    role: Literal["system", "developer", "user", "assistant"]
+    content: (
+        Annotated[str, Field(max_length=MAX_MESSAGE_CHARS)]
+        | Annotated[list[TextPart], Field(min_length=1, max_length=64)]
+    )
+    name: str | None = Field(default=None, description="Accepted and ignored.")
+
+
+class StreamOptions(_OpenAiIn):
+    include_usage: bool = Field(
+        default=False,
+        description="Send a last chunk before [DONE] with `choices: []` and the usage.",
+    )
+
+
+Stop = (
+    Annotated[str, Field(min_length=1, max_length=200)]
+    | Annotated[list[Annotated[str, Field(min_length=1, max_length=200)]], Field(max_length=4)]
+    | None
+)
+
+
+class _SamplingIn(_OpenAiIn):
+    model: str | None = Field(default=None, description="Model id (default: the stage's).")
+    max_tokens: int | None = Field(
+        default=None, ge=1, description="Most completion tokens (at most the plan's cap)."
+    )
+    temperature: float | None = Field(
+        default=None, ge=0.0, le=2.0, description="0 is greedy decoding (default 1)."
+    )
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    stop: Stop = Field(default=None, description="Up to 4 sequences that end the answer.")
+    seed: int | None = Field(
+        default=None,
+        ge=-(2**63),
+        lt=2**63,
+        description="Same seed, same request, same model: same answer (with temperature > 0).",
+    )
+    n: int | None = Field(default=None, description="Only 1 is served.")
+    stream: bool | None = Field(default=False, description="Answer as server-sent events.")
+    stream_options: StreamOptions | None = None
+
+
+class ChatCompletionIn(_SamplingIn):
+    """OpenAI's ``POST /v1/chat/completions`` request (text only; no tools, no logprobs)."""
+
+    messages: Annotated[list[ChatMessageIn], Field(min_length=1, max_length=MAX_MESSAGES)]
+    max_completion_tokens: int | None = Field(
+        default=None, ge=1, description="OpenAI's newer name of max_tokens."
+    )
+
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={
+            "examples": [
+                {
+                    "model": "qwen2-5-coder-0-5b-instruct",
+                    "messages": [{"role": "user", "content": "What is the capital of France?"}],
+                    "max_tokens": 32,
+                }
+            ]
+        },
+    )
+
+
+class CompletionIn(_SamplingIn):
+    """OpenAI's legacy ``POST /v1/completions`` request: a raw prompt, continued as is."""
+
+    prompt: (
+        Annotated[str, Field(min_length=1, max_length=MAX_MESSAGE_CHARS)]
+        | Annotated[
+            list[Annotated[str, Field(min_length=1, max_length=MAX_MESSAGE_CHARS)]],
+            Field(min_length=1, max_length=1),
+        ]
+    )
+    max_tokens: int | None = Field(default=16, ge=1, description="Default 16, as OpenAI's.")
+
+
+class GenerationUsage(_Out):
+    """OpenAI's token usage, plus what the platform bills (``units`` of ``unit``: the tokens'
+    list-price charge in micro-dollars) and its price on the caller's plan."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    units: float
+    unit: str
+    price_usd: float | None = None
+
+
+FinishReason = Literal["stop", "length"]
+
+
+class AssistantMessage(_Out):
+    role: Literal["assistant"] = "assistant"
+    content: str
+    refusal: None = None
+
+
+class ChatChoice(_Out):
+    index: int = 0
+    message: AssistantMessage
+    finish_reason: FinishReason
+    logprobs: None = None
+
+
+class ChatCompletionOut(_Out):
+    id: str = Field(description="chatcmpl-<request id>")
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: GenerationUsage
+
+
+class ChatDelta(_Out):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+
+class ChatChunkChoice(_Out):
+    index: int = 0
+    delta: ChatDelta
+    finish_reason: FinishReason | None = None
+    logprobs: None = None
+
+
+class ChatCompletionChunk(_Out):
+    """One server-sent event of a streamed chat completion."""
+
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChatChunkChoice]
+    usage: GenerationUsage | None = None
+
+
+class CompletionChoice(_Out):
+    index: int = 0
+    text: str
+    finish_reason: FinishReason | None
+    logprobs: None = None
+
+
+class CompletionOut(_Out):
+    """A ``text_completion``: the whole answer, or (streamed) one event of it."""
+
+    id: str = Field(description="cmpl-<request id>")
+    object: Literal["text_completion"] = "text_completion"
+    created: int
+    model: str
+    choices: list[CompletionChoice]
+    usage: GenerationUsage | None = None

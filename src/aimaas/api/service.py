@@ -78,16 +78,22 @@ def price_of(task: str, model: str, billed: Billable, plan: str) -> float | None
         return None
 
 
-def _refuse_a_reused_key(stored: Any, record: Any) -> None:
+def _refuse_a_reused_key(stored: Any, record: Any, sized: bool = True) -> None:
     """A replayed request id must be the same call: otherwise one billed record would stand for
     any number of different (and larger, or other-model) predictions, past every limit. Records
     carry the digest of what the models were asked (:attr:`Call.request_digest`); records from
-    before it existed are compared by model, task and size."""
+    before it existed are compared by model, task and size. ``sized=False``: the same request
+    may use other units when run again (a sampled generation stops elsewhere), so only the
+    digest tells a retry from another request."""
     same = stored is not None and (
         (stored.model, stored.model_version, stored.task, stored.unit)
         == (record.model, record.model_version, record.task, record.unit)
-        and math.isclose(float(stored.units), float(record.units), rel_tol=1e-9, abs_tol=1e-12)
+        and (
+            not sized
+            or math.isclose(float(stored.units), float(record.units), rel_tol=1e-9, abs_tol=1e-12)
+        )
         and (stored.request_digest is None or stored.request_digest == record.request_digest)
+        and (sized or stored.request_digest is not None)
     )
     if not same:
         raise errors.Conflict(
@@ -104,8 +110,21 @@ def meter(
     task: str,
     billed: Billable,
     started: float,
+    *,
+    delivered: bool = False,
+    sized: bool = True,
 ) -> Usage:
     """Record the call durably (exactly once per request id) and return its usage object.
+
+    Parameters
+    ----------
+    delivered
+        The answer has already reached the client (a streamed generation, billed when it ends
+        or is abandoned): it is billed whatever time is left, and a replayed request id that
+        does not match is logged, since an error could no longer reach anyone.
+    sized
+        Whether a replay of the same request must have the same units (see
+        :func:`_refuse_a_reused_key`).
 
     Raises
     ------
@@ -133,7 +152,8 @@ def meter(
         timestamp=datetime.now(UTC),
         request_digest=call.request_digest,
     )
-    deadline.ensure_deliverable()  # never bill an answer the client can no longer receive
+    if not delivered:
+        deadline.ensure_deliverable()  # never bill an answer the client can no longer receive
     meter = container.meter
     new = meter.record(record)
     if new:
@@ -145,7 +165,12 @@ def meter(
             raise errors.BackendUnavailable(
                 "The usage ledger could not confirm this retried request; retry it."
             ) from error
-        _refuse_a_reused_key(stored, record)
+        try:
+            _refuse_a_reused_key(stored, record, sized)
+        except errors.Conflict:
+            if not delivered:
+                raise
+            logger.warning("a streamed answer reused the request id of another request")
     logger.debug(  # the handler / access log already says it at INFO; this adds billing detail
         "prediction served",
         extra={

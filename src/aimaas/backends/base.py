@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from typing import Any
 
 from aimaas import errors
@@ -29,6 +30,24 @@ class InferenceBackend(ABC):
         object
             The matching :data:`aimaas.inference.InferenceResult`.
         """
+
+    def stream(
+        self, manifest: ModelManifest, request: wire.GenerationRequest
+    ) -> Iterator[wire.GenerationChunk]:
+        """Generate text for ``request`` piece by piece (see
+        :meth:`aimaas.generation.runner.GenerationRunner.stream`): the last chunk carries the
+        finish reason and the token counts; closing the iterator ends the generation.
+
+        This default runs the whole generation through :meth:`invoke` and yields it as one
+        piece, so every backend can answer a streamed request (a remote one buffered).
+        """
+        result = self.invoke(manifest, request)
+        yield wire.GenerationChunk(
+            text=result.text,
+            finish_reason=result.finish_reason,
+            prompt_tokens=result.prompt_tokens,
+            completion_tokens=result.completion_tokens,
+        )
 
     def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release pooled connections or sessions."""

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 from pydantic import BaseModel
@@ -95,6 +96,10 @@ class BatchingGate:
             return batcher.submit(request, timeout=deadline.bounded(self.gate.wait_s))
         except BatcherOverloaded:  # the queue is full, or the answer did not come in time
             raise self.gate.refusal(manifest.model_id) from None
+
+    def admit(self, model_id: str) -> AbstractContextManager[None]:
+        """A run slot of ``model_id`` from the gate (streams are never merged)."""
+        return self.gate.admit(model_id)
 
     def _batcher(
         self, manifest: ModelManifest, runner: ModelRunner

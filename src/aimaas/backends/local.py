@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from aimaas.backends.base import InferenceBackend
+from aimaas.inference import wire
 from aimaas.inference.runners import ModelRunner, RunnerCache, load_runner
 from aimaas.manifest import ModelManifest
 from aimaas.registry import ModelRegistry
@@ -16,6 +19,10 @@ class RunPolicy(Protocol):
     same bounds, with concurrent requests merged into batches)."""
 
     def run(self, manifest: ModelManifest, runner: ModelRunner, request: Any) -> Any: ...
+
+    def admit(self, model_id: str) -> AbstractContextManager[None]:
+        """Hold one run slot of ``model_id`` while the block runs (503 when none comes free)."""
+        ...
 
     def close(self) -> None: ...
 
@@ -64,6 +71,22 @@ class LocalOnnxBackend(InferenceBackend):
         if self.gate is None:
             return runner.run(request)
         return self.gate.run(manifest, runner, request)
+
+    def stream(
+        self, manifest: ModelManifest, request: wire.GenerationRequest
+    ) -> Iterator[wire.GenerationChunk]:
+        """The runner's own stream, holding one run slot of the model from the first piece
+        until the stream ends or is closed (a stream the client abandons frees it at once)."""
+        runner = self.runner(manifest)
+        stream = getattr(runner, "stream", None)
+        if stream is None:  # not a language model: the port's one-piece answer
+            yield from super().stream(manifest, request)
+            return
+        if self.gate is None:
+            yield from stream(request)
+            return
+        with self.gate.admit(manifest.model_id):
+            yield from stream(request)
 
     def close(self) -> None:
         if self.gate is not None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from aimaas import errors
 from aimaas.backends.base import InferenceBackend
+from aimaas.inference import wire
 from aimaas.manifest import ModelManifest
 
 
@@ -45,6 +46,12 @@ class BackendRouter:
     def invoke(self, manifest: ModelManifest, request: Any) -> Any:
         """Run ``request`` on the backend chosen for ``manifest``."""
         return self.backend_for(manifest).invoke(manifest, request)
+
+    def stream(
+        self, manifest: ModelManifest, request: wire.GenerationRequest
+    ) -> Iterator[wire.GenerationChunk]:
+        """Stream ``request`` from the backend chosen for ``manifest``."""
+        return self.backend_for(manifest).stream(manifest, request)
 
     def close(self) -> None:
         self.cpu.close()

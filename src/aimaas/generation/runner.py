@@ -24,6 +24,22 @@ from aimaas.generation.chat import TEMPLATES, check_text
 from aimaas.inference import wire
 from aimaas.manifest import GenerationPreprocessing, ModelManifest
 
+#: Prompt tokens read per step: the prompt is appended in pieces so the request deadline is
+#: checked between them (the int4 CPU model reads only ~150 prompt tokens a second, so a whole
+#: 4,000-token prompt in one call would hold the worker for half a minute, past any deadline).
+#: The KV cache makes the pieces equal to one call (same tokens out, checked in the tests).
+PREFILL_CHUNK = 128
+
+
+#: Seeds ONNX Runtime GenAI takes (a non-negative int32).
+SEED_RANGE = 2**31
+
+
+def _out_of_time() -> bool:
+    """Whether too little of the request's deadline is left to take one more model step."""
+    left = deadline.time_left()
+    return left is not None and left < 2 * deadline.DELIVERY_MARGIN_S
+
 
 def _held_back(text: str, stops: Sequence[str]) -> int:
     """Length of the longest end of ``text`` that could still grow into a stop sequence (it
@@ -126,13 +142,20 @@ class GenerationRunner:
             search |= {"do_sample": True, "temperature": request.temperature, "top_k": 0}
             search |= {"top_p": request.top_p}
             if request.seed is not None:
-                search["random_seed"] = request.seed
+                # The runtime takes an int32 seed, and -1 means "pick one at random": any
+                # integer a client sends maps onto the non-negative int32 range, repeatably.
+                search["random_seed"] = request.seed % SEED_RANGE
         else:  # temperature 0 is greedy decoding, as OpenAI documents it
             search["do_sample"] = False
         generator_params = og.GeneratorParams(self.model)
         generator_params.set_search_options(**search)
         generator = og.Generator(self.model, generator_params)
-        generator.append_tokens(tokens)
+        for start in range(0, len(tokens), PREFILL_CHUNK):
+            if _out_of_time():  # nothing generated yet: an unbilled 504
+                raise errors.DeadlineExceeded(
+                    "The request ran out of time while reading the prompt; send a shorter one."
+                )
+            generator.append_tokens(tokens[start : start + PREFILL_CHUNK])
         return generator
 
     # ---- generation -------------------------------------------------------------------------
@@ -159,8 +182,7 @@ class GenerationRunner:
         eos = set(self.tokenizer.eos_token_ids)
         try:
             while not generator.is_done():
-                left = deadline.time_left()
-                if left is not None and left < 2 * deadline.DELIVERY_MARGIN_S:
+                if _out_of_time():
                     if produced == 0:  # nothing to answer: an unbilled 504
                         raise errors.DeadlineExceeded(
                             "The request ran out of time before the first token."

@@ -76,3 +76,38 @@ def test_an_abandoned_stream_stops_and_reports_what_was_generated(
     assert seen[-1].completion_tokens >= 3 and seen[-1].finish_reason is None
     with pytest.raises(StopIteration):
         next(stream)
+
+
+def test_a_prompt_read_in_pieces_answers_as_one_read(
+    runner: GenerationRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aimaas.generation import runner as module
+
+    request = ask("Explain what a hash table is, with an example in Python. " * 24, max_tokens=12,
+                  temperature=0.0)  # fmt: skip
+    assert len(runner.prompt_tokens(request)) > 2 * module.PREFILL_CHUNK  # read in 3+ pieces
+    pieces = runner.run(request)
+    monkeypatch.setattr(module, "PREFILL_CHUNK", 10**6)
+    assert runner.run(request) == pieces
+
+
+def test_a_prompt_that_outlasts_the_deadline_is_an_unbilled_504(
+    runner: GenerationRunner,
+) -> None:
+    from aimaas import deadline
+
+    request = ask("Explain what a hash table is, with an example in Python. " * 24, max_tokens=4)
+    token = deadline.start(0.7)  # time for the first piece of the prompt, not for all three
+    try:
+        with pytest.raises(errors.DeadlineExceeded):
+            runner.run(request)
+    finally:
+        deadline.reset(token)
+
+
+def test_any_integer_seed_is_taken(runner: GenerationRunner) -> None:
+    # The runtime takes non-negative int32 seeds; OpenAI clients may send any 64-bit integer.
+    request = ask("Write a short poem about rain.", temperature=1.0, max_tokens=8, seed=7)
+    wide = request.model_copy(update={"seed": 7 + 2**31})
+    assert runner.run(wide).text == runner.run(request).text
+    assert runner.run(request.model_copy(update={"seed": -(2**63)})).completion_tokens > 0

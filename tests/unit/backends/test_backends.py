@@ -272,3 +272,20 @@ def test_http_backend_past_the_deadline_sends_nothing(server: Any, manifest: Any
     finally:
         deadline.reset(token)
     assert gpu.seen == []
+
+
+def test_a_backend_without_streams_answers_a_stream_in_one_piece(manifest: Any) -> None:
+    from aimaas.inference import wire
+
+    class WholeAnswers(InferenceBackend):
+        def invoke(self, manifest: Any, request: Any) -> Any:
+            return wire.GenerationResult(
+                text="Paris.", finish_reason="stop", prompt_tokens=9, completion_tokens=3
+            )
+
+    request = wire.GenerationRequest(prompt="The capital of France is", max_tokens=4)
+    router = BackendRouter(Recording("cpu"), WholeAnswers(), ["all-minilm-l6-v2"])
+    (piece,) = list(router.stream(manifest, request))  # the GPU backend, buffered
+    assert piece == wire.GenerationChunk(
+        text="Paris.", finish_reason="stop", prompt_tokens=9, completion_tokens=3
+    )

@@ -88,3 +88,21 @@ def test_next_month_start_rolls_over_the_year() -> None:
     assert next_month_start(datetime(2026, 12, 31, 23, tzinfo=UTC)) == datetime(
         2027, 1, 1, tzinfo=UTC
     )
+
+
+def test_a_generation_is_one_invoice_line_of_its_token_charge() -> None:
+    catalog = load_catalog()
+    charge = catalog.token_charge("text-generation", 26, 8)  # both prices, one exact quantity
+    generation = sample_record(
+        "g", timestamp=T0, units=charge, unit="micro_usd", task="text-generation", model="qwen"
+    )
+    invoice = build_invoice(
+        [generation], tenant_id="t", tenant_name="T", plan="pro", month="2026-02", catalog=catalog
+    )
+    (line,) = [line for line in invoice.lines if line.task == "text-generation"]
+    pro = catalog.plan("pro").price_multiplier
+    assert (line.unit, line.quantity, line.calls) == ("micro_usd", charge, 1)
+    assert line.amount == charge * Decimal("0.000001") * pro
+    assert invoice.total == line.amount + catalog.request_fee_usd * pro
+    summary = summarize([generation], "pro", ["task"], catalog)
+    assert summary.cost == invoice.total

@@ -7,7 +7,15 @@ from decimal import Decimal
 import pytest
 
 from aimaas.config import load_toml
-from aimaas.plans import load_catalog, parse_catalog, price, to_billing_units, usage_plan_name
+from aimaas.plans import (
+    MICRO_USD,
+    Price,
+    load_catalog,
+    parse_catalog,
+    price,
+    to_billing_units,
+    usage_plan_name,
+)
 
 
 def test_every_plan_has_the_shape_the_cdk_app_reads() -> None:
@@ -104,3 +112,40 @@ def test_a_batch_line_pays_the_discounted_unit_price_and_the_whole_request_fee()
         catalog.list_price("translation+batch")
     with pytest.raises(ValueError, match="batch_discount"):
         parse_catalog({"plans": {}, "prices": {"batch_discount": 1.5}})
+
+
+def test_input_and_output_tokens_have_their_own_prices() -> None:
+    catalog = load_catalog()
+    prices = catalog.token_prices["text-generation"]
+    assert prices.output_usd > prices.input_usd > 0  # decoding a token costs more than reading
+    # 1,234 prompt and 56 completion tokens at list price, in millionths of a dollar, exactly.
+    charge = catalog.token_charge("text-generation", 1234, 56)
+    assert charge == (1234 * prices.input_usd + 56 * prices.output_usd) * 1000
+    assert catalog.list_price("text-generation", "any-model") == Price(MICRO_USD, Decimal("1e-6"))
+    # Billed like any quantity: the multiplier and the request fee apply on top.
+    enterprise = catalog.plan("enterprise").price_multiplier
+    assert catalog.price("text-generation", "m", charge, "enterprise") == (
+        (charge / 1_000_000 + catalog.request_fee_usd) * enterprise
+    )
+    with pytest.raises(KeyError, match="no token prices"):
+        catalog.token_charge("embeddings", 1, 1)
+
+
+def test_each_plan_caps_the_completion_tokens_of_a_call() -> None:
+    catalog = load_catalog()
+    caps = [catalog.plan(p).max_completion_tokens for p in ("free", "pro", "enterprise")]
+    assert all(caps) and caps == sorted(caps)  # type: ignore[type-var]
+    raw = {
+        "plans": {
+            "x": {
+                "throttle": {"rate_limit": 1, "burst_limit": 2},
+                "quota": {"limit": 3, "period": "DAY"},
+                "hard_limits": {"monthly_requests": 4},
+                "max_completion_tokens": 0,
+            }
+        }
+    }
+    with pytest.raises(ValueError, match="max_completion_tokens"):
+        parse_catalog(raw)
+    del raw["plans"]["x"]["max_completion_tokens"]
+    assert parse_catalog(raw).plan("x").max_completion_tokens is None
