@@ -22,6 +22,14 @@ def test_every_model_has_a_price_in_its_billing_unit() -> None:
     for manifest in manifests():
         price = catalog.list_price(manifest.task, manifest.name)
         unit = manifest.billing_unit
+        if manifest.task in catalog.token_prices:
+            # A language model counts tokens; a call is recorded as its tokens' charge.
+            charge = catalog.token_charge(manifest.task, input_tokens=1, output_tokens=1)
+            assert charge > 0, manifest.model_id
+            unit = price.unit
+            for plan in catalog.plans:
+                assert catalog.price(manifest.task, manifest.name, charge, plan, unit) > 0
+            continue
         assert unit == price.unit or (unit, price.unit) in UNIT_CONVERSIONS, manifest.model_id
         for plan in catalog.plans:
             assert catalog.price(manifest.task, manifest.name, 1, plan, unit) > 0
