@@ -130,6 +130,7 @@ class BatchObject(_Out):
             failed_at=_epoch(job.failed_at),
             cancelling_at=_epoch(job.cancelling_at),
             cancelled_at=_epoch(job.cancelled_at),
+            expired_at=_epoch(job.expired_at),
             request_counts=RequestCounts(
                 total=job.total, completed=job.completed, failed=job.failed
             ),

@@ -10,8 +10,11 @@ Layout
   sk = BATCH#<batch id>, ...fields}`` and one marker per counted chunk ``{pk = TENANT#<tenant>,
   sk = CHUNK#<batch id>#<index>}``. A chunk is counted in one transaction that writes its
   marker only if absent and adds its counts to the job, so a redelivered chunk adds nothing.
-- SQS: one message per chunk (JSON body); the queue's redrive policy moves a message that
-  keeps failing to its dead-letter queue.
+- SQS: one message per chunk (JSON body) with the tenant as its ``MessageGroupId``: on a
+  standard queue that makes it a fair queue (SQS delivers a quiet tenant's messages before
+  those of a tenant that holds a disproportionate share of the consumers), with no order and
+  no FIFO throughput limit; the redrive policy moves a message that keeps failing to its
+  dead-letter queue.
 """
 
 from __future__ import annotations
@@ -322,7 +325,13 @@ class SqsWorkQueue(WorkQueue):
                 response = self.sqs.send_message_batch(
                     QueueUrl=self.queue_url,
                     Entries=[
-                        {"Id": str(n), "MessageBody": json.dumps(c.to_message())}
+                        {
+                            "Id": str(n),
+                            "MessageBody": json.dumps(c.to_message()),
+                            # The tenant, for SQS fair queues: one tenant's backlog does not
+                            # hold back the chunks of others (a standard queue keeps no order).
+                            "MessageGroupId": c.tenant_id,
+                        }
                         for n, c in enumerate(batch)
                     ],
                 )

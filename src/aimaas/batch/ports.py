@@ -118,6 +118,17 @@ class WorkQueue(ABC):
             The queue cannot take them.
         """
 
+    def poll(self, handler: Handler, *, wait_s: int = 1, max_messages: int = 10) -> int:
+        """Receive up to ``max_messages`` messages, run ``handler`` on each and acknowledge
+        those it handled (a worker polling from a host); one that raises is redelivered later.
+
+        Returns
+        -------
+        int
+            Messages handled.
+        """
+        raise NotImplementedError(f"{type(self).__name__} delivers only to its own threads")
+
     def start(self, handler: Handler) -> None:  # noqa: B027 - a queue consumed elsewhere
         """Deliver messages to ``handler`` in this process (local queues; in AWS, Lambda's
         event source mapping delivers them to the worker function instead)."""
