@@ -213,3 +213,35 @@ def test_the_thread_queue_retries_then_gives_up() -> None:
     queue.join()
     queue.close()
     assert tries == [7, 7, 7] and queue.dead == [chunk]
+
+
+def test_the_thread_queue_takes_tenants_in_turn_and_caps_each() -> None:
+    import threading
+
+    order: list[str] = []
+    queue = ThreadWorkQueue(workers=1)
+    a, b = new_batch_id(), new_batch_id()
+    queue.send([Chunk("t_a", a, n, n, n + 1) for n in range(4)])
+    queue.send([Chunk("t_b", b, n, n, n + 1) for n in range(2)])
+    queue.start(lambda chunk: order.append(f"{chunk.tenant_id[-1]}{chunk.index}"))
+    queue.join()
+    queue.close()
+    assert order == ["a0", "b0", "a1", "b1", "a2", "a3"]
+
+    # Two threads, at most one chunk of a tenant at a time: a's chunks never overlap.
+    capped = ThreadWorkQueue(workers=2, per_tenant=1)
+    lock, running, most = threading.Lock(), [0], [0]
+
+    def slow(chunk: Chunk) -> None:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        threading.Event().wait(0.02)
+        with lock:
+            running[0] -= 1
+
+    capped.send([Chunk("t_a", a, n, n, n + 1) for n in range(6)])
+    capped.start(slow)
+    capped.join()
+    capped.close()
+    assert most == [1]
