@@ -19,7 +19,14 @@ from typing import Any
 
 from aimaas import errors
 from aimaas.batch.ports import FileStore, Handler, JobStore, WorkQueue
-from aimaas.batch.records import BatchJob, Chunk, FileRecord, is_batch_id, is_file_id
+from aimaas.batch.records import (
+    BatchJob,
+    Chunk,
+    FileRecord,
+    is_batch_id,
+    is_file_id,
+    is_upload_id,
+)
 from aimaas.storage import SqliteDatabase
 from aimaas.storage.sqlite import insert, update
 
@@ -88,7 +95,8 @@ class FolderFileStore(FileStore):
             return handle.read(length)
 
     def _part_path(self, tenant_id: str, batch_id: str, name: str) -> Path:
-        if not is_batch_id(batch_id) or not name.replace(".", "").replace("-", "").isalnum():
+        plain = name.replace(".", "").replace("-", "").replace("_", "")
+        if not (is_batch_id(batch_id) or is_upload_id(batch_id)) or not plain.isalnum():
             raise ValueError(f"bad part name {batch_id!r}/{name!r}")
         return self.root / _tenant_folder(tenant_id) / "parts" / batch_id / name
 

@@ -29,6 +29,8 @@ RUNNING = frozenset({VALIDATING, IN_PROGRESS})
 
 _FILE_ID = re.compile(r"^file-[0-9a-f]{24}$")
 _BATCH_ID = re.compile(r"^batch_[0-9a-f]{24}$")
+_UPLOAD_ID = re.compile(r"^upload_[0-9a-f]{24}$")
+_PART_ID = re.compile(r"^part_[0-9a-f]{24}$")
 
 
 _WINDOW = re.compile(r"^([1-9][0-9]{0,3})h$")
@@ -69,6 +71,26 @@ def is_batch_id(value: str) -> bool:
     return bool(_BATCH_ID.match(value))
 
 
+def new_upload_id() -> str:
+    """A fresh upload id (``upload_`` + 24 hex digits), as OpenAI's Uploads API names them."""
+    return "upload_" + secrets.token_hex(12)
+
+
+def new_part_id() -> str:
+    """A fresh upload part id (``part_`` + 24 hex digits)."""
+    return "part_" + secrets.token_hex(12)
+
+
+def is_upload_id(value: str) -> bool:
+    """True for a string of the upload-id form."""
+    return bool(_UPLOAD_ID.match(value))
+
+
+def is_part_id(value: str) -> bool:
+    """True for a string of the upload-part-id form."""
+    return bool(_PART_ID.match(value))
+
+
 def derived_file_id(batch_id: str, kind: str) -> str:
     """The id of a batch's output (``kind="output"``) or error file: derived from the batch, so
     a finalisation that runs twice (a redelivered last chunk) writes the same file, not two."""
@@ -92,6 +114,28 @@ class FileRecord(Stored):
     purpose: str  # batch (uploads), batch_output (written by the worker)
     size: int  # bytes
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class UploadRecord(Stored):
+    """An upload in progress (OpenAI's Uploads API): a file sent in parts through the API, or
+    put by the client straight into the file store at a presigned URL, then completed into a
+    :class:`FileRecord` (``file_id``)."""
+
+    upload_id: str
+    tenant_id: str
+    filename: str
+    purpose: str
+    size: int  # bytes the client declared; the completed file must have exactly these
+    mime_type: str
+    status: str  # pending, completed, cancelled
+    created_at: datetime
+    expires_at: datetime
+    file_id: str | None = None
+
+    def with_changes(self, **changes: Any) -> Self:
+        """A copy with ``changes`` applied."""
+        return replace(self, **changes)
 
 
 @dataclass(frozen=True)
