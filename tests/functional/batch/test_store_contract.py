@@ -162,6 +162,33 @@ def test_transitions_are_conditional_and_chunks_count_once(
     assert jobs.get("t_a", job.batch_id) == ended
 
 
+def test_an_expiry_mark_keeps_the_status_and_reads_back(stores: tuple[FileStore, JobStore]) -> None:
+    _, jobs = stores
+    job = _job("t_a")
+    jobs.create(job)
+    now = datetime.now(UTC).replace(microsecond=0)
+    marked = jobs.transition("t_a", job.batch_id, RUNNING, expired_at=now)
+    assert marked is not None and marked.status == job.status and marked.expired_at == now
+    assert jobs.get("t_a", job.batch_id) == marked
+    assert job.deadline == job.created_at + timedelta(hours=24)
+
+
+def test_an_older_sqlite_job_table_gains_the_new_columns(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    old_columns = ", ".join(f"{c} TEXT" for c in BatchJob.columns() if c != "expired_at")
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"CREATE TABLE batch_jobs ({old_columns}, PRIMARY KEY (tenant_id, batch_id))")
+    jobs = SqliteJobStore(path)
+    try:
+        job = _job("t_a")
+        jobs.create(job)
+        assert jobs.get("t_a", job.batch_id) == job
+    finally:
+        jobs.close()
+
+
 def test_s3_objects_are_encrypted_with_the_stage_key(aws: dict[str, str]) -> None:
     files = S3FileStore(BUCKET, aws["AIMAAS_KMS_KEY_ID"])
     record = _file("t_a", b"{}\n")
