@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import httpx
 import pytest
 
 from aimaas.api.container import Container, build_container
@@ -58,6 +59,8 @@ def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
+    # moto's backends are per process, not per server: start from none (another test's tables).
+    httpx.post(f"{aws['AWS_ENDPOINT_URL']}/moto-api/reset").raise_for_status()
     try:
         boto3.client("s3").create_bucket(Bucket="batch")
         tables = create_tables(boto3.client("dynamodb"), {"batches": "batches"})
