@@ -255,6 +255,26 @@ def main() -> None:
     out.write_text(json.dumps(report, indent=2) + "\n")
     for name, value in report.items():
         print(f"{name:>24}: {value}")
+    print(table(report))
+
+
+def table(report: dict[str, Any]) -> str:
+    """The two paths side by side, as the README's table."""
+    rows = [
+        ("batch", report["workers"], "worker threads", report["batch_client_seconds"],
+         report["batch_lines_per_s"]),
+        ("synchronous HTTP", report["sync_clients"], "clients", report["sync_seconds"],
+         report["sync_lines_per_s"]),
+    ]  # fmt: skip
+    lines = [
+        f"\n{report['lines']} lines, {report['engine']}",
+        "| path | concurrency | seconds | lines/s |",
+        "|---|---|---|---|",
+    ]
+    for path, count, what, seconds, rate in rows:
+        shown = "(not run)" if seconds is None else f"{seconds:.1f}"
+        lines.append(f"| {path} | {count} {what} | {shown} | {rate or '-'} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

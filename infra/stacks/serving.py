@@ -73,7 +73,10 @@ REQUEST_DEADLINE_S = 25
 BATCH_WORKER_TIMEOUT_S = 300
 #: At most this many batch workers run at once (the SQS event source's maximum concurrency):
 #: batches never take more of the account's concurrent executions, whatever their size, so they
-#: cannot starve the synchronous functions. Per-tenant fairness is not enforced yet.
+#: cannot starve the synchronous functions. Between tenants, the chunk messages carry the tenant
+#: as their MessageGroupId, which makes this standard queue an SQS fair queue: a tenant using a
+#: disproportionate share of these workers (over 10 % of their recent processing time) has its
+#: messages delivered after those of quiet tenants, so a big batch cannot starve a small one.
 BATCH_MAX_CONCURRENCY = 10
 BATCH_SERVICE = "aimaas-batch-worker"
 #: The tags :class:`aimaas.auth.provisioner.ApiGatewayProvisioner` puts on each API key.

@@ -102,6 +102,9 @@ class Settings:
     # than one model slot from synchronous traffic at a time).
     batch_chunk_lines: int = 100
     batch_workers: int = 1
+    # Most chunks of one tenant the local threads run at once (0: as many as there are threads;
+    # the threads take tenants' chunks in turn either way, see ThreadWorkQueue).
+    batch_per_tenant: int = 0
     # GPU backend: "none", "http" (the GPU server process) or "sagemaker".
     gpu_backend: str = "none"
     gpu_url: str | None = None
@@ -165,6 +168,7 @@ class Settings:
             batch_queue_url=get("BATCH_QUEUE_URL"),
             batch_chunk_lines=int(get("BATCH_CHUNK_LINES", "100") or 100),
             batch_workers=int(get("BATCH_WORKERS", "1") or 1),
+            batch_per_tenant=int(get("BATCH_PER_TENANT", "0") or 0),
             gpu_backend=get("GPU_BACKEND", "none") or "none",
             gpu_url=get("GPU_URL"),
             sagemaker_endpoint=get("SAGEMAKER_ENDPOINT"),

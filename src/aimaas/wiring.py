@@ -331,7 +331,9 @@ def build_job_store(settings: Settings) -> JobStore:
 def _thread_queue(settings: Settings) -> WorkQueue:
     from aimaas.batch.local import ThreadWorkQueue
 
-    return ThreadWorkQueue(workers=settings.batch_workers)
+    return ThreadWorkQueue(
+        workers=settings.batch_workers, per_tenant=settings.batch_per_tenant or None
+    )
 
 
 def _sqs_queue(settings: Settings) -> WorkQueue:

@@ -1,4 +1,9 @@
-"""``python -m aimaas_local serve``: the platform on one machine, same app, local adapters."""
+"""``python -m aimaas_local serve``: the platform on one machine, same app, local adapters.
+
+``python -m aimaas_local batch-worker``: a batch worker on this host, polling the queue that
+the environment configures (``AIMAAS_BATCH_QUEUE=sqs``: SQS, LocalStack or moto), with the
+stores and ledger the environment names too, until SIGTERM or SIGINT.
+"""
 
 from __future__ import annotations
 
@@ -104,6 +109,31 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def batch_worker(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from aimaas.api.container import build_container
+    from aimaas.batch.worker import run_host_worker
+
+    settings = Settings.from_env()
+    if args.registry:
+        settings = dataclasses.replace(settings, registry_path=Path(args.registry).resolve())
+    container = build_container(settings)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):  # finish the chunk in hand, then stop
+        signal.signal(sig, lambda *_: stop.set())
+    logging.basicConfig(level=args.log_level.upper())
+    threads = run_host_worker(container, stop, threads=args.threads, wait_s=args.wait_s)
+    print(f"batch worker polling ({args.threads} threads)", flush=True)
+    while not stop.wait(0.5):
+        pass
+    for thread in threads:
+        thread.join()
+    container.close()
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m aimaas_local``."""
     parser = argparse.ArgumentParser(prog="python -m aimaas_local")
@@ -120,5 +150,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="print the demo key even when the output is not a terminal (a log, a pipe)",
     )
     run.set_defaults(func=serve)
+    work = commands.add_parser("batch-worker", help="run batch chunks from the configured queue")
+    work.add_argument("--registry", default=os.environ.get("AIMAAS_REGISTRY"))
+    work.add_argument("--threads", type=int, default=1)
+    work.add_argument("--wait-s", type=int, default=1, help="SQS long-poll wait per receive")
+    work.add_argument("--log-level", default="warning")
+    work.set_defaults(func=batch_worker)
     args = parser.parse_args(argv)
     return int(args.func(args))

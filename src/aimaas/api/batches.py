@@ -19,6 +19,7 @@ from starlette.datastructures import UploadFile
 from aimaas import errors
 from aimaas.api.bodies import media_type
 from aimaas.api.dependencies import ContainerDep, IdentifiedCallDep
+from aimaas.batch import uploads
 from aimaas.batch.jobs import cancel_batch, create_batch, services
 from aimaas.batch.records import BatchJob, FileRecord, new_file_id
 from aimaas.storage import now_utc
@@ -130,6 +131,7 @@ class BatchObject(_Out):
             failed_at=_epoch(job.failed_at),
             cancelling_at=_epoch(job.cancelling_at),
             cancelled_at=_epoch(job.cancelled_at),
+            expired_at=_epoch(job.expired_at),
             request_counts=RequestCounts(
                 total=job.total, completed=job.completed, failed=job.failed
             ),
@@ -176,7 +178,7 @@ async def _upload(request: Request) -> tuple[str, bytes, str]:
     if not data.strip():
         raise errors.InvalidInput("The file is empty.")
     # The size is the request body limit's (AIMAAS_MAX_BODY_BYTES, checked by the middleware
-    # as the body arrives); bigger files need the presigned S3 upload, which is not built yet.
+    # as the body arrives); bigger files go through /v1/uploads (in parts, or a presigned PUT).
     return name, data, purpose
 
 
@@ -277,3 +279,145 @@ async def list_batches(
 async def post_cancel(batch_id: BatchId, container: ContainerDep, call: IdentifiedCallDep) -> Any:
     job = await call.run(cancel_batch, container, call.principal.tenant_id, batch_id)
     return _json(BatchObject.of(job))
+
+
+# ---- uploads (OpenAI's Uploads API): files larger than one request body ----------------------
+
+
+class UploadCreateIn(BaseModel):
+    """``POST /v1/uploads``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    filename: str = Field(min_length=1, max_length=200)
+    purpose: str = Field(max_length=32)
+    bytes: int = Field(ge=1, description="The file's exact size; completing checks it.")
+    mime_type: str = Field(default="application/jsonl", max_length=100)
+
+
+class UploadCompleteIn(BaseModel):
+    """``POST /v1/uploads/{upload_id}/complete``."""
+
+    model_config = ConfigDict(extra="ignore")  # OpenAI's optional md5 is not checked here
+
+    part_ids: list[str] = Field(
+        default_factory=list,
+        max_length=10_000,
+        description="The parts in file order; empty when the bytes were PUT at upload_url.",
+    )
+
+
+class UploadObject(_Out):
+    """OpenAI's upload object, plus where this deployment takes the bytes in one PUT."""
+
+    id: str
+    object: Literal["upload"] = "upload"
+    bytes: int
+    created_at: int
+    filename: str
+    purpose: str
+    status: str
+    expires_at: int
+    file: FileObject | None = None
+    upload_url: str | None = Field(
+        default=None,
+        description="A presigned URL to PUT the whole file to (past the request body limit), "
+        "then complete with no part ids; null where the store has none (send parts).",
+    )
+    upload_headers: dict[str, str] | None = Field(
+        default=None, description="Headers to send with the PUT to upload_url, as they are."
+    )
+
+
+class UploadPartObject(_Out):
+    """OpenAI's upload part object."""
+
+    id: str
+    object: Literal["upload.part"] = "upload.part"
+    created_at: int
+    upload_id: str
+
+
+UploadId = Annotated[str, Path(max_length=64)]
+
+
+def _upload_object(
+    container: Any, upload: Any, presigned: tuple[str, dict[str, str]] | None = None
+) -> UploadObject:
+    file = None
+    if upload.file_id is not None:
+        record = services(container).files.get(upload.tenant_id, upload.file_id)
+        file = FileObject.of(record) if record is not None else None
+    return UploadObject(
+        id=upload.upload_id,
+        bytes=upload.size,
+        created_at=int(upload.created_at.timestamp()),
+        filename=upload.filename,
+        purpose=upload.purpose,
+        status=upload.status,
+        expires_at=int(upload.expires_at.timestamp()),
+        file=file,
+        upload_url=presigned[0] if presigned else None,
+        upload_headers=presigned[1] if presigned else None,
+    )
+
+
+@router.post("/uploads", response_model=UploadObject, summary="Start a large file upload")
+async def post_upload(
+    body: UploadCreateIn, container: ContainerDep, call: IdentifiedCallDep
+) -> Any:
+    def create() -> UploadObject:
+        upload, presigned = uploads.create_upload(
+            container, call.principal.tenant_id, body.filename, body.purpose, body.bytes,
+            body.mime_type,
+        )  # fmt: skip
+        return _upload_object(container, upload, presigned)
+
+    return _json(await call.run(create))
+
+
+@router.post("/uploads/{upload_id}/parts", response_model=UploadPartObject, summary="Add one part")
+async def post_upload_part(
+    upload_id: UploadId, request: Request, container: ContainerDep, call: IdentifiedCallDep
+) -> Any:
+    if media_type(request) != "multipart/form-data":
+        raise errors.UnsupportedMediaType("Send the part as multipart/form-data with 'data'.")
+    try:
+        form = await request.form(max_files=1, max_fields=4)
+    except Exception as exc:  # python-multipart and Starlette raise several unexported types
+        raise errors.MalformedRequest("The multipart body could not be parsed.") from exc
+    try:
+        part = form.get("data")
+        if not isinstance(part, UploadFile):
+            raise errors.InvalidInput("The multipart body has no 'data'.")
+        data = await part.read()
+    finally:
+        await form.close()
+    part_id = await call.run(uploads.add_part, container, call.principal.tenant_id, upload_id, data)
+    return _json(
+        UploadPartObject(id=part_id, created_at=int(now_utc().timestamp()), upload_id=upload_id)
+    )
+
+
+@router.post("/uploads/{upload_id}/complete", response_model=UploadObject, summary="Make the file")
+async def post_upload_complete(
+    upload_id: UploadId, body: UploadCompleteIn, container: ContainerDep, call: IdentifiedCallDep
+) -> Any:
+    def complete() -> UploadObject:
+        upload = uploads.complete_upload(
+            container, call.principal.tenant_id, upload_id, body.part_ids
+        )
+        return _upload_object(container, upload)
+
+    return _json(await call.run(complete))
+
+
+@router.post("/uploads/{upload_id}/cancel", response_model=UploadObject, summary="Cancel it")
+async def post_upload_cancel(
+    upload_id: UploadId, container: ContainerDep, call: IdentifiedCallDep
+) -> Any:
+    def cancel() -> UploadObject:
+        upload = uploads.cancel_upload(container, call.principal.tenant_id, upload_id)
+        return _upload_object(container, upload)
+
+    return _json(await call.run(cancel))

@@ -10,8 +10,11 @@ Layout
   sk = BATCH#<batch id>, ...fields}`` and one marker per counted chunk ``{pk = TENANT#<tenant>,
   sk = CHUNK#<batch id>#<index>}``. A chunk is counted in one transaction that writes its
   marker only if absent and adds its counts to the job, so a redelivered chunk adds nothing.
-- SQS: one message per chunk (JSON body); the queue's redrive policy moves a message that
-  keeps failing to its dead-letter queue.
+- SQS: one message per chunk (JSON body) with the tenant as its ``MessageGroupId``: on a
+  standard queue that makes it a fair queue (SQS delivers a quiet tenant's messages before
+  those of a tenant that holds a disproportionate share of the consumers), with no order and
+  no FIFO throughput limit; the redrive policy moves a message that keeps failing to its
+  dead-letter queue.
 """
 
 from __future__ import annotations
@@ -22,11 +25,19 @@ from datetime import datetime
 from typing import Any
 
 import boto3
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from aimaas import errors
 from aimaas.batch.ports import FileStore, JobStore, WorkQueue
-from aimaas.batch.records import BatchJob, Chunk, FileRecord, is_batch_id, is_file_id
+from aimaas.batch.records import (
+    BatchJob,
+    Chunk,
+    FileRecord,
+    is_batch_id,
+    is_file_id,
+    is_upload_id,
+)
 from aimaas.storage.dynamodb import CLIENT_CONFIG, error_code, from_wire, to_wire
 
 _AWS_ERRORS = (ClientError, BotoCoreError)
@@ -69,7 +80,7 @@ class S3FileStore(FileStore):
         return f"{self.prefix}{_tenant(tenant_id)}/{file_id}"
 
     def _part_key(self, tenant_id: str, batch_id: str, name: str) -> str:
-        if not is_batch_id(batch_id) or "/" in name:
+        if not (is_batch_id(batch_id) or is_upload_id(batch_id)) or "/" in name:
             raise ValueError(f"bad part name {batch_id!r}/{name!r}")
         return f"{self.prefix}{_tenant(tenant_id)}/parts/{batch_id}/{name}"
 
@@ -130,6 +141,60 @@ class S3FileStore(FileStore):
 
     def part(self, tenant_id: str, batch_id: str, name: str) -> bytes | None:
         return self._body(self._part_key(tenant_id, batch_id, name))
+
+    def _encryption(self) -> dict[str, str]:
+        return {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": self.kms_key_id}
+
+    def presign_upload(
+        self, tenant_id: str, upload_id: str, size: int, expires_s: int
+    ) -> tuple[str, dict[str, str]] | None:
+        # A staging object beside the upload's parts: the bytes become a file only when the
+        # upload is completed (adopt_upload), so a half-done PUT is never a file.
+        key = self._part_key(tenant_id, upload_id, "content")
+        # Signature version 4, which S3 requires of a request naming a KMS key (the client's own
+        # default may presign with version 2); the same endpoint and credentials.
+        presigner = boto3.client(
+            "s3",
+            region_name=self.s3.meta.region_name,
+            endpoint_url=self.s3.meta.endpoint_url,
+            config=CLIENT_CONFIG.merge(Config(signature_version="s3v4")),
+        )
+        try:
+            url = presigner.generate_presigned_url(
+                "put_object",
+                Params={"Bucket": self.bucket, "Key": key, **self._encryption()},
+                ExpiresIn=expires_s,
+            )
+        except _AWS_ERRORS as error:
+            raise errors.BackendUnavailable("The upload URL cannot be signed.") from error
+        # The KMS headers are part of the signature: the client sends them as they are, so the
+        # object is under the stage's key like every other, never the bucket default.
+        headers = {
+            "x-amz-server-side-encryption": "aws:kms",
+            "x-amz-server-side-encryption-aws-kms-key-id": self.kms_key_id,
+        }
+        return url, headers
+
+    def adopt_upload(self, record: FileRecord, upload_id: str) -> bool:
+        source = self._part_key(record.tenant_id, upload_id, "content")
+        head = self._read("head_object", source)
+        if head is None or head["ContentLength"] != record.size:
+            return False
+        key = self._key(record.tenant_id, record.file_id)
+        if key is None:
+            raise ValueError(f"not a file id: {record.file_id!r}")
+        try:  # a copy inside S3 (up to 5 GB in one request): the bytes never pass the function
+            self.s3.copy_object(
+                Bucket=self.bucket,
+                Key=key,
+                CopySource={"Bucket": self.bucket, "Key": source},
+                Metadata={"record": json.dumps(record.to_row(), ensure_ascii=True)},
+                MetadataDirective="REPLACE",
+                **self._encryption(),
+            )
+        except _AWS_ERRORS as error:
+            raise errors.BackendUnavailable("The file store cannot be written.") from error
+        return True
 
 
 def _job_key(tenant_id: str, batch_id: str) -> dict[str, Any]:
@@ -322,7 +387,13 @@ class SqsWorkQueue(WorkQueue):
                 response = self.sqs.send_message_batch(
                     QueueUrl=self.queue_url,
                     Entries=[
-                        {"Id": str(n), "MessageBody": json.dumps(c.to_message())}
+                        {
+                            "Id": str(n),
+                            "MessageBody": json.dumps(c.to_message()),
+                            # The tenant, for SQS fair queues: one tenant's backlog does not
+                            # hold back the chunks of others (a standard queue keeps no order).
+                            "MessageGroupId": c.tenant_id,
+                        }
                         for n, c in enumerate(batch)
                     ],
                 )

@@ -10,15 +10,23 @@ import hashlib
 import json
 import logging
 import os
-import queue
+import sqlite3
 import tempfile
 import threading
+from collections import OrderedDict, deque
 from pathlib import Path
 from typing import Any
 
 from aimaas import errors
 from aimaas.batch.ports import FileStore, Handler, JobStore, WorkQueue
-from aimaas.batch.records import BatchJob, Chunk, FileRecord, is_batch_id, is_file_id
+from aimaas.batch.records import (
+    BatchJob,
+    Chunk,
+    FileRecord,
+    is_batch_id,
+    is_file_id,
+    is_upload_id,
+)
 from aimaas.storage import SqliteDatabase
 from aimaas.storage.sqlite import insert, update
 
@@ -87,7 +95,8 @@ class FolderFileStore(FileStore):
             return handle.read(length)
 
     def _part_path(self, tenant_id: str, batch_id: str, name: str) -> Path:
-        if not is_batch_id(batch_id) or not name.replace(".", "").replace("-", "").isalnum():
+        plain = name.replace(".", "").replace("-", "").replace("_", "")
+        if not (is_batch_id(batch_id) or is_upload_id(batch_id)) or not plain.isalnum():
             raise ValueError(f"bad part name {batch_id!r}/{name!r}")
         return self.root / _tenant_folder(tenant_id) / "parts" / batch_id / name
 
@@ -113,6 +122,18 @@ CREATE TABLE IF NOT EXISTS batch_chunks (
 """
 
 
+def _add_new_columns(conn: sqlite3.Connection) -> None:
+    """Add the job fields an older database lacks (``expired_at``), as NULL columns: a server
+    upgraded in place keeps its batches."""
+    found = {row[1] for row in conn.execute("PRAGMA table_info(batch_jobs)")}
+    if not found:
+        return  # a new database: the schema creates the table whole
+    for column in BatchJob.columns():
+        if column not in found:
+            kind = "INTEGER" if column in _COUNTS else "TEXT"
+            conn.execute(f"ALTER TABLE batch_jobs ADD COLUMN {column} {kind}")
+
+
 class SqliteJobStore(JobStore):
     """Batch jobs in the local SQLite file (beside keys and the ledger).
 
@@ -123,7 +144,7 @@ class SqliteJobStore(JobStore):
     """
 
     def __init__(self, path: Path) -> None:
-        self.db = SqliteDatabase(path, SCHEMA)
+        self.db = SqliteDatabase(path, SCHEMA, migrate=_add_new_columns)
 
     def create(self, job: BatchJob) -> None:
         with self.db.transaction() as conn:
@@ -196,15 +217,19 @@ class SqliteJobStore(JobStore):
         self.db.close()
 
 
-_STOP = object()
-
-
 class ThreadWorkQueue(WorkQueue):
-    """An in-process queue drained by worker threads (local mode, tests).
+    """An in-process queue drained by worker threads (local mode, tests), fair between tenants.
 
     Delivery is at least once in the sense that matters here: a handler that raises gets its
     message again, up to ``max_attempts`` times (then it is logged and dropped, like SQS moving
     it to a dead-letter queue).
+
+    Fairness: chunks wait in one line per tenant, and the threads take the next chunk from the
+    tenants in turn (round robin), never running more than ``per_tenant`` chunks of one tenant
+    at once. So a tenant's 10,000-chunk batch delays another tenant's batch by at most one chunk
+    per thread, not by the whole backlog; synchronous calls are never queued here at all (the
+    threads are few, and a line refused for a busy model slot waits, see
+    :data:`aimaas.batch.worker.OVERLOAD_ATTEMPTS`).
 
     Parameters
     ----------
@@ -213,18 +238,53 @@ class ThreadWorkQueue(WorkQueue):
         traffic for more than one model slot at a time).
     max_attempts
         Deliveries of one message before it is given up.
+    per_tenant
+        Most chunks of one tenant in flight at once (default: ``workers``, no cap beyond the
+        turn; below ``workers``, a thread is always free for another tenant's first chunk, at
+        the price of a lone tenant's batch not using every thread).
     """
 
-    def __init__(self, workers: int = 1, max_attempts: int = 3) -> None:
+    def __init__(self, workers: int = 1, max_attempts: int = 3, per_tenant: int | None = None):
         self.workers = workers
         self.max_attempts = max_attempts
-        self._queue: queue.Queue[Any] = queue.Queue()
+        self.per_tenant = per_tenant or workers
+        self._lock = threading.Condition()
+        # tenant -> its waiting (chunk, attempt); the dict's order is the round robin's.
+        self._waiting: OrderedDict[str, deque[tuple[Chunk, int]]] = OrderedDict()
+        self._running: dict[str, int] = {}
+        self._unfinished = 0
+        self._stopping = False
         self._threads: list[threading.Thread] = []
         self.dead: list[Chunk] = []
 
     def send(self, chunks: list[Chunk]) -> None:
-        for chunk in chunks:
-            self._queue.put((chunk, 1))
+        with self._lock:
+            for chunk in chunks:
+                self._put(chunk, 1)
+            self._lock.notify_all()
+
+    def _put(self, chunk: Chunk, attempt: int) -> None:
+        self._waiting.setdefault(chunk.tenant_id, deque()).append((chunk, attempt))
+        self._unfinished += 1
+
+    def pending(self) -> list[Chunk]:
+        """The chunks not yet taken by a thread (tests run them by hand with no threads)."""
+        with self._lock:
+            return [chunk for line in self._waiting.values() for chunk, _ in line]
+
+    def _take(self) -> tuple[Chunk, int] | None:
+        """The next chunk of the first tenant in turn that is under its in-flight limit (that
+        tenant then goes to the back of the turn); None when none may run now."""
+        for tenant, line in self._waiting.items():
+            if self._running.get(tenant, 0) < self.per_tenant:
+                item = line.popleft()
+                if line:
+                    self._waiting.move_to_end(tenant)
+                else:
+                    del self._waiting[tenant]
+                self._running[tenant] = self._running.get(tenant, 0) + 1
+                return item
+        return None
 
     def start(self, handler: Handler) -> None:
         if self._threads:
@@ -238,29 +298,38 @@ class ThreadWorkQueue(WorkQueue):
 
     def _drain(self, handler: Handler) -> None:
         while True:
-            item = self._queue.get()
-            try:
-                if item is _STOP:
+            with self._lock:
+                item = None
+                while not self._stopping and (item := self._take()) is None:
+                    self._lock.wait()
+                if item is None:
                     return
-                chunk, attempt = item
-                try:
-                    handler(chunk)
-                except Exception:
-                    logger.exception("batch chunk failed", extra={"attempt": attempt})
-                    if attempt < self.max_attempts:
-                        self._queue.put((chunk, attempt + 1))
-                    else:
-                        self.dead.append(chunk)
-            finally:
-                self._queue.task_done()
+            chunk, attempt = item
+            retry = False
+            try:
+                handler(chunk)
+            except Exception:
+                logger.exception("batch chunk failed", extra={"attempt": attempt})
+                retry = attempt < self.max_attempts
+                if not retry:
+                    self.dead.append(chunk)
+            with self._lock:
+                self._running[chunk.tenant_id] -= 1
+                if retry:
+                    self._put(chunk, attempt + 1)
+                self._unfinished -= 1
+                self._lock.notify_all()
 
     def join(self) -> None:
         """Wait until every message sent so far is handled (tests, benchmarks)."""
-        self._queue.join()
+        with self._lock:
+            while self._unfinished:
+                self._lock.wait()
 
     def close(self) -> None:
-        for _ in self._threads:
-            self._queue.put(_STOP)
+        with self._lock:
+            self._stopping = True
+            self._lock.notify_all()
         for thread in self._threads:
             thread.join(timeout=30)
         self._threads.clear()

@@ -42,11 +42,36 @@ class FileStore(ABC):
 
     @abstractmethod
     def put_part(self, tenant_id: str, batch_id: str, name: str, data: bytes) -> None:
-        """Store one partial result of a batch (a chunk's output or errors), by name."""
+        """Store one partial result of a batch (a chunk's output or errors), by name; also an
+        upload's parts and state, under the upload id in place of ``batch_id``."""
 
     @abstractmethod
     def part(self, tenant_id: str, batch_id: str, name: str) -> bytes | None:
         """A partial result written by :meth:`put_part` (None if there is none)."""
+
+    def presign_upload(
+        self, tenant_id: str, upload_id: str, size: int, expires_s: int
+    ) -> tuple[str, dict[str, str]] | None:
+        """A URL, and the headers to send with it, where the client PUTs an upload's bytes
+        itself, past the API's request body limit; None when the store has no such URL (the
+        client then sends the upload in parts through the API).
+
+        Raises
+        ------
+        aimaas.errors.BackendUnavailable
+            The URL cannot be signed.
+        """
+        return None
+
+    def adopt_upload(self, record: FileRecord, upload_id: str) -> bool:
+        """Make the bytes PUT at :meth:`presign_upload`'s URL the file ``record`` describes.
+
+        Returns
+        -------
+        bool
+            False when nothing was PUT there or its size is not ``record.size``.
+        """
+        return False
 
     def close(self) -> None:  # noqa: B027 - optional hook: most adapters hold nothing open
         """Release connections."""
@@ -117,6 +142,17 @@ class WorkQueue(ABC):
         aimaas.errors.BackendUnavailable
             The queue cannot take them.
         """
+
+    def poll(self, handler: Handler, *, wait_s: int = 1, max_messages: int = 10) -> int:
+        """Receive up to ``max_messages`` messages, run ``handler`` on each and acknowledge
+        those it handled (a worker polling from a host); one that raises is redelivered later.
+
+        Returns
+        -------
+        int
+            Messages handled.
+        """
+        raise NotImplementedError(f"{type(self).__name__} delivers only to its own threads")
 
     def start(self, handler: Handler) -> None:  # noqa: B027 - a queue consumed elsewhere
         """Deliver messages to ``handler`` in this process (local queues; in AWS, Lambda's

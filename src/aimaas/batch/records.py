@@ -13,22 +13,41 @@ import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Self
 
 from aimaas.storage import Stored
 
-#: The statuses of a batch, as OpenAI names them (``expired`` is never reached: the local and
-#: AWS engines have no completion window to miss yet).
+#: The statuses of a batch, as OpenAI names them.
 VALIDATING, IN_PROGRESS, FINALIZING = "validating", "in_progress", "finalizing"
 COMPLETED, FAILED, CANCELLING, CANCELLED = "completed", "failed", "cancelling", "cancelled"
+EXPIRED = "expired"
 #: A batch in one of these no longer changes.
-TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED})
+TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED, EXPIRED})
 #: A batch whose chunks may still run.
 RUNNING = frozenset({VALIDATING, IN_PROGRESS})
 
 _FILE_ID = re.compile(r"^file-[0-9a-f]{24}$")
 _BATCH_ID = re.compile(r"^batch_[0-9a-f]{24}$")
+_UPLOAD_ID = re.compile(r"^upload_[0-9a-f]{24}$")
+_PART_ID = re.compile(r"^part_[0-9a-f]{24}$")
+
+
+_WINDOW = re.compile(r"^([1-9][0-9]{0,3})h$")
+
+
+def completion_window(value: str) -> timedelta:
+    """The duration of a ``completion_window`` such as OpenAI's ``"24h"``.
+
+    Raises
+    ------
+    ValueError
+        ``value`` is not a whole number of hours.
+    """
+    match = _WINDOW.match(value)
+    if match is None:
+        raise ValueError(f"not a completion window: {value!r}")
+    return timedelta(hours=int(match.group(1)))
 
 
 def new_file_id() -> str:
@@ -50,6 +69,26 @@ def is_file_id(value: str) -> bool:
 def is_batch_id(value: str) -> bool:
     """True for a string of the batch-id form."""
     return bool(_BATCH_ID.match(value))
+
+
+def new_upload_id() -> str:
+    """A fresh upload id (``upload_`` + 24 hex digits), as OpenAI's Uploads API names them."""
+    return "upload_" + secrets.token_hex(12)
+
+
+def new_part_id() -> str:
+    """A fresh upload part id (``part_`` + 24 hex digits)."""
+    return "part_" + secrets.token_hex(12)
+
+
+def is_upload_id(value: str) -> bool:
+    """True for a string of the upload-id form."""
+    return bool(_UPLOAD_ID.match(value))
+
+
+def is_part_id(value: str) -> bool:
+    """True for a string of the upload-part-id form."""
+    return bool(_PART_ID.match(value))
 
 
 def derived_file_id(batch_id: str, kind: str) -> str:
@@ -75,6 +114,28 @@ class FileRecord(Stored):
     purpose: str  # batch (uploads), batch_output (written by the worker)
     size: int  # bytes
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class UploadRecord(Stored):
+    """An upload in progress (OpenAI's Uploads API): a file sent in parts through the API, or
+    put by the client straight into the file store at a presigned URL, then completed into a
+    :class:`FileRecord` (``file_id``)."""
+
+    upload_id: str
+    tenant_id: str
+    filename: str
+    purpose: str
+    size: int  # bytes the client declared; the completed file must have exactly these
+    mime_type: str
+    status: str  # pending, completed, cancelled
+    created_at: datetime
+    expires_at: datetime
+    file_id: str | None = None
+
+    def with_changes(self, **changes: Any) -> Self:
+        """A copy with ``changes`` applied."""
+        return replace(self, **changes)
 
 
 @dataclass(frozen=True)
@@ -108,8 +169,16 @@ class BatchJob(Stored):
     failed_at: datetime | None = None
     cancelling_at: datetime | None = None
     cancelled_at: datetime | None = None
+    #: Set by the first chunk that finds the completion window passed; the batch then ends
+    #: ``expired`` (its unrun lines in the error file as ``batch_expired``).
+    expired_at: datetime | None = None
     errors: Mapping[str, Any] | None = None
     metadata: Mapping[str, Any] | None = field(default=None)
+
+    @property
+    def deadline(self) -> datetime:
+        """When the completion window ends (lines not run by then expire)."""
+        return self.created_at + completion_window(self.completion_window)
 
     def with_changes(self, **changes: Any) -> Self:
         """A copy with ``changes`` applied."""

@@ -12,14 +12,28 @@ Exactly once, on an at-least-once queue
   nothing.
 - Files: partial results are named by chunk and the output/error files by the batch
   (:func:`~aimaas.batch.records.derived_file_id`), so a repeat overwrites with the same lines.
+  A chunk's results are written only after its last line, in one atomic write per part, so a
+  worker killed mid-chunk leaves no half-written part: the redelivery writes it whole.
+- Hard limit: a line that the limit refuses on a redelivery but that an earlier delivery
+  already billed is answered anyway (it was admitted once), so its output says what was billed.
+
+Completion window
+-----------------
+A chunk checks the job's deadline (``created_at`` + ``completion_window``) before its first line
+and with every cancel check: past it, the chunk's unrun lines go to the error file as
+``batch_expired`` (counted as failed, never billed) and the batch ends ``expired``, with the
+output of the lines that did run. The clock is injectable (tests move it past the window).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from aimaas import errors
@@ -31,6 +45,7 @@ from aimaas.batch.records import (
     CANCELLED,
     CANCELLING,
     COMPLETED,
+    EXPIRED,
     FINALIZING,
     RUNNING,
     TERMINAL,
@@ -60,6 +75,19 @@ class LineResult:
     ok: bool
 
 
+def _expired(custom_id: str | None, request_id: str) -> dict[str, Any]:
+    # OpenAI's shape for a request the window left unrun: no response, only the error.
+    return {
+        "id": f"batch_req_{request_id.rsplit('-', 1)[-1][:24]}",
+        "custom_id": custom_id,
+        "response": None,
+        "error": {
+            "code": "batch_expired",
+            "message": "This request could not be executed before the completion window expired.",
+        },
+    }
+
+
 def _result(custom_id: str | None, request_id: str, status: int, body: Any) -> dict[str, Any]:
     return {
         "id": f"batch_req_{request_id.rsplit('-', 1)[-1][:24]}",
@@ -78,14 +106,23 @@ class BatchWorker:
         The wired container (its ``batch`` services must be configured).
     sleep
         Waits between tries of an overloaded line (tests pass a no-op).
+    clock
+        The time that the completion window is checked against (tests move it on).
     """
 
-    def __init__(self, container: Container, *, sleep: Any = time.sleep) -> None:
+    def __init__(
+        self,
+        container: Container,
+        *,
+        sleep: Any = time.sleep,
+        clock: Callable[[], datetime] = now_utc,
+    ) -> None:
         if container.batch is None:
             raise ValueError("the container has no batch services")
         self.container = container
         self.batch = container.batch
         self.sleep = sleep
+        self.clock = clock
 
     # ---- one line -----------------------------------------------------------------------------
 
@@ -123,11 +160,18 @@ class BatchWorker:
 
     def _serve(self, call: Call, line: Any) -> dict[str, Any]:
         # The hard monthly limit holds for batch lines as for HTTP calls (429 for the line).
-        admission = self.container.authenticator.admit(call.principal)
+        try:
+            admission = self.container.authenticator.admit(call.principal)
+        except errors.QuotaExceeded:
+            tenant = call.principal.tenant_id
+            if self.container.ledger.get(tenant, call.request_id) is None:
+                raise
+            admission = None  # billed by an earlier delivery of this chunk: answer it again
         try:
             answer = run_line(self.container, call, line)
         finally:
-            admission.finish(call.billed)
+            if admission is not None:
+                admission.finish(call.billed)
         return json.loads(answer.model_dump_json())
 
     # ---- one chunk ----------------------------------------------------------------------------
@@ -159,8 +203,12 @@ class BatchWorker:
         outputs: list[bytes] = []
         failures: list[bytes] = []
         for offset, raw in enumerate(lines):
-            if offset % CANCEL_CHECK_LINES == 0 and job.status != CANCELLING:
-                job = jobs.get(chunk.tenant_id, chunk.batch_id) or job
+            if offset % CANCEL_CHECK_LINES == 0:
+                if job.status != CANCELLING:
+                    job = jobs.get(chunk.tenant_id, chunk.batch_id) or job
+                if job.status != CANCELLING and self.clock() >= job.deadline:
+                    failures.extend(self._expire(job, lines[offset:], chunk.start + offset))
+                    break
             if job.status == CANCELLING:
                 break  # what ran is billed and written; the rest never runs
             result = self.run_one(job, raw, chunk.start + offset)
@@ -171,6 +219,20 @@ class BatchWorker:
             job.tenant_id, job.batch_id, chunk.index, len(outputs), len(failures)
         )
         self.finalize(counted or jobs.get(job.tenant_id, job.batch_id))
+
+    def _expire(self, job: BatchJob, lines: list[bytes], position: int) -> list[bytes]:
+        """Mark ``job`` expired (once) and answer ``lines`` (from input line ``position`` on)
+        with ``batch_expired``, unrun and unbilled."""
+        if job.expired_at is None:
+            self.batch.jobs.transition(
+                job.tenant_id, job.batch_id, RUNNING, expired_at=self.clock()
+            )
+        answered = []
+        for n, raw in enumerate(lines):
+            custom_id = custom_id_of(raw)
+            request_id = line_request_id(job.batch_id, custom_id or f"line-{position + n}")
+            answered.append(json.dumps(_expired(custom_id, request_id)).encode())
+        return answered
 
     # ---- the end of a batch -------------------------------------------------------------------
 
@@ -192,14 +254,17 @@ class BatchWorker:
         output_id = self._write(job, "output", b"".join(outputs), now)
         error_data = b"".join(failures)
         error_id = self._write(job, "error", error_data, now) if error_data else None
-        cancelled = job.status == CANCELLING
         changes: dict[str, Any] = {
-            "status": CANCELLED if cancelled else COMPLETED,
             "output_file_id": output_id,
             "error_file_id": error_id,
             "finalizing_at": now,
-            ("cancelled_at" if cancelled else "completed_at"): now,
         }
+        if job.status == CANCELLING:
+            changes.update(status=CANCELLED, cancelled_at=now)
+        elif job.expired_at is not None:  # a chunk found the window passed: its lines expired
+            changes.update(status=EXPIRED)
+        else:
+            changes.update(status=COMPLETED, completed_at=now)
         allowed = frozenset({*RUNNING, CANCELLING, FINALIZING})
         ended = self.batch.jobs.transition(job.tenant_id, job.batch_id, allowed, **changes)
         logger.info(
@@ -231,6 +296,34 @@ def start_batch_worker(container: Container) -> None:
     threads; a no-op for SQS, which the worker Lambda or a polling host consumes)."""
     if container.batch is not None:
         container.batch.queue.start(BatchWorker(container).handle)
+
+
+def run_host_worker(
+    container: Container, stop: threading.Event, *, threads: int = 1, wait_s: int = 1
+) -> list[threading.Thread]:
+    """Poll the container's queue from ``threads`` threads until ``stop`` is set (a worker
+    on a host: the LocalStack profile, ``python -m aimaas_local batch-worker``).
+
+    A chunk that raises stays on the queue and comes back after its visibility timeout; so does
+    one whose process is killed mid-chunk, which the redelivery then runs whole, billing nothing
+    twice (see the module docstring).
+    """
+    if container.batch is None:
+        raise ValueError("the container has no batch services")
+    queue = container.batch.queue
+    worker = BatchWorker(container)
+
+    def loop() -> None:
+        while not stop.is_set():
+            try:
+                queue.poll(worker.handle, wait_s=wait_s, max_messages=1)
+            except Exception:  # one chunk's failure must not end the worker: SQS retries it
+                logger.exception("batch chunk failed")
+
+    started = [threading.Thread(target=loop, name=f"batch-host-{n}") for n in range(threads)]
+    for thread in started:
+        thread.start()
+    return started
 
 
 def handle_sqs_event(worker: BatchWorker, event: dict[str, Any]) -> dict[str, Any]:

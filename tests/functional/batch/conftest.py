@@ -124,3 +124,26 @@ def mixed_lines() -> list[Any]:
          "body": {"input": ["one", "two"]}},
         {"custom_id": "bad-url", "method": "POST", "url": "/v1/usage", "body": {}},
     ]  # fmt: skip
+
+
+def by_hand(make_app: Callable[..., BatchApp], chunk_lines: int) -> BatchApp:
+    """An app whose batch chunks wait in a thread queue that no thread drains: the test runs
+    them (``app.container.batch.queue.pending()``) through a worker of its own."""
+    from aimaas.api.container import BatchServices
+    from aimaas.batch.local import FolderFileStore, SqliteJobStore, ThreadWorkQueue
+
+    app = make_app(batch_chunk_lines=chunk_lines, batch_queue="none")
+    data = app.container.settings.sqlite_path
+    app.container.batch = BatchServices(
+        FolderFileStore(data.parent / "files"), SqliteJobStore(data), ThreadWorkQueue(), chunk_lines
+    )
+    return app
+
+
+def embedding_lines(count: int, prefix: str = "e") -> list[dict[str, Any]]:
+    """``count`` small embeddings lines, ``custom_id`` ``<prefix><n>``."""
+    return [
+        {"custom_id": f"{prefix}{n}", "method": "POST", "url": "/v1/embeddings",
+         "body": {"input": f"line {n}"}}
+        for n in range(count)
+    ]  # fmt: skip

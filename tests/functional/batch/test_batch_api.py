@@ -96,8 +96,8 @@ def test_a_chunk_killed_before_it_was_counted_is_rerun_without_a_second_bill(
     billed = len(app.records())
     assert billed == 2  # emb-1 and txt-1 ran and were billed
     jobs.finish_chunk = real_finish  # type: ignore[method-assign]
-    for chunk in app.container.batch.queue._queue.queue:  # the queued chunks, redelivered
-        worker.handle(chunk[0])
+    for chunk in app.container.batch.queue.pending():  # the queued chunks, redelivered
+        worker.handle(chunk)
     done = app.get(f"/v1/batches/{batch_id}").json()
     assert done["status"] == "completed"
     assert done["request_counts"] == {"total": 7, "completed": 5, "failed": 2}
@@ -161,7 +161,7 @@ def test_cancel_stops_new_lines_and_bills_only_what_ran(make_app: Callable[..., 
     ]
     batch_id = app.create(app.upload(lines).json()["id"]).json()["id"]
     worker = BatchWorker(app.container)
-    pending = [item[0] for item in queue._queue.queue]
+    pending = queue.pending()
     worker.handle(pending[0])  # two lines run
     cancelled = app.client.post(f"/v1/batches/{batch_id}/cancel", headers=app.headers("a"))
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelling"
@@ -218,7 +218,7 @@ def test_a_worker_killed_after_counting_its_chunk_is_finished_by_the_redelivery(
     )
     batch_id = app.create(app.upload(mixed_lines()).json()["id"]).json()["id"]
     worker = BatchWorker(app.container)
-    pending = [item[0] for item in queue._queue.queue]
+    pending = queue.pending()
     real_finalize = BatchWorker.finalize
     monkeypatch.setattr(BatchWorker, "finalize", lambda self, job: job)  # dies before the end
     for chunk in pending:

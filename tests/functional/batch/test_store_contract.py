@@ -162,6 +162,33 @@ def test_transitions_are_conditional_and_chunks_count_once(
     assert jobs.get("t_a", job.batch_id) == ended
 
 
+def test_an_expiry_mark_keeps_the_status_and_reads_back(stores: tuple[FileStore, JobStore]) -> None:
+    _, jobs = stores
+    job = _job("t_a")
+    jobs.create(job)
+    now = datetime.now(UTC).replace(microsecond=0)
+    marked = jobs.transition("t_a", job.batch_id, RUNNING, expired_at=now)
+    assert marked is not None and marked.status == job.status and marked.expired_at == now
+    assert jobs.get("t_a", job.batch_id) == marked
+    assert job.deadline == job.created_at + timedelta(hours=24)
+
+
+def test_an_older_sqlite_job_table_gains_the_new_columns(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    old_columns = ", ".join(f"{c} TEXT" for c in BatchJob.columns() if c != "expired_at")
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"CREATE TABLE batch_jobs ({old_columns}, PRIMARY KEY (tenant_id, batch_id))")
+    jobs = SqliteJobStore(path)
+    try:
+        job = _job("t_a")
+        jobs.create(job)
+        assert jobs.get("t_a", job.batch_id) == job
+    finally:
+        jobs.close()
+
+
 def test_s3_objects_are_encrypted_with_the_stage_key(aws: dict[str, str]) -> None:
     files = S3FileStore(BUCKET, aws["AIMAAS_KMS_KEY_ID"])
     record = _file("t_a", b"{}\n")
@@ -213,3 +240,35 @@ def test_the_thread_queue_retries_then_gives_up() -> None:
     queue.join()
     queue.close()
     assert tries == [7, 7, 7] and queue.dead == [chunk]
+
+
+def test_the_thread_queue_takes_tenants_in_turn_and_caps_each() -> None:
+    import threading
+
+    order: list[str] = []
+    queue = ThreadWorkQueue(workers=1)
+    a, b = new_batch_id(), new_batch_id()
+    queue.send([Chunk("t_a", a, n, n, n + 1) for n in range(4)])
+    queue.send([Chunk("t_b", b, n, n, n + 1) for n in range(2)])
+    queue.start(lambda chunk: order.append(f"{chunk.tenant_id[-1]}{chunk.index}"))
+    queue.join()
+    queue.close()
+    assert order == ["a0", "b0", "a1", "b1", "a2", "a3"]
+
+    # Two threads, at most one chunk of a tenant at a time: a's chunks never overlap.
+    capped = ThreadWorkQueue(workers=2, per_tenant=1)
+    lock, running, most = threading.Lock(), [0], [0]
+
+    def slow(chunk: Chunk) -> None:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        threading.Event().wait(0.02)
+        with lock:
+            running[0] -= 1
+
+    capped.send([Chunk("t_a", a, n, n, n + 1) for n in range(6)])
+    capped.start(slow)
+    capped.join()
+    capped.close()
+    assert most == [1]
