@@ -11,7 +11,11 @@ same steps with the CPU provider (how it is tested on machines without a GPU).
    the server's transcript against the CPU one (``beckett.wav``, MIT, from useful-moonshine-onnx;
    AISHELL-1 ``BAC009S0764W0121.wav``, Apache-2.0, from s3tokenizer, for multilingual models),
    after the normalisation the accuracy figures use (``model_export.speech_eval``).
-3. Speed: ``benchmarks/bench_gpu_batching.py`` on the target, max batch sizes 1/8/32,
+3. Language model (``text-generation`` manifests, ONNX Runtime GenAI): greedy answers of a few
+   prompts streamed from the server on the target against the in-process CPU runner (identical
+   text and token counts expected), then completion tokens per second at 1/8/32 concurrent
+   streams (aggregate and per stream, with the median time to the first piece).
+4. Speed: ``benchmarks/bench_gpu_batching.py`` on the target, max batch sizes 1/8/32,
    1/8/32/64 clients; on a GPU once more in float16 (max batch 1 and 32, 1 and 32 clients).
 
 Everything also goes to one JSON file (``--json``).
@@ -20,6 +24,7 @@ Everything also goes to one JSON file (``--json``).
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import io
 import json
 import os
@@ -150,6 +155,12 @@ def requests_for(manifest: ModelManifest) -> list[Any]:
     elif task == "image-classification":
         images = [png(i) for i in range(6)]
         bodies = [{"images": images, "top_k": 5}] + [{"images": [i]} for i in images[:2]]
+    elif task == "object-detection":
+        # A low threshold: random images give few boxes, and boxes are what is compared.
+        images = [png(i) for i in range(4)]
+        bodies = [{"images": images, "threshold": 0.05}] + [
+            {"images": [i], "threshold": 0.05} for i in images[:2]
+        ]
     elif task == "audio-classification":
         clips = [spoken(w) for w in WORDS] + [wav(0)]
         bodies = [{"audio": clips}] + [{"audio": [c]} for c in clips[:2]]
@@ -179,6 +190,9 @@ def compare(got: dict[str, Any], want: dict[str, Any], acc: dict[str, Any]) -> N
     if "predictions" in want:
         for g, w in zip(got["predictions"], want["predictions"], strict=True):
             acc["rows"] = acc.get("rows", 0) + 1
+            if not (g and w):  # an image with no detections on one side or both
+                acc["top1_agree"] = acc.get("top1_agree", 0) + int(not g and not w)
+                continue
             acc["top1_agree"] = acc.get("top1_agree", 0) + int(g[0]["label"] == w[0]["label"])
             scores = {p["label"]: p["score"] for p in g}
             diffs = [abs(scores[p["label"]] - p["score"]) for p in w if p["label"] in scores]
@@ -202,7 +216,8 @@ def parity_step(target: str, registry_path: Path, fp16: str) -> list[dict[str, A
     """Every model through the server on ``target`` against the in-process CPU backend."""
     registry = ModelRegistry(FolderStore(registry_path))
     reference = LocalOnnxBackend(registry)
-    names = registry.names()
+    # Language models have their own pass (llm_step): greedy tokens, not tensors, are compared.
+    names = [n for n in registry.names() if registry.resolve(n).task != "text-generation"]
     env = {
         "AIMAAS_REGISTRY": str(registry_path),
         "AIMAAS_GPU_PRELOAD": ",".join(names),
@@ -301,6 +316,134 @@ def print_parity(title: str, rows: list[dict[str, Any]]) -> None:
             print(f"{'':<32} note: {note}")
 
 
+LLM_PROMPTS = [
+    "What is the capital of France?",
+    "Write a Python function that reverses a string.",
+    "List three prime numbers.",
+]
+
+
+def _stream_once(url: str, model: str, prompt: str, max_tokens: int) -> dict[str, Any]:
+    """One streamed greedy chat generation: its text, token counts and timings."""
+    body = {
+        "task": "text-generation",
+        "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": max_tokens,
+        "temperature": 0,
+    }
+    started = time.perf_counter()
+    first: float | None = None
+    pieces: list[dict[str, Any]] = []
+    headers = {HEADER: model, "Accept": "application/jsonlines"}
+    with httpx.stream(
+        "POST", f"{url}/invocations", json=body, headers=headers, timeout=300
+    ) as response:
+        response.raise_for_status()
+        for line in response.iter_lines():
+            if line:
+                pieces.append(json.loads(line))
+                first = first or time.perf_counter() - started
+    if "error" in pieces[-1]:
+        raise RuntimeError(f"stream failed: {pieces[-1]['error']}")
+    return {
+        "text": "".join(p["text"] for p in pieces),
+        "completion_tokens": pieces[-1]["completion_tokens"],
+        "pieces": len(pieces),
+        "first_s": first or 0.0,
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def llm_step(target: str, registry_path: Path, quick: bool) -> list[dict[str, Any]]:
+    """Each language model on ``target``: greedy identity against the CPU runner, then
+    throughput at 1/8/32 concurrent streams."""
+    registry = ModelRegistry(FolderStore(registry_path))
+    models = [n for n in registry.names() if registry.resolve(n).task == "text-generation"]
+    reference = LocalOnnxBackend(registry)
+    identity_tokens, load_tokens = (12, 8) if quick else (48, 64)
+    rows: list[dict[str, Any]] = []
+    for name in models:
+        manifest = registry.resolve(name)
+        model = f"{name}/{manifest.version}"
+        env = {
+            "AIMAAS_REGISTRY": str(registry_path),
+            "AIMAAS_GPU_PRELOAD": model,
+            "AIMAAS_GPU_METRICS_S": "0",
+            "AIMAAS_GPU_MAX_GENERATIONS": "32",
+            "AIMAAS_GPU_REQUIRE": "0" if target == "cpu" else "1",
+        }
+        row: dict[str, Any] = {"model": model, "identity": [], "load": []}
+        with running_server(env, target=target, timeout_s=300) as url:
+            row["providers"] = httpx.get(f"{url}/metrics", timeout=30).json()["models"][
+                manifest.model_id
+            ]["providers"]
+            for prompt in LLM_PROMPTS:
+                request = wire.GenerationRequest(
+                    messages=[wire.ChatMessage(role="user", content=prompt)],
+                    max_tokens=identity_tokens,
+                    temperature=0,
+                )
+                want = reference.invoke(manifest, request)
+                got = _stream_once(url, model, prompt, identity_tokens)
+                row["identity"].append(
+                    {
+                        "prompt": prompt,
+                        "identical": got["text"] == want.text
+                        and got["completion_tokens"] == want.completion_tokens,
+                        "tokens": got["completion_tokens"],
+                        "cpu_text": want.text,
+                        "target_text": got["text"],
+                    }
+                )
+            for streams in (1, 8, 32):
+                prompts = [LLM_PROMPTS[i % len(LLM_PROMPTS)] for i in range(streams)]
+                started = time.perf_counter()
+                with concurrent.futures.ThreadPoolExecutor(streams) as pool:
+                    jobs = [pool.submit(_stream_once, url, model, p, load_tokens) for p in prompts]
+                    results = [job.result() for job in jobs]
+                wall = time.perf_counter() - started
+                tokens = sum(r["completion_tokens"] for r in results)
+                row["load"].append(
+                    {
+                        "streams": streams,
+                        "tokens": tokens,
+                        "seconds": round(wall, 3),
+                        "tokens_per_s": round(tokens / wall, 1),
+                        "per_stream_tokens_per_s": round(
+                            float(
+                                np.median([r["completion_tokens"] / r["seconds"] for r in results])
+                            ),
+                            1,
+                        ),
+                        "first_piece_ms_p50": round(
+                            1000 * float(np.median([r["first_s"] for r in results])), 1
+                        ),
+                    }
+                )
+        rows.append(row)
+    reference.close()
+    return rows
+
+
+def print_llm(target: str, rows: list[dict[str, Any]]) -> None:
+    for row in rows:
+        print(f"\nLanguage model {row['model']} on {target} ({', '.join(row['providers'])})")
+        same = sum(i["identical"] for i in row["identity"])
+        print(f"greedy answers identical to the CPU runner: {same}/{len(row['identity'])}")
+        for item in row["identity"]:
+            if not item["identical"]:
+                print(f"  differs: {item['prompt']!r}: {item['cpu_text']!r}")
+                print(f"           vs {item['target_text']!r}")
+        head = ("streams", "tokens", "seconds", "tok/s", "tok/s/stream", "first ms")
+        print(" ".join(f"{h:>{w}}" for h, w in zip(head, (8, 7, 8, 8, 13, 9), strict=True)))
+        for load in row["load"]:
+            print(
+                f"{load['streams']:>8} {load['tokens']:>7} {load['seconds']:>8} "
+                f"{load['tokens_per_s']:>8} {load['per_stream_tokens_per_s']:>13} "
+                f"{load['first_piece_ms_p50']:>9}"
+            )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target", default="cuda", choices=["cuda", "tensorrt", "cpu"])
@@ -331,6 +474,14 @@ def main(argv: list[str] | None = None) -> int:
             f"Parity on {args.target} with fp16 where its gate passes", report["parity_fp16"]
         )
         failures += [f"fp16 {f}" for f in parity_failures(report["parity_fp16"], "force")]
+    report["llm"] = llm_step(args.target, args.registry, args.quick)
+    print_llm(args.target, report["llm"])
+    failures += [
+        f"{row['model']} greedy differs from CPU: {item['prompt']!r}"
+        for row in report["llm"]
+        for item in row["identity"]
+        if not item["identical"]
+    ]
     report["parity_failures"] = failures
     for failure in failures:
         print(f"PARITY FAILED: {failure}")

@@ -56,11 +56,13 @@ HTTPX="httpx==0.28.1"           # the load generator's client (requirements-dev.
 JIWER="jiwer==4.0.0"            # Whisper transcripts' error rates (model_export/requirements.txt)
 BASE_REQ="$(mktemp)"
 trap 'rm -f "$BASE_REQ"' EXIT
-grep -vE '^onnxruntime-gpu==' "$REQ" > "$BASE_REQ"
+ORT_GENAI_GPU="$(grep -E '^onnxruntime-genai-cuda==' "$REQ")"
+ORT_GENAI_CPU="${ORT_GENAI_GPU/onnxruntime-genai-cuda/onnxruntime-genai}"  # the Lambda's
+grep -vE '^onnxruntime-(gpu|genai-cuda)==' "$REQ" > "$BASE_REQ"
 if [[ "$TARGET" == cuda ]]; then
-    RUNTIME="${ORT_GPU/onnxruntime-gpu/onnxruntime-gpu[cuda,cudnn]}"
+    RUNTIME=("${ORT_GPU/onnxruntime-gpu/onnxruntime-gpu[cuda,cudnn]}" "$ORT_GENAI_GPU")
 else
-    RUNTIME="$ORT_CPU"
+    RUNTIME=("$ORT_CPU" "$ORT_GENAI_CPU")
 fi
 
 # A virtualenv when the venv module exists; otherwise pip --target beside the repo.
@@ -73,8 +75,8 @@ else
     PIP=("$PY" -m pip install -q --target "$VENV/site")
     export PYTHONPATH="$VENV/site${PYTHONPATH:+:$PYTHONPATH}"
 fi
-echo "== installing $RUNTIME + serving requirements (+ httpx, jiwer) into $VENV"
-timeout 240 "${PIP[@]}" -r "$BASE_REQ" "$RUNTIME" "$HTTPX" "$JIWER"
+echo "== installing ${RUNTIME[*]} + serving requirements (+ httpx, jiwer) into $VENV"
+timeout 240 "${PIP[@]}" -r "$BASE_REQ" "${RUNTIME[@]}" "$HTTPX" "$JIWER"
 echo "== install took $((SECONDS - START)) s"
 
 OUT_DIR="${GPU_CHECK_OUT:-$ROOT/benchmarks/results}"

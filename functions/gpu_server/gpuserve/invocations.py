@@ -27,18 +27,31 @@ import uuid
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+import anyio
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from aimaas import errors
-from aimaas.inference.merging import rows
-from aimaas.inference.wire import REQUEST_ADAPTER, RESULT_ADAPTER, TARGET_MODEL_HEADER
+from aimaas.inference.wire import (
+    REQUEST_ADAPTER,
+    RESULT_ADAPTER,
+    TARGET_MODEL_HEADER,
+    batch_size,
+)
 from aimaas.registry import ModelRegistry
 from aimaas.wiring import build_model_store
 
 from .engine import build_target
+from .generation import (
+    STREAM_MEDIA_TYPE,
+    GenerationWorker,
+    chunk_line,
+    error_line,
+    max_generations,
+    wants_stream,
+)
 from .models import ModelPool
 from .settings import ServerSettings
 
@@ -122,7 +135,9 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         registry = ModelRegistry(build_model_store(settings.core))
         target = build_target(settings.target, settings.engine)
-        pool = ModelPool(registry, target, settings.batching)
+        pool = ModelPool(
+            registry, target, settings.batching, max_generations(settings.environ, 0) or None
+        )
         app.state.pool = pool
         # Listed once: SageMaker pings every few seconds and an S3 store would list a bucket.
         app.state.healthy = bool(registry.names())
@@ -192,6 +207,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         pool: ModelPool = request.app.state.pool
         payload = await _read_json(request, settings.core.max_body_bytes)
         body_model = payload.pop("model", None)
+        stream_flag = payload.pop("stream", None)
         header = request.headers.get(TARGET_MODEL_HEADER) or custom_attribute(
             request.headers.get(CUSTOM_ATTRIBUTES_HEADER, ""), "model"
         )
@@ -212,11 +228,21 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
             raise errors.InvalidInput(
                 f"Model {manifest.name!r} serves {manifest.task!r}, not {inference.task!r}."
             )
-        if rows(inference) > manifest.max_batch_size:
+        if batch_size(inference) > manifest.max_batch_size:
             raise errors.InvalidInput(
                 f"At most {manifest.max_batch_size} inputs per request for {manifest.name!r}."
             )
         worker = await pool.worker(manifest)
+        if isinstance(worker, GenerationWorker) and wants_stream(
+            request.headers.get("accept", ""), stream_flag
+        ):
+            # Errors before the first piece (422, 503) are still ordinary answers.
+            pieces = await worker.stream(inference)
+            return StreamingResponse(
+                _stream_lines(pieces, _request_id(request)),
+                media_type=STREAM_MEDIA_TYPE,
+                headers={"X-Request-Id": _request_id(request), "Cache-Control": "no-store"},
+            )
         result = await worker.infer(inference)
         # Set here, not by a middleware: Starlette's HTTP middleware costs about a millisecond
         # per request, which at GPU rates is more than the model.
@@ -227,6 +253,24 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         )
 
     return app
+
+
+async def _stream_lines(pieces: AsyncIterator[Any], request_id: str) -> AsyncIterator[bytes]:
+    """JSON Lines of a generation; a failure mid-stream ends it with an error record (the 200
+    status line is already sent), and the caller bills only what the chunks counted."""
+    try:
+        async for piece in pieces:
+            yield chunk_line(piece)
+    except errors.ApiError as exc:
+        yield error_line(exc, request_id)
+    except Exception:
+        logger.exception("generation failed mid-stream")
+        yield error_line(errors.ApiError("Internal error."), request_id)
+    finally:
+        # Shielded: when the client goes away this task is being cancelled, and the close
+        # (which frees the generation's slot) must still run.
+        with anyio.CancelScope(shield=True):
+            await pieces.aclose()  # type: ignore[attr-defined]
 
 
 async def _read_json(request: Request, limit: int) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from aimaas.manifest import ModelManifest
 from aimaas.registry import ModelRegistry
 
 from .engine import ExecutionTarget, LoadedSession, probe_feeds
+from .generation import GenerationWorker, load_generation
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +110,10 @@ class ModelWorker:
         self.stats.latency_ms.append((time.perf_counter() - started) * 1000.0)
         return result
 
+    async def aclose(self) -> None:
+        """Close the batcher (queued requests fail with 503)."""
+        await self.batcher.aclose()
+
     def describe(self) -> dict[str, Any]:
         """Where and how the model runs, plus its request and batching statistics."""
         return {
@@ -149,6 +154,9 @@ class ModelPool:
         Builds sessions on this server's device.
     batching
         Maps a manifest and the target's preferred concurrency to the model's batching limits.
+    max_generations
+        Generations of one language model in flight at once (None: 32 on CUDA, 4 on the CPU,
+        whose cores one generation already keeps busy).
     """
 
     def __init__(
@@ -156,11 +164,13 @@ class ModelPool:
         registry: ModelRegistry,
         target: ExecutionTarget,
         batching: Callable[[ModelManifest, int], BatchingOptions],
+        max_generations: int | None = None,
     ) -> None:
         self.registry = registry
         self.target = target
         self._batching = batching
-        self._workers: dict[str, ModelWorker] = {}
+        self.max_generations = max_generations or (4 if target.name == "cpu" else 32)
+        self._workers: dict[str, ModelWorker | GenerationWorker] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._load_lock = threading.Lock()
 
@@ -168,7 +178,7 @@ class ModelPool:
         """The manifest of ``name`` at ``version`` (newest when None); 404 when unknown."""
         return self.registry.resolve(name, version)
 
-    async def worker(self, manifest: ModelManifest) -> ModelWorker:
+    async def worker(self, manifest: ModelManifest) -> ModelWorker | GenerationWorker:
         """The worker of ``manifest``, loading the model (in a thread) on first use."""
         key = manifest.model_id
         found = self._workers.get(key)
@@ -182,11 +192,18 @@ class ModelPool:
                 self._workers[key] = found
         return found
 
-    def _load(self, manifest: ModelManifest) -> ModelWorker:
+    def _load(self, manifest: ModelManifest) -> ModelWorker | GenerationWorker:
         # One load at a time: two models converting to fp16 at once would double peak memory.
         with self._load_lock:
             started = time.perf_counter()
             folder = self.registry.verified_dir(manifest)
+            worker: ModelWorker | GenerationWorker
+            if manifest.task == "text-generation":
+                # Not batched: each generation has its own generator (see .generation).
+                runner, loaded = load_generation(manifest, folder, self.target)
+                worker = GenerationWorker(manifest, runner, loaded, self.max_generations)
+                self._log_load(manifest, loaded, started)
+                return worker
             if manifest.runtime == "onnxruntime":
                 loaded = self.target.load(manifest, folder)
                 runner = RUNNERS[manifest.task](manifest, folder, loaded.session)
@@ -196,21 +213,24 @@ class ModelPool:
             worker = ModelWorker(
                 manifest, runner, loaded, self._batching(manifest, self.target.concurrency)
             )
-            logger.info(
-                "model loaded %s",
-                json.dumps(
-                    {
-                        "model": manifest.model_id,
-                        "target": self.target.name,
-                        "providers": loaded.providers,
-                        "precision": loaded.precision,
-                        "io_binding": loaded.io_binding,
-                        "notes": loaded.notes,
-                        "load_s": round(time.perf_counter() - started, 3),
-                    }
-                ),
-            )
+            self._log_load(manifest, loaded, started)
             return worker
+
+    def _log_load(self, manifest: ModelManifest, loaded: LoadedSession, started: float) -> None:
+        logger.info(
+            "model loaded %s",
+            json.dumps(
+                {
+                    "model": manifest.model_id,
+                    "target": self.target.name,
+                    "providers": loaded.providers,
+                    "precision": loaded.precision,
+                    "io_binding": loaded.io_binding,
+                    "notes": loaded.notes,
+                    "load_s": round(time.perf_counter() - started, 3),
+                }
+            ),
+        )
 
     def _load_engine(
         self, manifest: ModelManifest, folder: Path
@@ -228,10 +248,10 @@ class ModelPool:
         )
         return runner, loaded
 
-    def loaded(self) -> Mapping[str, ModelWorker]:
+    def loaded(self) -> Mapping[str, ModelWorker | GenerationWorker]:
         """Workers by model id."""
         return dict(self._workers)
 
     async def aclose(self) -> None:
         """Close every batcher (queued requests fail with 503)."""
-        await asyncio.gather(*(w.batcher.aclose() for w in self._workers.values()))
+        await asyncio.gather(*(w.aclose() for w in self._workers.values()))

@@ -20,6 +20,7 @@ folder (``/opt/ml/model``); the Dockerfile sets ``AIMAAS_REGISTRY`` to it.
 ``AIMAAS_BATCH_MAX_WAIT_MS``   overrides every manifest's ``batching.max_wait_ms``
 ``AIMAAS_BATCH_CONCURRENCY``   batches of one model in flight (CUDA 2, CPU 1)
 ``AIMAAS_BATCH_MAX_QUEUE``     rows queued per model before 503 ``overloaded`` (4096)
+``AIMAAS_GPU_MAX_GENERATIONS`` generations of one language model at once (CUDA 32, CPU 4)
 =============================  =====================================================
 """
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from aimaas import errors
@@ -67,6 +67,59 @@ def parse_result(manifest: ModelManifest, payload: bytes | str) -> Any:
     if result.task != manifest.task:
         raise errors.BackendUnavailable("The GPU backend answered for the wrong task.")
     return result
+
+
+#: What a streaming GPU backend asks the GPU server for: one ``GenerationChunk`` per line.
+STREAM_ACCEPT = "application/jsonlines"
+
+
+def read_stream(parts: Iterable[bytes]) -> Iterator[wire.GenerationChunk]:
+    """The chunks of a streamed GPU answer (JSON Lines) from its bytes as they arrive.
+
+    A transport cuts the bytes anywhere (SageMaker's PayloadPart events, HTTP chunks), even
+    inside a UTF-8 character: lines are re-joined here before they are decoded. The stream
+    ends at the piece with a ``finish_reason``.
+
+    Raises
+    ------
+    aimaas.errors.BackendUnavailable
+        An error record from the server, a line that is not a chunk, or bytes that end before
+        the last piece (the caller bills the counts of the pieces it already has).
+    """
+    buffer = b""
+    for part in parts:
+        buffer += part
+        while (cut := buffer.find(b"\n")) >= 0:
+            line, buffer = buffer[:cut], buffer[cut + 1 :]
+            if not line.strip():
+                continue
+            chunk = _stream_line(line)
+            yield chunk
+            if chunk.finish_reason is not None:
+                return
+    if buffer.strip():
+        chunk = _stream_line(buffer)
+        yield chunk
+        if chunk.finish_reason is not None:
+            return
+    raise errors.BackendUnavailable("The GPU backend's stream ended before the answer did.")
+
+
+def _stream_line(line: bytes) -> wire.GenerationChunk:
+    import json
+
+    try:
+        record = json.loads(line)
+    except ValueError as exc:
+        raise errors.BackendUnavailable("The GPU backend streamed an invalid line.") from exc
+    if isinstance(record, dict) and "error" in record:
+        raise errors.BackendUnavailable(
+            f"The GPU backend failed mid-stream: {remote_error_message(line)}"
+        )
+    try:
+        return wire.GenerationChunk.model_validate(record)
+    except ValueError as exc:
+        raise errors.BackendUnavailable("The GPU backend streamed an invalid chunk.") from exc
 
 
 def remote_error_message(payload: bytes) -> str:

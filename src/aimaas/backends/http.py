@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import urllib3
@@ -9,8 +10,10 @@ from urllib3.util import Retry, Timeout
 
 from aimaas import deadline, errors
 from aimaas.backends.base import (
+    STREAM_ACCEPT,
     InferenceBackend,
     parse_result,
+    read_stream,
     remote_error_message,
     target_model,
 )
@@ -61,6 +64,29 @@ class HttpGpuBackend(InferenceBackend):
         self.pool = urllib3.PoolManager(retries=retry)
 
     def invoke(self, manifest: ModelManifest, request: Any) -> Any:
+        response = self._post(manifest, request, {"Accept": "application/json"}, stream=False)
+        return parse_result(manifest, response.data)
+
+    def stream(
+        self, manifest: ModelManifest, request: wire.GenerationRequest
+    ) -> Iterator[wire.GenerationChunk]:
+        """The GPU server's JSON Lines stream, piece by piece as its HTTP chunks arrive.
+
+        Closing the iterator closes the connection, which the GPU server notices and stops the
+        generation (its slot is freed). Retries happen only before the answer starts.
+        """
+        response = self._post(manifest, request, {"Accept": STREAM_ACCEPT}, stream=True)
+        try:
+            yield from read_stream(response.stream(4096))
+        except urllib3.exceptions.HTTPError as exc:  # broken or timed out mid-stream
+            raise errors.BackendUnavailable("The GPU backend's stream broke off.") from exc
+        finally:
+            response.close()  # not drained: the rest of an abandoned stream is not wanted
+            response.release_conn()
+
+    def _post(
+        self, manifest: ModelManifest, request: Any, accept: dict[str, str], *, stream: bool
+    ) -> Any:
         body = request.model_dump_json().encode()
         # Each attempt is bounded by the request's deadline, and retries happen only while a
         # whole attempt still fits in it.
@@ -73,19 +99,21 @@ class HttpGpuBackend(InferenceBackend):
                 headers={
                     "Content-Type": "application/json",
                     wire.TARGET_MODEL_HEADER: target_model(manifest),
+                    **accept,
                 },
                 timeout=Timeout(connect=min(2.0, read), read=read),
                 retries=self.retry if read >= self.timeout_s else False,
+                preload_content=not stream,
             )
         except urllib3.exceptions.HTTPError as exc:
             raise errors.BackendUnavailable("The GPU backend cannot be reached.") from exc
-        if 400 <= response.status < 500:
-            raise errors.InvalidInput(remote_error_message(response.data))
         if response.status != 200:
-            raise errors.BackendUnavailable(
-                f"The GPU backend answered {response.status}; try again later."
-            )
-        return parse_result(manifest, response.data)
+            status, data = response.status, response.data  # read whole: an error body is small
+            response.release_conn()
+            if 400 <= status < 500:
+                raise errors.InvalidInput(remote_error_message(data))
+            raise errors.BackendUnavailable(f"The GPU backend answered {status}; try again later.")
+        return response
 
     def close(self) -> None:
         self.pool.clear()

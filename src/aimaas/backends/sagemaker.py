@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from aimaas import deadline, errors
 from aimaas.backends.base import (
+    STREAM_ACCEPT,
     InferenceBackend,
     parse_result,
+    read_stream,
     remote_error_message,
     target_model,
 )
+from aimaas.inference import wire
 from aimaas.manifest import ModelManifest
 
 
@@ -56,15 +60,45 @@ class SageMakerBackend(InferenceBackend):
         self.client = client
 
     def invoke(self, manifest: ModelManifest, request: Any) -> Any:
+        response = self._call(self.client.invoke_endpoint, manifest, request, "application/json")
+        return parse_result(manifest, response["Body"].read())
+
+    def stream(
+        self, manifest: ModelManifest, request: wire.GenerationRequest
+    ) -> Iterator[wire.GenerationChunk]:
+        """``invoke_endpoint_with_response_stream``: the GPU server's JSON Lines arrive as
+        PayloadPart events cut at arbitrary byte boundaries and are re-joined into chunks.
+
+        An error event (``ModelStreamError``, ``InternalStreamFailure``; botocore raises them
+        as ``EventStreamError`` while iterating) ends the stream with
+        :class:`aimaas.errors.BackendUnavailable`; the API layer bills the pieces already out.
+        Closing the iterator closes the event stream (and its connection).
+        """
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        response = self._call(
+            self.client.invoke_endpoint_with_response_stream, manifest, request, STREAM_ACCEPT
+        )
+        events = response["Body"]
+        try:
+            yield from read_stream(payload_parts(events))
+        except (ClientError, BotoCoreError) as exc:
+            raise errors.BackendUnavailable("The GPU endpoint's stream broke off.") from exc
+        finally:
+            close = getattr(events, "close", None)
+            if close is not None:
+                close()
+
+    def _call(self, method: Any, manifest: ModelManifest, request: Any, accept: str) -> Any:
         from botocore.exceptions import BotoCoreError, ClientError
 
         deadline.bounded(self.timeout_s)  # a request already out of time is not sent
         try:
-            response = self.client.invoke_endpoint(
+            return method(
                 EndpointName=self.endpoint_name,
                 CustomAttributes=f"model={target_model(manifest)}",
                 ContentType="application/json",
-                Accept="application/json",
+                Accept=accept,
                 Body=request.model_dump_json().encode(),
             )
         except ClientError as exc:
@@ -76,4 +110,21 @@ class SageMakerBackend(InferenceBackend):
             raise errors.BackendUnavailable("The GPU endpoint cannot serve right now.") from exc
         except BotoCoreError as exc:
             raise errors.BackendUnavailable("The GPU endpoint cannot be reached.") from exc
-        return parse_result(manifest, response["Body"].read())
+
+
+def payload_parts(events: Iterable[dict[str, Any]]) -> Iterator[bytes]:
+    """The bytes of the ``PayloadPart`` events of a response stream, in order.
+
+    Raises
+    ------
+    aimaas.errors.BackendUnavailable
+        An error event arrives as a plain dict (botocore normally raises it itself).
+    """
+    for event in events:
+        if "PayloadPart" in event:
+            yield event["PayloadPart"].get("Bytes", b"")
+        elif "ModelStreamError" in event or "InternalStreamFailure" in event:
+            detail = event.get("ModelStreamError") or event.get("InternalStreamFailure") or {}
+            raise errors.BackendUnavailable(
+                f"The GPU endpoint's stream failed: {str(detail.get('Message', ''))[:200]}"
+            )
