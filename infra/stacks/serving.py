@@ -253,9 +253,14 @@ class ServingStack(StageStack):
             # The app builds the same authenticator at start-up (admin routes, local parity).
             self._grant_pepper(function)
             if gpu:
+                # A streamed chat completion reads the endpoint's response stream.
                 function.add_to_role_policy(
                     iam.PolicyStatement(
-                        actions=["sagemaker:InvokeEndpoint"], resources=[gpu.endpoint_arn]
+                        actions=[
+                            "sagemaker:InvokeEndpoint",
+                            "sagemaker:InvokeEndpointWithResponseStream",
+                        ],
+                        resources=[gpu.endpoint_arn],
                     )
                 )
             self.functions[group.name] = function

@@ -58,8 +58,12 @@ def test_gpu_stack_endpoint_scaling_and_scoped_invoke(prod: Any) -> None:
             if "sagemaker:InvokeEndpoint" in json.dumps(statement["Action"]):
                 invokes.append(statement)
     assert len(invokes) == 3  # text and media functions, the batch worker
+    streaming = ["sagemaker:InvokeEndpoint", "sagemaker:InvokeEndpointWithResponseStream"]
+    # The serving functions also stream (chat completions); the batch worker never does.
+    assert sorted(json.dumps(s["Action"]) for s in invokes) == sorted(
+        [json.dumps(streaming)] * 2 + [json.dumps("sagemaker:InvokeEndpoint")]
+    )
     for statement in invokes:
-        assert statement["Action"] == "sagemaker:InvokeEndpoint"
         resource = json.dumps(statement["Resource"])
         assert resource.endswith(':endpoint/aimaas-prod-gpu"]]}')
         assert "*" not in resource
