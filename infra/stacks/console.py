@@ -28,6 +28,7 @@ from aws_cdk import aws_s3_deployment as s3deploy
 from constructs import Construct
 
 from aimaas.console_policy import SECURITY_HEADERS, content_security_policy
+from infra.buckets import access_log_bucket
 from infra.nag import acknowledge
 from infra.retention import retention
 from infra.settings import REPO_ROOT
@@ -88,18 +89,8 @@ class ConsoleStack(StageStack):
             removal_policy=cdk.RemovalPolicy.DESTROY,
             pending_window=cdk.Duration.days(7),
         )
-        access_logs = s3.Bucket(
-            self,
-            "ConsoleAccessLogBucket",
-            # S3 server access logging can only deliver into an SSE-S3 bucket.
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            enforce_ssl=True,
-            versioned=False,
-            lifecycle_rules=[s3.LifecycleRule(expiration=cdk.Duration.days(90))],
-            removal_policy=removal,
-            auto_delete_objects=not settings.retain_data,
+        access_logs = access_log_bucket(
+            self, "ConsoleAccessLogBucket", removal=removal, auto_delete=not settings.retain_data
         )
         name = console_bucket_name(self, settings.prefix)
         self.bucket = s3.Bucket(

@@ -26,6 +26,7 @@ from aimaas.metering.aggregator import STREAM_FILTER
 from aimaas.storage.tables import TABLES as SCHEMAS
 from aimaas.storage.tables import TableSchema
 from infra.assets import stage_core_layer
+from infra.buckets import access_log_bucket
 from infra.grants import BATCH_PREFIX, BATCH_RETENTION_DAYS, classifier_bucket_name
 from infra.nag import acknowledge
 from infra.retention import retention
@@ -114,18 +115,8 @@ class StorageStack(cdk.Stack):
         )
         self._allow_service_principals()
 
-        access_logs = s3.Bucket(
-            self,
-            "AccessLogBucket",
-            # S3 server access logging can only deliver into an SSE-S3 bucket.
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            enforce_ssl=True,
-            versioned=False,
-            lifecycle_rules=[s3.LifecycleRule(expiration=cdk.Duration.days(90))],
-            removal_policy=removal,
-            auto_delete_objects=self._auto_delete(),
+        access_logs = access_log_bucket(
+            self, "AccessLogBucket", removal=removal, auto_delete=self._auto_delete()
         )
 
         self.model_bucket = s3.Bucket(
